@@ -1,0 +1,43 @@
+# Task runner. The two commands the README promises:
+#   make demo   set up, build, boot the agent in QEMU, show its boot report
+#   make test   set up, lint, build, run every test (unit, host, VM)
+# Both install what they need on a fresh Debian 12 machine (apt packages, musl target,
+# Debian's kernel in a cache); nothing needs to be installed by hand.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+MUSL := x86_64-unknown-linux-musl
+BIN := target/$(MUSL)/release/initagent
+FUZZ_SECONDS ?= 30
+
+.PHONY: setup release check test demo fuzz clean
+
+setup:
+	bash tests/vm/setup.sh
+
+release: setup
+	$(CARGO) build --release --target $(MUSL)
+	@file $(BIN)
+	@echo "release binary: $(BIN), $$(stat -c %s $(BIN)) bytes stripped"
+
+check: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --features vm-tests -- -D warnings
+	$(CARGO) clippy --release --target $(MUSL) -- -D warnings
+
+test: check release
+	set -o pipefail; INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features vm-tests 2>&1 | tee target/test.log
+	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "all tests: %d passed, %d failed\n", p, f}' target/test.log
+
+demo: release
+	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features vm-tests --test demo
+
+# Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd tests/fuzz && for t in cmdline profile; do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
+clean:
+	$(CARGO) clean

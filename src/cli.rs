@@ -1,0 +1,213 @@
+//! Subcommands. As PID 1 the arguments are ignored (the kernel passes unknown
+//! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
+//! failed, 2 the command line was wrong.
+
+use crate::config::{self, cmdline::Cmdline, Config, KEYS};
+use crate::report;
+use crate::stage1::{self, runner::StepRunner, Paths};
+use lexopt::prelude::*;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+const USAGE: &str = "\
+usage: initagent <command> [options]
+
+commands:
+  stage1                  run stage 1 (what PID 1 does): mount, configure, hand off
+  handoff [--dry-run]     record the handoff in the report and exec the next init
+  status [--json]         show the boot report: steps slowest first, critical path
+  config [--json|--keys]  show the effective configuration and its warnings
+  version                 print the version
+
+options:
+  --report FILE           boot report (default /run/initagent/report.json)
+  --profile FILE          target profile (default /etc/initagent/config.toml)
+  --cmdline-file FILE     kernel command line (default /proc/cmdline)
+  --cmdline TEXT          use TEXT as the kernel command line (config only)
+";
+
+struct Options {
+    command: Option<String>,
+    paths: Paths,
+    json: bool,
+    keys: bool,
+    dry_run: bool,
+    cmdline_text: Option<String>,
+}
+
+fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
+    let mut options = Options {
+        command: None,
+        paths: Paths::default(),
+        json: false,
+        keys: false,
+        dry_run: false,
+        cmdline_text: None,
+    };
+    let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("report") => options.paths.report = PathBuf::from(parser.value()?),
+            Long("profile") => options.paths.profile = PathBuf::from(parser.value()?),
+            Long("cmdline-file") => options.paths.cmdline = PathBuf::from(parser.value()?),
+            Long("cmdline") => options.cmdline_text = Some(parser.value()?.string()?),
+            Long("json") => options.json = true,
+            Long("keys") => options.keys = true,
+            Long("dry-run") => options.dry_run = true,
+            Short('h') | Long("help") => options.command = Some("help".into()),
+            Long("version") => options.command = Some("version".into()),
+            Value(value) if options.command.is_none() => options.command = Some(value.string()?),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(options)
+}
+
+/// Runs the command in `args` (argv, program name first) and returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    install_panic_hook();
+    if crate::sys::pid() == 1 {
+        let result = std::panic::catch_unwind(|| stage1::run(&Paths::default(), true));
+        let what = match result {
+            Ok(_) => "stage 1 returned".to_string(),
+            Err(panic) => format!(
+                "stage 1 panicked: {}",
+                stage1::runner::panic_message(&panic)
+            ),
+        };
+        stage1::last_resort(&what);
+    }
+    let options = match parse(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("initagent: {e}\n\n{USAGE}");
+            return 2;
+        }
+    };
+    match options.command.as_deref() {
+        Some("stage1") => stage1::run(&options.paths, false),
+        Some("handoff") => handoff(&options),
+        Some("status") => status(&options),
+        Some("config") => show_config(&options),
+        Some("version") => {
+            println!("initagent {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("help") => {
+            print!("{USAGE}");
+            0
+        }
+        Some(other) => {
+            eprintln!("initagent: unknown command {other:?}\n\n{USAGE}");
+            2
+        }
+        None => {
+            eprintln!("{USAGE}");
+            2
+        }
+    }
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        if crate::logging::is_installed() {
+            log::error!("bug: panic at {location}: {message}");
+        } else {
+            eprintln!("initagent: bug: panic at {location}: {message}");
+        }
+    }));
+}
+
+fn status(options: &Options) -> i32 {
+    match report::load(&options.paths.report) {
+        Ok(report) => {
+            if options.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("initagent: {e}");
+                        return 1;
+                    }
+                }
+            } else {
+                print!(
+                    "{}",
+                    report::render_text(&report, &options.paths.report.display().to_string())
+                );
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("initagent: {e}");
+            1
+        }
+    }
+}
+
+fn show_config(options: &Options) -> i32 {
+    if options.keys {
+        for key in KEYS {
+            println!("{}.{:<14} {}", config::CMDLINE_PREFIX, key.name, key.help);
+        }
+        return 0;
+    }
+    let config: Config = match &options.cmdline_text {
+        Some(text) => {
+            let profile = std::fs::read_to_string(&options.paths.profile).ok();
+            let path = options.paths.profile.display().to_string();
+            Config::build(
+                &Cmdline::parse(text),
+                profile.as_deref().map(|t| (path.as_str(), t)),
+            )
+        }
+        None => stage1::load_config(&options.paths).config,
+    };
+    if options.json {
+        let value = serde_json::json!({ "config": config, "warnings": config.warnings });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("log          = {:?}", config.log_level);
+        println!("on_failure   = {:?}", config.on_failure);
+        println!("reboot_delay = {} s", config.reboot_delay_s);
+        println!("handoff      = {:?}", config.handoff.join(" "));
+        println!("zos          = {:?}", config.zos);
+        for (key, layer) in &config.sources {
+            println!("  {key} set by {layer:?}");
+        }
+        for warning in &config.warnings {
+            println!("warning: {warning}");
+        }
+    }
+    0
+}
+
+fn handoff(options: &Options) -> i32 {
+    crate::logging::init(log::LevelFilter::Info);
+    let loaded = stage1::load_config(&options.paths);
+    if options.dry_run {
+        println!("would exec: {}", loaded.config.handoff.join(" "));
+        return 0;
+    }
+    let mut report = report::load(&options.paths.report).unwrap_or_default();
+    if report.schema == 0 {
+        stage1::describe(&mut report, &loaded);
+    }
+    let mut runner = StepRunner::new(options.paths.report.clone(), report);
+    runner.start_persisting();
+    let why = stage1::handoff::handoff(&mut runner, &loaded.config.handoff);
+    eprintln!("initagent: {why}");
+    1
+}

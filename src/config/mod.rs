@@ -1,0 +1,379 @@
+//! Typed configuration from three layers, later wins: built-in defaults < the target
+//! profile (`/etc/initagent/config.toml`) < `initagent.*` keys on the kernel command line.
+//!
+//! Nothing here fails: a bad value becomes a [`Config::warnings`] entry naming the key, the
+//! layer and the value kept. The zos keys the boot depends on (`runmode`, `version`,
+//! `farmer_id`, `zos-debug`) are read from the command line alongside.
+
+pub mod cmdline;
+mod keys;
+pub mod profile;
+
+use cmdline::Cmdline;
+pub use keys::{KeyDef, KEYS};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Where the profile lives inside the initramfs.
+pub const DEFAULT_PROFILE_PATH: &str = "/etc/initagent/config.toml";
+/// Where the kernel command line is read from.
+pub const CMDLINE_PATH: &str = "/proc/cmdline";
+/// Prefix of the agent's own command-line keys.
+pub const CMDLINE_PREFIX: &str = "initagent";
+
+/// What stage 1 does when it cannot go on (`initagent.on_failure=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailurePolicy {
+    /// A rescue shell on the console when `/bin/sh` exists; reboot after it exits.
+    Shell,
+    /// Count down `reboot_delay` seconds, then reboot.
+    Reboot,
+    /// Stop the machine and wait.
+    Halt,
+}
+
+/// Log verbosity, as `log::LevelFilter` but serialisable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// Progress lines (the default).
+    Info,
+    /// Details for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The matching `log` filter.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            LogLevel::Error => log::LevelFilter::Error,
+            LogLevel::Warn => log::LevelFilter::Warn,
+            LogLevel::Info => log::LevelFilter::Info,
+            LogLevel::Debug => log::LevelFilter::Debug,
+            LogLevel::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+/// zos run mode (`runmode=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Production (`prod`, `production`; the default).
+    Prod,
+    /// Development (`dev`, `development`).
+    Dev,
+    /// Test network (`test`, `testing`).
+    Test,
+    /// QA network (`qa`).
+    Qa,
+}
+
+/// zos image flavour (`version=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZosVersion {
+    /// `v3` (the default).
+    V3,
+    /// `v3light`.
+    V3light,
+    /// `v4`.
+    V4,
+}
+
+/// The zos keys the boot depends on, as read from the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZosParams {
+    /// `runmode=`.
+    pub runmode: RunMode,
+    /// `version=`.
+    pub version: ZosVersion,
+    /// `farmer_id=`; `None` means the node is an orphan.
+    pub farmer_id: Option<u32>,
+    /// `zos-debug` flag.
+    pub debug: bool,
+}
+
+impl Default for ZosParams {
+    fn default() -> Self {
+        ZosParams {
+            runmode: RunMode::Prod,
+            version: ZosVersion::V3,
+            farmer_id: None,
+            debug: false,
+        }
+    }
+}
+
+/// Which layer set a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layer {
+    /// Built into the binary.
+    Default,
+    /// The target profile file.
+    Profile,
+    /// The kernel command line.
+    Cmdline,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// `initagent.log`.
+    pub log_level: LogLevel,
+    /// `initagent.on_failure`.
+    pub on_failure: FailurePolicy,
+    /// `initagent.reboot_delay`, seconds.
+    pub reboot_delay_s: u32,
+    /// `initagent.handoff`: argv of the next init.
+    pub handoff: Vec<String>,
+    /// zos keys from the command line.
+    pub zos: ZosParams,
+    /// The layer that set each `initagent.*` key last.
+    pub sources: BTreeMap<&'static str, Layer>,
+    /// Everything that was ignored or replaced by a default, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_level: LogLevel::Info,
+            on_failure: FailurePolicy::Reboot,
+            reboot_delay_s: 30,
+            handoff: vec!["/sbin/zinit".into(), "init".into()],
+            zos: ZosParams::default(),
+            sources: BTreeMap::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// A value from one layer, before it is typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    /// A bare flag on the command line (no `=`).
+    Flag,
+    /// Text: every command-line value, and profile strings, numbers and booleans.
+    Text(String),
+    /// A profile array of strings.
+    List(Vec<String>),
+}
+
+impl std::fmt::Display for RawValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RawValue::Flag => write!(f, "(flag without value)"),
+            RawValue::Text(text) => write!(f, "{text:?}"),
+            RawValue::List(items) => write!(f, "{items:?}"),
+        }
+    }
+}
+
+impl Config {
+    /// Builds the configuration from the layers. `profile` is the profile file's text and
+    /// the path it came from, when one exists.
+    pub fn build(cmdline: &Cmdline, profile: Option<(&str, &str)>) -> Config {
+        let mut config = Config::default();
+        for anomaly in cmdline.anomalies() {
+            config.warnings.push(anomaly.to_string());
+        }
+        config.zos = read_zos_params(cmdline, &mut config.warnings);
+        if config.zos.debug {
+            // A debug node has someone at the console; a production node reboots and retries.
+            config.on_failure = FailurePolicy::Shell;
+        }
+        if let Some((path, text)) = profile {
+            match profile::parse(text) {
+                Ok(entries) => {
+                    for (key, value) in entries {
+                        config.apply(&key, &value, Layer::Profile, path);
+                    }
+                }
+                Err(error) => config.warnings.push(format!(
+                    "profile {path}: {error}; the whole file was ignored"
+                )),
+            }
+        }
+        for (key, value) in cmdline.with_prefix(CMDLINE_PREFIX) {
+            let raw = match value {
+                Some(text) => RawValue::Text(text.to_string()),
+                None => RawValue::Flag,
+            };
+            config.apply(key, &raw, Layer::Cmdline, "kernel command line");
+        }
+        config
+    }
+
+    fn apply(&mut self, key: &str, value: &RawValue, layer: Layer, origin: &str) {
+        let Some(def) = KEYS.iter().find(|def| def.name == key) else {
+            self.warnings.push(format!(
+                "{origin}: unknown key {CMDLINE_PREFIX}.{key}; ignored (known keys: {})",
+                KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+            ));
+            return;
+        };
+        match (def.apply)(self, value) {
+            Ok(()) => {
+                self.sources.insert(def.name, layer);
+            }
+            Err(why) => {
+                let kept = (def.show)(self);
+                self.warnings.push(format!(
+                    "{origin}: {CMDLINE_PREFIX}.{key}={value}: {why}; kept {kept}"
+                ));
+            }
+        }
+    }
+}
+
+fn read_zos_params(cmdline: &Cmdline, warnings: &mut Vec<String>) -> ZosParams {
+    let mut zos = ZosParams::default();
+    match cmdline.last("runmode") {
+        None => {}
+        Some(value) => match value.unwrap_or("") {
+            "prod" | "production" => zos.runmode = RunMode::Prod,
+            "dev" | "development" => zos.runmode = RunMode::Dev,
+            "test" | "testing" => zos.runmode = RunMode::Test,
+            "qa" => zos.runmode = RunMode::Qa,
+            other => warnings.push(format!(
+                "kernel command line: runmode={other:?} is not prod, dev, test or qa; using prod"
+            )),
+        },
+    }
+    match cmdline.last("version") {
+        None => {}
+        Some(value) => match value.unwrap_or("") {
+            "v3" => zos.version = ZosVersion::V3,
+            "v3light" => zos.version = ZosVersion::V3light,
+            "v4" => zos.version = ZosVersion::V4,
+            other => warnings.push(format!(
+                "kernel command line: version={other:?} is not v3, v3light or v4; using v3"
+            )),
+        },
+    }
+    match cmdline.last("farmer_id") {
+        None => {}
+        Some(value) => match value.unwrap_or("").parse::<u32>() {
+            Ok(id) => zos.farmer_id = Some(id),
+            Err(_) => warnings.push(format!(
+                "kernel command line: farmer_id={:?} is not a number; the node boots as an orphan",
+                value.unwrap_or("")
+            )),
+        },
+    }
+    zos.debug = cmdline.has("zos-debug");
+    zos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(cmdline: &str, profile: Option<&str>) -> Config {
+        Config::build(
+            &Cmdline::parse(cmdline),
+            profile.map(|text| ("/etc/initagent/config.toml", text)),
+        )
+    }
+
+    #[test]
+    fn defaults_without_layers() {
+        let c = build("", None);
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.on_failure, FailurePolicy::Reboot);
+        assert_eq!(c.handoff, ["/sbin/zinit", "init"]);
+        assert!(c.warnings.is_empty());
+        assert!(c.sources.is_empty());
+    }
+
+    #[test]
+    fn cmdline_beats_profile_beats_default() {
+        let profile = "log = \"debug\"\nreboot_delay = 5\non_failure = \"halt\"\n";
+        let c = build("initagent.log=warn", Some(profile));
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert_eq!(c.reboot_delay_s, 5);
+        assert_eq!(c.on_failure, FailurePolicy::Halt);
+        assert_eq!(c.sources["log"], Layer::Cmdline);
+        assert_eq!(c.sources["reboot_delay"], Layer::Profile);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn handoff_from_text_and_list() {
+        let c = build(
+            "initagent.handoff=\"/bin/sh -c 'echo hi'\"",
+            Some("handoff = [\"/sbin/init\", \"--x\"]"),
+        );
+        assert_eq!(c.handoff, ["/bin/sh", "-c", "echo hi"]);
+        let c = build("", Some("handoff = [\"/sbin/init\", \"--x\"]"));
+        assert_eq!(c.handoff, ["/sbin/init", "--x"]);
+    }
+
+    #[test]
+    fn garbage_values_warn_and_keep_the_lower_layer() {
+        let c = build(
+            "initagent.log=loud initagent.on_failure=explode initagent.reboot_delay=-5 \
+             initagent.handoff= initagent.nosuchkey=1 initagent.log",
+            Some("log = \"debug\""),
+        );
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.on_failure, FailurePolicy::Reboot);
+        assert_eq!(c.reboot_delay_s, 30);
+        assert_eq!(c.handoff, ["/sbin/zinit", "init"]);
+        assert_eq!(c.warnings.len(), 6, "{:#?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("initagent.nosuchkey")));
+        assert!(c.warnings[0].contains("initagent.log=\"loud\""));
+        assert!(c.warnings[0].contains("kept debug"));
+    }
+
+    #[test]
+    fn broken_profile_is_ignored_whole() {
+        let c = build("", Some("log = \"debug\"\nthis is not toml"));
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].starts_with("profile /etc/initagent/config.toml"));
+    }
+
+    #[test]
+    fn zos_keys() {
+        let c = build("runmode=test version=v4 farmer_id=42 zos-debug", None);
+        assert_eq!(c.zos.runmode, RunMode::Test);
+        assert_eq!(c.zos.version, ZosVersion::V4);
+        assert_eq!(c.zos.farmer_id, Some(42));
+        assert!(c.zos.debug);
+        assert_eq!(c.on_failure, FailurePolicy::Shell);
+        let c = build("runmode version=v9 farmer_id=abc", None);
+        assert_eq!(c.zos, ZosParams::default());
+        assert_eq!(c.warnings.len(), 3);
+        let c = build("runmode=dev runmode=production", None);
+        assert_eq!(c.zos.runmode, RunMode::Prod);
+    }
+
+    #[test]
+    fn cmdline_anomalies_become_warnings() {
+        let c = build("=oops initagent.log=\"debug", None);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.warnings.len(), 2);
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../../docs/cmdline.md");
+        for key in KEYS {
+            assert!(
+                doc.contains(&format!("`{CMDLINE_PREFIX}.{}`", key.name)),
+                "docs/cmdline.md does not document {CMDLINE_PREFIX}.{}",
+                key.name
+            );
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Stage 1: the agent as PID 1 in the initramfs. It only sequences steps; each step lives
+//! in its own module. Order: pseudo-filesystems → configuration → handoff. Later steps
+//! (network, flists, dependency maps, modules, coldplug) slot in before the handoff.
+//!
+//! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
+//! only a failed handoff (nothing left to run) applies the failure policy.
+
+mod failure;
+pub mod handoff;
+mod pseudofs;
+pub mod runner;
+
+use crate::config::{self, cmdline::Cmdline, Config};
+use crate::report::{Report, SCHEMA};
+use crate::sys;
+use runner::{StepDone, StepRunner};
+use std::path::{Path, PathBuf};
+
+/// Files stage 1 reads and writes (overridable for tests and operators).
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The boot report.
+    pub report: PathBuf,
+    /// The target profile.
+    pub profile: PathBuf,
+    /// The kernel command line.
+    pub cmdline: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Paths {
+            report: PathBuf::from(crate::report::DEFAULT_REPORT_PATH),
+            profile: PathBuf::from(config::DEFAULT_PROFILE_PATH),
+            cmdline: PathBuf::from(config::CMDLINE_PATH),
+        }
+    }
+}
+
+/// The command line and the configuration built from it and the profile.
+pub struct Loaded {
+    /// Raw command line text.
+    pub cmdline_text: String,
+    /// Parsed command line.
+    pub cmdline: Cmdline,
+    /// Effective configuration.
+    pub config: Config,
+}
+
+/// Reads the command line and the profile and builds the configuration. Unreadable
+/// inputs become warnings, never errors.
+pub fn load_config(paths: &Paths) -> Loaded {
+    let mut read_warnings = Vec::new();
+    let raw = match std::fs::read(&paths.cmdline) {
+        Ok(raw) => raw,
+        Err(e) => {
+            read_warnings.push(format!(
+                "{}: cannot read the kernel command line: {e}",
+                paths.cmdline.display()
+            ));
+            Vec::new()
+        }
+    };
+    let cmdline = Cmdline::parse_bytes(&raw);
+    let profile_text = match std::fs::read_to_string(&paths.profile) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            read_warnings.push(format!(
+                "profile {}: cannot read: {e}; using defaults",
+                paths.profile.display()
+            ));
+            None
+        }
+    };
+    let profile_path = paths.profile.display().to_string();
+    let mut config = Config::build(
+        &cmdline,
+        profile_text
+            .as_deref()
+            .map(|text| (profile_path.as_str(), text)),
+    );
+    read_warnings.append(&mut config.warnings);
+    config.warnings = read_warnings;
+    Loaded {
+        cmdline_text: String::from_utf8_lossy(&raw).trim_end().to_string(),
+        cmdline,
+        config,
+    }
+}
+
+/// Fills the report's header from the configuration.
+pub fn describe(report: &mut Report, loaded: &Loaded) {
+    report.schema = SCHEMA;
+    report.agent_version = env!("CARGO_PKG_VERSION").to_string();
+    report.kernel_release = sys::kernel_release();
+    report.cmdline = loaded.cmdline_text.clone();
+    report.zos = serde_json::to_value(&loaded.config.zos).unwrap_or_default();
+    report.config = serde_json::to_value(&loaded.config).unwrap_or_default();
+    report.warnings = loaded.config.warnings.clone();
+}
+
+/// Runs stage 1. As PID 1 this never returns: it ends in the next init or in the failure
+/// policy. Otherwise it returns the exit code (1 when the handoff failed).
+pub fn run(paths: &Paths, pid1: bool) -> i32 {
+    crate::logging::init(log::LevelFilter::Info);
+    if pid1 {
+        if let Err(e) = sys::process::start_reaper() {
+            log::error!("cannot start the child reaper: {e}");
+        }
+    }
+    let mut runner = StepRunner::new(paths.report.clone(), Report::default());
+
+    runner.run("pseudofs", pseudofs::setup);
+    if let Err(e) = crate::logging::attach_kmsg(pid1) {
+        log::warn!("/dev/kmsg: {e}; logging to the console only");
+    }
+    runner.start_persisting();
+
+    let mut loaded = None;
+    runner.run("config", || {
+        let result = load_config(paths);
+        let warnings = result.config.warnings.len() as u64;
+        let detail = format!(
+            "log={} on_failure={} handoff={:?}",
+            format!("{:?}", result.config.log_level).to_lowercase(),
+            format!("{:?}", result.config.on_failure).to_lowercase(),
+            result.config.handoff.join(" ")
+        );
+        loaded = Some(result);
+        Ok(if warnings == 0 {
+            StepDone::ok(detail)
+        } else {
+            StepDone::degraded(format!("{warnings} warnings (see warnings); {detail}"))
+        }
+        .count("warnings", warnings))
+    });
+    // The config step cannot fail except by a bug; fall back to the defaults then.
+    let loaded = loaded.unwrap_or_else(|| Loaded {
+        cmdline_text: String::new(),
+        cmdline: Cmdline::default(),
+        config: Config::default(),
+    });
+    crate::logging::set_level(loaded.config.log_level.filter());
+    for warning in &loaded.config.warnings {
+        log::warn!("{warning}");
+    }
+    if pid1 && !loaded.cmdline.has("printk.devkmsg") {
+        // The kernel allows userspace 10 kmsg lines per 5 s by default; the report and
+        // the operator need all of ours. printk.devkmsg= on the cmdline keeps its say.
+        let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    }
+    describe(&mut runner.report, &loaded);
+    runner.save();
+
+    let config = &loaded.config;
+    let why = handoff::handoff(&mut runner, &config.handoff);
+    let report_path = runner.path().display().to_string();
+    if let Some(result) = runner.report.result.as_mut() {
+        result.detail = if pid1 {
+            let policy = format!("{:?}", config.on_failure).to_lowercase();
+            format!("{why}; applying on_failure={policy}")
+        } else {
+            format!("{why}; not PID 1, so exit 1 instead of the failure policy")
+        };
+    }
+    runner.save();
+    if pid1 {
+        failure::apply(config.on_failure, config.reboot_delay_s, &why, &report_path);
+    }
+    log::error!("stage 1 failed: {why} (boot report: {report_path})");
+    1
+}
+
+/// For a panic that escaped everything in PID 1: apply the default policy.
+pub fn last_resort(what: &str) -> ! {
+    let report = Path::new(crate::report::DEFAULT_REPORT_PATH)
+        .display()
+        .to_string();
+    let config = Config::default();
+    failure::apply(config.on_failure, config.reboot_delay_s, what, &report)
+}

@@ -1,0 +1,190 @@
+//! Runs stage-1 steps and records each in the boot report: start and end on the
+//! monotonic clock, outcome, a one-line detail and counters. A step that panics is
+//! recorded as failed and the boot goes on.
+
+use crate::report::{self, Outcome, Report, Step};
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+/// What a finished step reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDone {
+    /// `Ok`, `Degraded` or `Skipped`.
+    pub outcome: Outcome,
+    /// One line for a person.
+    pub detail: String,
+    /// Counters for the report.
+    pub counters: BTreeMap<String, u64>,
+}
+
+impl StepDone {
+    /// A step that did everything.
+    pub fn ok(detail: impl Into<String>) -> Self {
+        StepDone {
+            outcome: Outcome::Ok,
+            detail: detail.into(),
+            counters: BTreeMap::new(),
+        }
+    }
+
+    /// A step that did part of its work.
+    pub fn degraded(detail: impl Into<String>) -> Self {
+        StepDone {
+            outcome: Outcome::Degraded,
+            ..StepDone::ok(detail)
+        }
+    }
+
+    /// Adds a counter.
+    pub fn count(mut self, name: &str, value: u64) -> Self {
+        self.counters.insert(name.to_string(), value);
+        self
+    }
+}
+
+/// Owns the report while stage 1 runs.
+pub struct StepRunner {
+    /// The report being built.
+    pub report: Report,
+    path: PathBuf,
+    persist: bool,
+    last_step: Option<String>,
+}
+
+impl StepRunner {
+    /// A runner writing to `path` once [`StepRunner::start_persisting`] is called (the
+    /// directory may not be mounted yet when the first step runs).
+    pub fn new(path: PathBuf, report: Report) -> Self {
+        StepRunner {
+            report,
+            path,
+            persist: false,
+            last_step: None,
+        }
+    }
+
+    /// Where the report is written.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// From now on, write the report after every change.
+    pub fn start_persisting(&mut self) {
+        self.persist = true;
+        self.save();
+    }
+
+    /// Writes the report now (errors are logged, never fatal).
+    pub fn save(&self) {
+        if !self.persist {
+            return;
+        }
+        if let Err(e) = report::store(&self.path, &self.report) {
+            log::warn!("{e}");
+        }
+    }
+
+    /// Starts a step that depends on the previous one, runs `body`, records the result.
+    pub fn run(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
+        let start = self.begin(name);
+        let result = catch_unwind(AssertUnwindSafe(body));
+        let (outcome, detail, counters) = match result {
+            Ok(Ok(done)) => (done.outcome, done.detail, done.counters),
+            Ok(Err(why)) => (Outcome::Failed, why, BTreeMap::new()),
+            Err(panic) => (
+                Outcome::Failed,
+                format!("panicked: {}", panic_message(&panic)),
+                BTreeMap::new(),
+            ),
+        };
+        self.finish(name, start, outcome, detail, counters);
+        outcome
+    }
+
+    /// Records the start of `name` (outcome `running`) and returns its start time.
+    pub fn begin(&mut self, name: &str) -> u64 {
+        let start = crate::sys::monotonic_us();
+        let after = self.last_step.iter().cloned().collect();
+        self.report.upsert_step(Step {
+            name: name.to_string(),
+            start_us: start,
+            end_us: None,
+            outcome: Outcome::Running,
+            detail: String::new(),
+            counters: BTreeMap::new(),
+            after,
+            pid: crate::sys::pid(),
+        });
+        self.save();
+        start
+    }
+
+    /// Records the end of a step started with [`StepRunner::begin`].
+    pub fn finish(
+        &mut self,
+        name: &str,
+        start: u64,
+        outcome: Outcome,
+        detail: String,
+        counters: BTreeMap<String, u64>,
+    ) {
+        let end = crate::sys::monotonic_us();
+        match outcome {
+            Outcome::Failed => log::error!("{name}: failed: {detail}"),
+            Outcome::Degraded => log::warn!("{name}: degraded: {detail}"),
+            _ => log::info!(
+                "{name}: {} in {} ms: {detail}",
+                outcome.as_str(),
+                (end - start) / 1000
+            ),
+        }
+        if let Some(step) = self.report.steps.iter_mut().find(|s| s.name == name) {
+            step.end_us = Some(end);
+            step.outcome = outcome;
+            step.detail = detail;
+            step.counters = counters;
+        }
+        self.last_step = Some(name.to_string());
+        self.save();
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_outcomes_dependencies_and_panics() {
+        let mut runner =
+            StepRunner::new(PathBuf::from("/nonexistent/report.json"), Report::default());
+        assert_eq!(
+            runner.run("a", || Ok(StepDone::ok("fine").count("n", 3))),
+            Outcome::Ok
+        );
+        assert_eq!(
+            runner.run("b", || Err("no network".into())),
+            Outcome::Failed
+        );
+        assert_eq!(runner.run("c", || panic!("bug {}", 42)), Outcome::Failed);
+        let steps = &runner.report.steps;
+        assert_eq!(steps.len(), 3);
+        assert_eq!(steps[0].counters["n"], 3);
+        assert!(steps[0].after.is_empty());
+        assert_eq!(steps[1].after, ["a"]);
+        assert_eq!(steps[1].detail, "no network");
+        assert_eq!(steps[2].detail, "panicked: bug 42");
+        assert!(steps.iter().all(|s| s.end_us >= Some(s.start_us)));
+    }
+}

@@ -1,0 +1,40 @@
+//! Thin, named wrappers over the kernel calls the agent makes. This is the only module
+//! allowed `unsafe`; each block carries a `// SAFETY:` line. Everything above calls these
+//! wrappers, which return errors that name what they acted on.
+#![allow(unsafe_code)]
+
+pub mod console;
+pub mod mount;
+pub mod power;
+pub mod process;
+
+/// Monotonic time since boot, in microseconds (the clock kmsg timestamps use), so the
+/// timelines of several processes line up with each other and with `dmesg`.
+pub fn monotonic_us() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(now.tv_nsec / 1_000).unwrap_or(0);
+    seconds.saturating_mul(1_000_000).saturating_add(micros)
+}
+
+/// This process's id.
+pub fn pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether `path` names a regular file this process may execute.
+pub fn is_executable(path: &std::path::Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+        && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
+}

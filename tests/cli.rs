@@ -1,0 +1,159 @@
+//! The binary as an operator runs it: exit codes, messages naming their input, and the
+//! status/config views, on files made here (no root, no VM).
+
+use std::process::{Command, Output};
+
+fn initagent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_initagent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs in a private mount namespace: `stage1` mounts what is missing, and on a host
+/// without a mounted /run that must not land in the host's namespace.
+fn initagent_unshared(args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            env!("CARGO_BIN_EXE_initagent"),
+        ])
+        .args(args)
+        .output()
+        .expect("unshare (util-linux)")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("initagent-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn wrong_command_lines_exit_2_with_usage() {
+    for args in [&["frobnicate"][..], &["status", "--bogus"], &[]] {
+        let out = initagent(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stderr).contains("usage: initagent"), "{args:?}");
+    }
+    assert_eq!(initagent(&["--help"]).status.code(), Some(0));
+    assert!(text(&initagent(&["version"]).stdout).starts_with("initagent "));
+}
+
+#[test]
+fn status_without_a_report_names_the_file() {
+    let out = initagent(&["status", "--report", "/nonexistent/r.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/r.json") && err.contains("no boot report"),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_of_a_damaged_report_says_so() {
+    let dir = scratch("damaged");
+    let path = dir.join("report.json");
+    std::fs::write(&path, "{\"schema\": 1, \"steps\": [").unwrap();
+    let out = initagent(&["status", "--report", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not a boot report"));
+}
+
+#[test]
+fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
+    // Not PID 1: the pseudo-filesystems missing on this host are mounted in a private
+    // namespace, and a missing handoff target ends in exit 1 instead of the failure policy.
+    let dir = scratch("stage1");
+    let report = dir.join("report.json");
+    let cmdline = dir.join("cmdline");
+    std::fs::write(
+        &cmdline,
+        "quiet initagent.handoff=/nonexistent/zinit runmode=qa farmer_id=7\n",
+    )
+    .unwrap();
+    let out = initagent_unshared(&[
+        "stage1",
+        "--report",
+        report.to_str().unwrap(),
+        "--cmdline-file",
+        cmdline.to_str().unwrap(),
+        "--profile",
+        "/nonexistent/profile.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("handoff target /nonexistent/zinit does not exist"));
+    let status = initagent(&["status", "--report", report.to_str().unwrap()]);
+    assert_eq!(status.status.code(), Some(0));
+    let shown = text(&status.stdout);
+    assert!(
+        shown.contains("runmode qa") && shown.contains("farmer_id 7"),
+        "{shown}"
+    );
+    assert!(shown.contains(" pseudofs "), "{shown}");
+    assert!(shown.contains("result: failed"), "{shown}");
+    let json = initagent(&["status", "--json", "--report", report.to_str().unwrap()]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(value["steps"][2]["outcome"], "failed");
+    // Host-dependent: everything present (ok), or a populated /run left alone (degraded).
+    let pseudofs = &value["steps"][0];
+    match pseudofs["outcome"].as_str().unwrap() {
+        "ok" => {}
+        "degraded" => assert!(
+            pseudofs["detail"]
+                .as_str()
+                .unwrap()
+                .contains("alone: not a mount point"),
+            "{pseudofs}"
+        ),
+        other => panic!("pseudofs {other}: {pseudofs}"),
+    }
+}
+
+#[test]
+fn config_shows_layers_and_warnings() {
+    let dir = scratch("config");
+    let profile = dir.join("config.toml");
+    std::fs::write(&profile, "log = \"debug\"\nreboot_delay = 3\n").unwrap();
+    let out = initagent(&[
+        "config",
+        "--json",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--cmdline",
+        "initagent.reboot_delay=9 initagent.on_failure=sideways",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(value["config"]["log_level"], "debug");
+    assert_eq!(value["config"]["reboot_delay_s"], 9);
+    assert_eq!(value["config"]["sources"]["log"], "profile");
+    assert_eq!(value["config"]["sources"]["reboot_delay"], "cmdline");
+    assert!(value["warnings"][0].as_str().unwrap().contains("sideways"));
+    let keys = text(&initagent(&["config", "--keys"]).stdout);
+    assert!(keys.contains("initagent.on_failure"));
+}
+
+#[test]
+fn handoff_dry_run_names_the_next_init() {
+    let dir = scratch("handoff");
+    let cmdline = dir.join("cmdline");
+    std::fs::write(&cmdline, "initagent.handoff=\"/sbin/init --x\"").unwrap();
+    let out = initagent(&[
+        "handoff",
+        "--dry-run",
+        "--cmdline-file",
+        cmdline.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout).trim(), "would exec: /sbin/init --x");
+}

@@ -1,0 +1,381 @@
+//! QEMU harness: boots Debian's real kernel (TCG, PVH vmlinux) with an initramfs built by
+//! `initramfs/mkinitramfs.py` around the static agent, inside a network namespace made for
+//! the run. Console on the first serial port (a socket, so a test can type into it),
+//! results as lines on the second. Tests assert on those lines, never on QEMU's exit code
+//! or on time; a hard timeout kills a hung guest. Everything started is killed and the
+//! namespace deleted on every exit path (Drop).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Kernel command line every test boot starts with: serial console, reboot (and so
+/// QEMU exit, with -no-reboot) on panic, and the trims that save about a second
+/// under TCG.
+const BASE_APPEND: &str =
+    "console=ttyS0 panic=-1 quiet mitigations=off tsc=reliable no_timer_check \
+audit=0 apparmor=0 i8042.noaux i8042.nopnp cryptomgr.notests";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn kernel_cache() -> PathBuf {
+    std::env::var_os("INITAGENT_KCACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/initagent/kernel"))
+}
+
+/// The static release binary the VM runs (built by `make test` before the tests).
+pub fn agent_binary() -> PathBuf {
+    std::env::var_os("INITAGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/x86_64-unknown-linux-musl/release/initagent"))
+}
+
+fn require(path: &Path, what: &str) {
+    assert!(
+        path.exists(),
+        "{what} {} is missing: run `make test` (it installs QEMU, fetches the kernel and builds the agent)",
+        path.display()
+    );
+}
+
+/// A file to put in the image.
+pub struct Extra {
+    pub dest: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
+/// One boot.
+pub struct Vm {
+    name: String,
+    target: String,
+    extras: Vec<Extra>,
+    append: String,
+    typed: Vec<(String, String)>,
+    stop_on: Option<String>,
+    timeout: Duration,
+}
+
+/// What a boot produced.
+pub struct Boot {
+    pub console: String,
+    pub results: Vec<String>,
+    pub timed_out: bool,
+    pub out_dir: PathBuf,
+}
+
+impl Vm {
+    pub fn new(name: &str) -> Vm {
+        Vm {
+            name: name.to_string(),
+            target: "vm-test".into(),
+            extras: Vec::new(),
+            append: String::new(),
+            typed: Vec::new(),
+            stop_on: None,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Adds a file to the image.
+    pub fn file(mut self, dest: &str, content: impl Into<Vec<u8>>, mode: u32) -> Vm {
+        self.extras.push(Extra {
+            dest: dest.into(),
+            content: content.into(),
+            mode,
+        });
+        self
+    }
+
+    /// Adds a file from the repository.
+    pub fn repo_file(self, dest: &str, source: &str, mode: u32) -> Vm {
+        let content = std::fs::read(repo_root().join(source)).expect(source);
+        self.file(dest, content, mode)
+    }
+
+    /// Appends to the kernel command line.
+    pub fn append(mut self, text: &str) -> Vm {
+        self.append.push(' ');
+        self.append.push_str(text);
+        self
+    }
+
+    /// Types `input` on the console once `pattern` has appeared there.
+    pub fn type_after(mut self, pattern: &str, input: &str) -> Vm {
+        self.typed.push((pattern.into(), input.into()));
+        self
+    }
+
+    /// Stops the VM once `pattern` appears on the console (for a halted guest).
+    pub fn stop_on(mut self, pattern: &str) -> Vm {
+        self.stop_on = Some(pattern.into());
+        self
+    }
+
+    fn build_initramfs(&self, out: &Path) -> PathBuf {
+        let mut command = Command::new("python3");
+        command
+            .arg(repo_root().join("initramfs/mkinitramfs.py"))
+            .arg("--target")
+            .arg(&self.target)
+            .arg("--agent")
+            .arg(agent_binary());
+        for (i, extra) in self.extras.iter().enumerate() {
+            let source = out.join(format!("extra-{i}"));
+            std::fs::write(&source, &extra.content).unwrap();
+            command.arg("--add").arg(format!(
+                "{}:{}:{:o}",
+                source.display(),
+                extra.dest,
+                extra.mode
+            ));
+        }
+        let initrd = out.join("initrd.cpio");
+        let status = command
+            .arg("-o")
+            .arg(&initrd)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mkinitramfs failed for {}", self.name);
+        initrd
+    }
+
+    /// Boots and returns the console text and the result lines.
+    pub fn boot(self) -> Boot {
+        let kcache = kernel_cache();
+        require(&kcache.join("vmlinux"), "kernel");
+        require(&agent_binary(), "agent");
+        let out = repo_root().join("target/vm").join(&self.name);
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let initrd = self.build_initramfs(&out);
+        let netns = NetNs::create();
+        let socket = out.join("console.sock");
+        let results_path = out.join("results.log");
+        let qemu = Command::new("ip")
+            .args(["netns", "exec", &netns.name, "qemu-system-x86_64"])
+            .args(["-accel", "tcg", "-cpu", "max", "-m", "512M", "-smp", "1"])
+            .args([
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+                "-no-reboot",
+            ])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=con,path={},server=on,wait=on",
+                socket.display()
+            ))
+            .args(["-serial", "chardev:con"])
+            .arg("-serial")
+            .arg(format!("file:{}", results_path.display()))
+            .arg("-kernel")
+            .arg(kcache.join("vmlinux"))
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-append")
+            .arg(format!("{BASE_APPEND}{}", self.append))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(out.join("qemu.log")).unwrap())
+            .stderr(Stdio::from(
+                std::fs::File::create(out.join("qemu.err")).unwrap(),
+            ))
+            .spawn()
+            .expect("qemu-system-x86_64 (run `make test` to install it)");
+        let mut guard = Running {
+            qemu,
+            _netns: netns,
+        };
+        let started = Instant::now();
+        let stream = loop {
+            if let Ok(stream) = UnixStream::connect(&socket) {
+                break stream;
+            }
+            if let Ok(Some(status)) = guard.qemu.try_wait() {
+                let err = std::fs::read_to_string(out.join("qemu.err")).unwrap_or_default();
+                panic!("qemu exited before the console connected ({status}): {err}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "qemu console socket never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let console = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = stream.try_clone().unwrap();
+        let sink = Arc::clone(&console);
+        let log_path = out.join("console.log");
+        let reader_thread = std::thread::spawn(move || {
+            let mut log = std::fs::File::create(log_path).unwrap();
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                let _ = log.write_all(&buffer[..n]);
+                sink.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        let mut writer = stream;
+        let mut pending = self.typed.clone();
+        let mut timed_out = false;
+        loop {
+            if let Ok(Some(_)) = guard.qemu.try_wait() {
+                break;
+            }
+            let text = String::from_utf8_lossy(&console.lock().unwrap()).into_owned();
+            if let Some((pattern, _)) = pending.first() {
+                if text.contains(pattern.as_str()) {
+                    let (_, input) = pending.remove(0);
+                    // Type slowly: the guest's UART has a 16-byte FIFO.
+                    for chunk in input.as_bytes().chunks(8) {
+                        let _ = writer.write_all(chunk);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            if let Some(pattern) = &self.stop_on {
+                if text.contains(pattern.as_str()) {
+                    std::thread::sleep(Duration::from_millis(300));
+                    break;
+                }
+            }
+            if started.elapsed() > self.timeout {
+                timed_out = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        guard.stop();
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+        let _ = reader_thread.join();
+        let console = String::from_utf8_lossy(&console.lock().unwrap()).replace('\r', "");
+        let results = std::fs::read_to_string(&results_path)
+            .unwrap_or_default()
+            .replace('\r', "")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        Boot {
+            console,
+            results,
+            timed_out,
+            out_dir: out,
+        }
+    }
+}
+
+impl Boot {
+    /// The JSON document the guest printed between `report-begin` and `report-end`.
+    pub fn report(&self) -> serde_json::Value {
+        let begin = self.results.iter().position(|l| l == "report-begin");
+        let end = self.results.iter().position(|l| l == "report-end");
+        match (begin, end) {
+            (Some(b), Some(e)) if b < e => {
+                let text = self.results[b + 1..e].join("\n");
+                serde_json::from_str(&text)
+                    .unwrap_or_else(|err| panic!("report is not JSON ({err}): {text}"))
+            }
+            _ => panic!("no report on the results port; {}", self.explain()),
+        }
+    }
+
+    /// Whether a result line starts with `prefix`.
+    pub fn has_result(&self, prefix: &str) -> bool {
+        self.results.iter().any(|l| l.starts_with(prefix))
+    }
+
+    /// The kernel never panicked and the guest did not hang.
+    pub fn assert_clean(&self) {
+        assert!(!self.timed_out, "the guest hung; {}", self.explain());
+        for bad in ["Kernel panic", "Attempted to kill init", "panicked at"] {
+            assert!(
+                !self.console.contains(bad),
+                "console shows {bad:?}; {}",
+                self.explain()
+            );
+        }
+    }
+
+    /// Where to look, for assertion messages.
+    pub fn explain(&self) -> String {
+        let tail: String = self
+            .console
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        format!(
+            "output in {}; results: {:?}\n--- console tail ---\n{tail}",
+            self.out_dir.display(),
+            self.results
+        )
+    }
+}
+
+struct Running {
+    qemu: Child,
+    _netns: NetNs,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        if let Ok(None) = self.qemu.try_wait() {
+            // `ip netns exec` execs qemu, so this pid is qemu itself.
+            let _ = self.qemu.kill();
+        }
+        let _ = self.qemu.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A network namespace holding only loopback, deleted on drop.
+pub struct NetNs {
+    pub name: String,
+}
+
+impl NetNs {
+    pub fn create() -> NetNs {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "ia{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let status = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .expect("ip (iproute2)");
+        assert!(status.success(), "ip netns add {name} failed (root needed)");
+        let _ = Command::new("ip")
+            .args(["-n", &name, "link", "set", "lo", "up"])
+            .status();
+        NetNs { name }
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}

@@ -1,0 +1,59 @@
+#!/bin/bash
+# One-shot, idempotent set-up for building initagent and booting it in QEMU on Debian 12:
+# Debian packages, the musl target, and Debian's current kernel unpacked into a cache
+# (never installed: no /boot writes, no initramfs-tools run), plus an uncompressed
+# vmlinux for a fast PVH boot under TCG.
+#
+# env: INITAGENT_KCACHE  kernel cache directory (default /var/cache/initagent/kernel)
+#      INITAGENT_KFLAVOUR linux-image flavour (default amd64)
+set -euo pipefail
+KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
+FLAVOUR=${INITAGENT_KFLAVOUR:-amd64}
+PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools)
+
+say() { echo "setup: $*" >&2; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >&2
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}" >&2
+fi
+
+if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
+  say "adding the x86_64-unknown-linux-musl target"
+  rustup target add x86_64-unknown-linux-musl >&2
+fi
+
+for component in clippy rustfmt; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component" >&2
+done
+
+# Resolve the meta package to the versioned ABI package; never hard-code the release,
+# old ABI packages drop out of the archive with every security update.
+resolve_pkg() { apt-cache depends "linux-image-$FLAVOUR" 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+PKG=$(resolve_pkg)
+if [ -z "$PKG" ]; then apt-get update -q >&2; PKG=$(resolve_pkg); fi
+[ -n "$PKG" ] || { say "cannot resolve linux-image-$FLAVOUR from the apt lists"; exit 1; }
+
+mkdir -p "$KCACHE"
+if [ ! -f "$KCACHE/pkg" ] || [ "$(cat "$KCACHE/pkg")" != "$PKG" ] || [ ! -f "$KCACHE/vmlinux" ]; then
+  say "fetching $PKG into $KCACHE"
+  tmp=$(mktemp -d "$KCACHE/.fetch.XXXXXX")
+  trap 'rm -rf "$tmp"' EXIT
+  (cd "$tmp" && apt-get download "$PKG" >&2 2>/dev/null || (cd "$tmp" && apt-get download "$PKG" >&2))
+  dpkg-deb -x "$tmp"/"${PKG}"_*.deb "$tmp/root"
+  KVER=$(ls "$tmp/root/lib/modules" | head -n1)
+  depmod -b "$tmp/root" "$KVER"
+  "$(dirname "$0")/extract-vmlinux.sh" "$tmp/root/boot/vmlinuz-$KVER" "$tmp/vmlinux"
+  rm -rf "$KCACHE/root" "$KCACHE/vmlinux"
+  mv "$tmp/root" "$KCACHE/root"
+  mv "$tmp/vmlinux" "$KCACHE/vmlinux"
+  echo "$KVER" > "$KCACHE/kver"
+  echo "$PKG" > "$KCACHE/pkg"
+fi
+say "kernel $(cat "$KCACHE/kver") ready in $KCACHE"

@@ -1,0 +1,201 @@
+//! Stage 1 on Debian's real kernel in QEMU: the agent is /init, mounts the
+//! pseudo-filesystems, records its steps, hands off to a stand-in for zinit, and never
+//! lets the kernel panic when the handoff target is missing or the cmdline is garbage.
+#![cfg(feature = "vm-tests")]
+
+mod common;
+
+use common::vm::{Boot, Vm};
+use serde_json::Value;
+
+const STAND_IN: &str = "tests/vm/guest/next-stage.sh";
+
+fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
+}
+
+fn assert_timeline(report: &Value, boot: &Boot) {
+    let mut previous_end = 0;
+    for name in ["pseudofs", "config", "handoff"] {
+        let s = step(report, name);
+        let start = s["start_us"].as_u64().unwrap();
+        let end = s["end_us"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name} never ended; {}", boot.explain()));
+        assert!(
+            start >= previous_end,
+            "{name} started before the previous step ended: {report:#}"
+        );
+        assert!(end >= start, "{name} ends before it starts");
+        assert_eq!(s["pid"], 1, "{name} did not run as PID 1");
+        previous_end = end;
+    }
+}
+
+#[test]
+fn stage1_mounts_records_and_hands_off() {
+    let boot = Vm::new("spine-handoff")
+        .repo_file("/sbin/zinit", STAND_IN, 0o755)
+        .boot();
+    boot.assert_clean();
+    assert!(
+        boot.has_result("handoff pid=1 args=init"),
+        "{}",
+        boot.explain()
+    );
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let report = boot.report();
+    assert_timeline(&report, &boot);
+    let pseudofs = step(&report, "pseudofs");
+    assert_eq!(pseudofs["outcome"], "ok", "{pseudofs:#}");
+    // The kernel mounts nothing for an initramfs /init (devtmpfs is not automounted).
+    assert_eq!(pseudofs["counters"]["mounted"], 5, "{pseudofs:#}");
+    assert_eq!(step(&report, "config")["outcome"], "ok");
+    assert_eq!(step(&report, "handoff")["outcome"], "ok");
+    assert_eq!(step(&report, "handoff")["after"][0], "config");
+    assert_eq!(report["result"]["status"], "handed-off");
+    assert_eq!(report["result"]["detail"], "/sbin/zinit init");
+    assert!(report["kernel_release"]
+        .as_str()
+        .unwrap()
+        .starts_with(char::is_numeric));
+    assert!(
+        report["warnings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    // The human view ran inside the guest too.
+    assert!(
+        boot.has_result("status: critical path:"),
+        "{}",
+        boot.explain()
+    );
+}
+
+#[test]
+fn missing_handoff_target_reboots_after_countdown() {
+    let boot = Vm::new("spine-missing-reboot")
+        .append("initagent.reboot_delay=1")
+        .boot();
+    boot.assert_clean();
+    assert!(
+        boot.console
+            .contains("handoff target /sbin/zinit does not exist"),
+        "{}",
+        boot.explain()
+    );
+    assert!(
+        boot.console
+            .contains("boot report: /run/initagent/report.json"),
+        "{}",
+        boot.explain()
+    );
+    assert!(
+        boot.console.contains("rebooting in 1 s"),
+        "{}",
+        boot.explain()
+    );
+    assert!(boot.console.contains("rebooting now"), "{}", boot.explain());
+}
+
+#[test]
+fn missing_handoff_target_gives_a_rescue_shell() {
+    let boot = Vm::new("spine-missing-shell")
+        .append("initagent.on_failure=shell initagent.reboot_delay=0")
+        .type_after(
+            "leave it to reboot",
+            "\necho report-begin > /dev/ttyS1; initagent status --json > /dev/ttyS1; \
+             echo report-end > /dev/ttyS1; echo rescue-ok pid=$$ > /dev/ttyS1; exit\n",
+        )
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("rescue-ok pid="), "{}", boot.explain());
+    let report = boot.report();
+    let handoff = step(&report, "handoff");
+    assert_eq!(handoff["outcome"], "failed");
+    assert_eq!(
+        handoff["detail"],
+        "handoff target /sbin/zinit does not exist"
+    );
+    assert_eq!(report["result"]["status"], "failed");
+    assert!(report["result"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("on_failure=shell"));
+    assert!(
+        boot.console.contains("rescue shell ended"),
+        "{}",
+        boot.explain()
+    );
+    assert!(boot.console.contains("rebooting now"), "{}", boot.explain());
+}
+
+#[test]
+fn missing_handoff_target_halts_when_asked() {
+    let boot = Vm::new("spine-missing-halt")
+        .append("initagent.on_failure=halt")
+        .stop_on("System halted")
+        .boot();
+    boot.assert_clean();
+    assert!(
+        boot.console.contains("halting (initagent.on_failure=halt)"),
+        "{}",
+        boot.explain()
+    );
+    assert!(boot.console.contains("System halted"), "{}", boot.explain());
+}
+
+#[test]
+fn garbage_cmdline_boots_with_defaults_and_warnings() {
+    let garbage = "initagent.log=loud initagent.on_failure=explode initagent.reboot_delay=-5 \
+                   initagent.nosuchkey=1 runmode=bogus farmer_id=abc version= =stray \
+                   initagent.handoff=relative/path initagent.log=\"debug";
+    let boot = Vm::new("spine-garbage")
+        .repo_file("/sbin/zinit", STAND_IN, 0o755)
+        .append(garbage)
+        .boot();
+    boot.assert_clean();
+    assert!(
+        boot.has_result("handoff pid=1 args=init"),
+        "{}",
+        boot.explain()
+    );
+    let report = boot.report();
+    assert_timeline(&report, &boot);
+    let warnings: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    for expected in [
+        "quote opened at byte",
+        "initagent.log=\"loud\"",
+        "initagent.on_failure=\"explode\"",
+        "initagent.reboot_delay=\"-5\"",
+        "unknown key initagent.nosuchkey",
+        "runmode=\"bogus\"",
+        "farmer_id=\"abc\"",
+        "version=\"\"",
+        "ignored \"=stray\"",
+        "initagent.handoff=\"relative/path\"",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.contains(expected)),
+            "no warning with {expected:?} in {warnings:#?}"
+        );
+    }
+    let config = step(&report, "config");
+    assert_eq!(config["outcome"], "degraded");
+    assert_eq!(config["counters"]["warnings"], warnings.len() as u64);
+    assert_eq!(report["zos"]["runmode"], "prod");
+    assert_eq!(report["zos"]["farmer_id"], Value::Null);
+    assert_eq!(report["config"]["on_failure"], "reboot");
+    assert_eq!(
+        report["config"]["log_level"], "debug",
+        "the unterminated value still counts"
+    );
+    assert_eq!(report["result"]["status"], "handed-off");
+}
