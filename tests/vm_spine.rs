@@ -17,6 +17,16 @@ fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
 }
 
+fn assert_console(boot: &Boot, expected: &[&str]) {
+    for text in expected {
+        assert!(
+            boot.console.contains(text),
+            "console lacks {text:?}; {}",
+            boot.explain()
+        );
+    }
+}
+
 fn assert_timeline(report: &Value, boot: &Boot) {
     let mut previous_end = 0;
     for name in ["pseudofs", "config", "handoff"] {
@@ -80,24 +90,15 @@ fn missing_handoff_target_reboots_after_countdown() {
         .append("initagent.reboot_delay=1")
         .boot();
     boot.assert_clean();
-    assert!(
-        boot.console
-            .contains("handoff target /sbin/zinit does not exist"),
-        "{}",
-        boot.explain()
+    assert_console(
+        &boot,
+        &[
+            "handoff target /sbin/zinit does not exist",
+            "boot report: /run/initagent/report.json",
+            "rebooting in 1 s",
+            "rebooting now",
+        ],
     );
-    assert!(
-        boot.console
-            .contains("boot report: /run/initagent/report.json"),
-        "{}",
-        boot.explain()
-    );
-    assert!(
-        boot.console.contains("rebooting in 1 s"),
-        "{}",
-        boot.explain()
-    );
-    assert!(boot.console.contains("rebooting now"), "{}", boot.explain());
 }
 
 #[test]
@@ -124,12 +125,7 @@ fn missing_handoff_target_gives_a_rescue_shell() {
         .as_str()
         .unwrap()
         .contains("on_failure=shell"));
-    assert!(
-        boot.console.contains("rescue shell ended"),
-        "{}",
-        boot.explain()
-    );
-    assert!(boot.console.contains("rebooting now"), "{}", boot.explain());
+    assert_console(&boot, &["rescue shell ended", "rebooting now"]);
 }
 
 #[test]
@@ -139,12 +135,10 @@ fn missing_handoff_target_halts_when_asked() {
         .stop_on("System halted")
         .boot();
     boot.assert_clean();
-    assert!(
-        boot.console.contains("halting (initagent.on_failure=halt)"),
-        "{}",
-        boot.explain()
+    assert_console(
+        &boot,
+        &["halting (initagent.on_failure=halt)", "System halted"],
     );
-    assert!(boot.console.contains("System halted"), "{}", boot.explain());
 }
 
 #[test]

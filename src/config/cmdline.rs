@@ -198,47 +198,51 @@ struct Word {
     quoted: bool,
 }
 
-fn split_words(text: &str, anomalies: &mut Vec<Anomaly>) -> Vec<Word> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut quoted = false;
-    let mut dropped_control = false;
-    let mut chars = text.char_indices();
-    let finish = |current: &mut String,
-                  quoted: &mut bool,
-                  dropped: &mut bool,
-                  words: &mut Vec<Word>,
-                  anomalies: &mut Vec<Anomaly>| {
-        let text = std::mem::take(current);
-        if *dropped {
-            let key = text.split('=').next().unwrap_or_default().to_string();
+/// The word being assembled by [`split_words`].
+#[derive(Default)]
+struct WordBuilder {
+    text: String,
+    started: bool,
+    quoted: bool,
+    dropped_control: bool,
+}
+
+impl WordBuilder {
+    fn push(&mut self, c: char) {
+        self.started = true;
+        if c.is_control() {
+            self.dropped_control = true;
+        } else {
+            self.text.push(c);
+        }
+    }
+
+    fn finish(&mut self, words: &mut Vec<Word>, anomalies: &mut Vec<Anomaly>) {
+        if !self.started {
+            return;
+        }
+        let word = std::mem::take(self);
+        if word.dropped_control {
+            let key = word.text.split('=').next().unwrap_or_default().to_string();
             anomalies.push(Anomaly::ControlCharacters { key });
         }
         words.push(Word {
-            text,
-            quoted: *quoted,
+            text: word.text,
+            quoted: word.quoted,
         });
-        *quoted = false;
-        *dropped = false;
-    };
+    }
+}
+
+fn split_words(text: &str, anomalies: &mut Vec<Anomaly>) -> Vec<Word> {
+    let mut words = Vec::new();
+    let mut word = WordBuilder::default();
+    let mut chars = text.char_indices();
     while let Some((offset, c)) = chars.next() {
         match c {
-            c if c.is_ascii_whitespace() => {
-                if in_word {
-                    finish(
-                        &mut current,
-                        &mut quoted,
-                        &mut dropped_control,
-                        &mut words,
-                        anomalies,
-                    );
-                    in_word = false;
-                }
-            }
+            c if c.is_ascii_whitespace() => word.finish(&mut words, anomalies),
             '"' | '\'' => {
-                in_word = true;
-                quoted = true;
+                word.started = true;
+                word.quoted = true;
                 let mut closed = false;
                 while let Some((_, inner)) = chars.next() {
                     if inner == c {
@@ -247,50 +251,26 @@ fn split_words(text: &str, anomalies: &mut Vec<Anomaly>) -> Vec<Word> {
                     }
                     if inner == '\\' && c == '"' {
                         match chars.next() {
-                            Some((_, escaped)) => {
-                                push_visible(&mut current, escaped, &mut dropped_control)
-                            }
+                            Some((_, escaped)) => word.push(escaped),
                             None => anomalies.push(Anomaly::TrailingBackslash),
                         }
                         continue;
                     }
-                    push_visible(&mut current, inner, &mut dropped_control);
+                    word.push(inner);
                 }
                 if !closed {
                     anomalies.push(Anomaly::UnterminatedQuote { offset });
                 }
             }
             '\\' => match chars.next() {
-                Some((_, escaped)) => {
-                    in_word = true;
-                    push_visible(&mut current, escaped, &mut dropped_control);
-                }
+                Some((_, escaped)) => word.push(escaped),
                 None => anomalies.push(Anomaly::TrailingBackslash),
             },
-            c => {
-                in_word = true;
-                push_visible(&mut current, c, &mut dropped_control);
-            }
+            c => word.push(c),
         }
     }
-    if in_word {
-        finish(
-            &mut current,
-            &mut quoted,
-            &mut dropped_control,
-            &mut words,
-            anomalies,
-        );
-    }
+    word.finish(&mut words, anomalies);
     words
-}
-
-fn push_visible(out: &mut String, c: char, dropped: &mut bool) {
-    if c.is_control() {
-        *dropped = true;
-    } else {
-        out.push(c);
-    }
 }
 
 #[cfg(test)]
