@@ -22,15 +22,15 @@ release: setup
 
 check: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets --features vm-tests -- -D warnings
+	$(CARGO) clippy --all-targets --features system-tests -- -D warnings
 	$(CARGO) clippy --release --target $(MUSL) -- -D warnings
 
 test: check release
-	set -o pipefail; INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features vm-tests 2>&1 | tee target/test.log
+	set -o pipefail; INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features system-tests 2>&1 | tee target/test.log
 	@awk '/^test result:/ {p += $$4; f += $$6} END {printf "all tests: %d passed, %d failed\n", p, f}' target/test.log
 
 demo: release
-	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features vm-tests --test demo
+	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features system-tests --test demo
 
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).
 fuzz:

@@ -1,7 +1,7 @@
 //! Stage 1 on Debian's real kernel in QEMU: the agent is /init, mounts the
 //! pseudo-filesystems, records its steps, hands off to a stand-in for zinit, and never
 //! lets the kernel panic when the handoff target is missing or the cmdline is garbage.
-#![cfg(feature = "vm-tests")]
+#![cfg(feature = "system-tests")]
 
 mod common;
 

@@ -61,6 +61,7 @@ impl std::fmt::Display for Anomaly {
 /// The parsed command line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cmdline {
+    raw: String,
     params: Vec<Param>,
     init_args: Vec<String>,
     anomalies: Vec<Anomaly>,
@@ -88,7 +89,10 @@ impl Cmdline {
 
     /// Parses command-line text.
     pub fn parse(text: &str) -> Cmdline {
-        let mut parsed = Cmdline::default();
+        let mut parsed = Cmdline {
+            raw: text.to_string(),
+            ..Cmdline::default()
+        };
         let mut after_dashes = false;
         for word in split_words(text, &mut parsed.anomalies) {
             if after_dashes {
@@ -117,6 +121,11 @@ impl Cmdline {
             parsed.params.push(Param { key, value });
         }
         parsed
+    }
+
+    /// The text as given (for readers with their own rules, such as kmod's).
+    pub fn raw(&self) -> &str {
+        &self.raw
     }
 
     /// Every parameter, in command-line order.

@@ -4,6 +4,7 @@
 #![allow(unsafe_code)]
 
 pub mod console;
+pub mod module;
 pub mod mount;
 pub mod power;
 pub mod process;

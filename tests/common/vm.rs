@@ -24,12 +24,6 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kernel_cache() -> PathBuf {
-    std::env::var_os("INITAGENT_KCACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/initagent/kernel"))
-}
-
 /// The static release binary the VM runs (built by `make test` before the tests).
 pub fn agent_binary() -> PathBuf {
     std::env::var_os("INITAGENT_BIN")
@@ -150,7 +144,7 @@ impl Vm {
 
     /// Boots and returns the console text and the result lines.
     pub fn boot(self) -> Boot {
-        let kcache = kernel_cache();
+        let kcache = super::kernel::cache();
         require(&kcache.join("vmlinux"), "kernel");
         require(&agent_binary(), "agent");
         let out = repo_root().join("target/vm").join(&self.name);

@@ -2,6 +2,8 @@
 //! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
 //! failed, 2 the command line was wrong.
 
+mod modules;
+
 use crate::config::{self, cmdline::Cmdline, Config, KEYS};
 use crate::report;
 use crate::stage1::{self, runner::StepRunner, Paths};
@@ -17,6 +19,12 @@ commands:
   handoff [--dry-run]     record the handoff in the report and exec the next init
   status [--json]         show the boot report: steps slowest first, critical path
   config [--json|--keys]  show the effective configuration and its warnings
+  modules resolve NAME|ALIAS...   what modprobe would load, in order, and why
+                          [--show-depends] like modprobe -D; [--lookup] like modprobe -R
+  modules load [NAME|ALIAS...]    load with finit_module (default: the target's list)
+  modules status          loaded, built-in and failed modules of this boot
+  modules info NAME|FILE  a module's .modinfo
+  modprobe [-q] [--] NAME what the kernel's request_module runs (also as argv[0] modprobe)
   version                 print the version
 
 options:
@@ -24,26 +32,43 @@ options:
   --profile FILE          target profile (default /etc/initagent/config.toml)
   --cmdline-file FILE     kernel command line (default /proc/cmdline)
   --cmdline TEXT          use TEXT as the kernel command line (config only)
+  --root DIR              module tree under DIR/lib/modules (like modprobe -d)
+  --kernel KVER           kernel release (like modprobe -S; default: uname -r)
+  --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
+  --list FILE             module list for `modules load` (default: the profile's)
 ";
 
-struct Options {
-    command: Option<String>,
-    paths: Paths,
-    json: bool,
-    keys: bool,
-    dry_run: bool,
-    cmdline_text: Option<String>,
+/// Everything the command line said.
+pub(crate) struct Options {
+    pub command: Option<String>,
+    pub positional: Vec<String>,
+    pub paths: Paths,
+    pub json: bool,
+    pub keys: bool,
+    pub dry_run: bool,
+    pub cmdline_text: Option<String>,
+    pub modules: modules::ModuleOptions,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
+    // Invoked as `modprobe` (the kernel's request_module helper): same as `initagent modprobe`.
+    let as_modprobe = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "modprobe");
     let mut options = Options {
         command: None,
+        positional: Vec::new(),
         paths: Paths::default(),
         json: false,
         keys: false,
         dry_run: false,
         cmdline_text: None,
+        modules: modules::ModuleOptions::default(),
     };
+    if as_modprobe {
+        options.command = Some("modprobe".into());
+    }
     let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
     while let Some(arg) = parser.next()? {
         match arg {
@@ -54,9 +79,22 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("json") => options.json = true,
             Long("keys") => options.keys = true,
             Long("dry-run") => options.dry_run = true,
+            Long("root") => options.modules.root = PathBuf::from(parser.value()?),
+            Long("kernel") => options.modules.kernel = Some(parser.value()?.string()?),
+            Long("modprobe-d") => options
+                .modules
+                .config_dirs
+                .push(PathBuf::from(parser.value()?)),
+            Long("list") => options.modules.list = Some(PathBuf::from(parser.value()?)),
+            Long("show-depends") | Short('D') => options.modules.show_depends = true,
+            Long("lookup") | Short('R') => options.modules.lookup_only = true,
+            Short('q') | Long("quiet") => options.modules.quiet = true,
+            Short('b') | Long("use-blacklist") => options.modules.use_blacklist = true,
+            Long("sequential") => options.modules.sequential = true,
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),
+            Value(value) => options.positional.push(value.string()?),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -89,6 +127,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("handoff") => handoff(&options),
         Some("status") => status(&options),
         Some("config") => show_config(&options),
+        Some("modules") => modules::run(&options),
+        Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));
             0

@@ -1,0 +1,345 @@
+//! `initagent modules …` and the modprobe personality. `--root`/`--kernel` point every
+//! subcommand at any tree, like modprobe's `-d`/`-S`, so they work on a build host too.
+
+use super::Options;
+use crate::config::cmdline::Cmdline;
+use crate::kmod::load::{self, LoadOptions, Outcome};
+use crate::kmod::resolve::{Action, BlacklistMode, Resolution};
+use crate::kmod::{compress, elf::Modinfo, Modules};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// Options of the module commands.
+#[derive(Debug, Default)]
+pub(crate) struct ModuleOptions {
+    pub root: PathBuf,
+    pub kernel: Option<String>,
+    pub config_dirs: Vec<PathBuf>,
+    pub list: Option<PathBuf>,
+    pub show_depends: bool,
+    pub lookup_only: bool,
+    pub quiet: bool,
+    pub use_blacklist: bool,
+    pub sequential: bool,
+}
+
+/// Opens the tree named by the options and reads modprobe.d and the kernel command line.
+fn open(options: &ModuleOptions, cmdline_path: &Path) -> Result<Modules, String> {
+    let root = if options.root.as_os_str().is_empty() {
+        PathBuf::from("/")
+    } else {
+        options.root.clone()
+    };
+    let release = options
+        .kernel
+        .clone()
+        .unwrap_or_else(crate::sys::kernel_release);
+    let cmdline = Cmdline::parse_bytes(&std::fs::read(cmdline_path).unwrap_or_default());
+    Modules::open(&root, &release, &options.config_dirs, &cmdline).map_err(|e| e.to_string())
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("initagent: {message}");
+    1
+}
+
+/// `initagent modules SUBCOMMAND`.
+pub(crate) fn run(options: &Options) -> i32 {
+    crate::logging::init(log::LevelFilter::Warn);
+    let (sub, args) = match options.positional.split_first() {
+        Some((sub, args)) => (sub.as_str(), args),
+        None => return fail("modules: say resolve, load, status or info"),
+    };
+    let context = match open(&options.modules, &options.paths.cmdline) {
+        Ok(context) => context,
+        Err(e) => return fail(e),
+    };
+    for problem in &context.tree.problems {
+        log::warn!("{problem}");
+    }
+    match sub {
+        "resolve" if !args.is_empty() => resolve(&context, args, options),
+        "resolve" => fail("modules resolve: name at least one module or alias"),
+        "load" => load_command(&context, args, options),
+        "status" => status(&context, options.json),
+        "info" if args.len() == 1 => info(&context, &args[0], options.json),
+        "info" => fail("modules info: name one module or file"),
+        other => fail(format!(
+            "modules: unknown subcommand {other:?} (resolve, load, status, info)"
+        )),
+    }
+}
+
+fn load_options(sequential: HashSet<String>, workers: Option<usize>) -> LoadOptions {
+    let mut options = LoadOptions {
+        sequential,
+        ..LoadOptions::default()
+    };
+    if let Some(workers) = workers {
+        options.workers = workers;
+    }
+    options
+}
+
+fn blacklist_mode(options: &ModuleOptions) -> BlacklistMode {
+    if options.use_blacklist {
+        BlacklistMode::Always
+    } else {
+        BlacklistMode::AliasOnly
+    }
+}
+
+fn resolve(context: &Modules, inputs: &[String], options: &Options) -> i32 {
+    let resolver = context.resolver();
+    let resolutions: Vec<Resolution> = inputs
+        .iter()
+        .map(|i| resolver.resolve(i, blacklist_mode(&options.modules)))
+        .collect();
+    let missing = resolutions.iter().filter(|r| r.probes.is_empty()).count();
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&resolutions).unwrap_or_default()
+        );
+    } else if options.modules.show_depends {
+        for line in resolutions.iter().flat_map(Resolution::show_depends) {
+            println!("{line}");
+        }
+    } else if options.modules.lookup_only {
+        for name in resolutions.iter().flat_map(Resolution::names) {
+            println!("{name}");
+        }
+    } else {
+        for resolution in &resolutions {
+            print_resolution(resolution, &context.tree.dir);
+        }
+    }
+    for resolution in resolutions.iter().filter(|r| r.probes.is_empty()) {
+        eprintln!(
+            "initagent: {}: no module, alias or built-in of that name in {}",
+            resolution.input,
+            context.tree.dir.display()
+        );
+    }
+    i32::from(missing > 0)
+}
+
+fn print_resolution(resolution: &Resolution, dir: &Path) {
+    let source = resolution.source.map_or("not found", |s| s.describe());
+    println!("{}: {source}", resolution.input);
+    for probe in &resolution.probes {
+        if probe.blacklisted {
+            println!("  {}: blacklisted, not loaded", probe.module.name);
+            continue;
+        }
+        for step in &probe.steps {
+            let what = match &step.action {
+                Action::Insert { path } => {
+                    path.strip_prefix(dir).unwrap_or(path).display().to_string()
+                }
+                Action::Builtin => "built in".into(),
+                Action::Install { command } => format!("install command: {command}"),
+                Action::Missing => "MISSING from modules.dep".into(),
+            };
+            let options = if step.options.is_empty() {
+                String::new()
+            } else {
+                format!(" options: {}", step.options.trim())
+            };
+            println!(
+                "  {:<24} {what}  ({}){options}",
+                step.module.name, step.reason
+            );
+        }
+    }
+}
+
+fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
+    let inputs = if args.is_empty() {
+        let list = options
+            .modules
+            .list
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(crate::kmod::DEFAULT_LIST));
+        match crate::kmod::read_list(&list) {
+            Ok(inputs) => inputs,
+            Err(e) => return fail(format!("{e} (name modules, or pass --list FILE)")),
+        }
+    } else {
+        args.to_vec()
+    };
+    let workers = options.modules.sequential.then_some(1);
+    let (plan, report) = context.load(
+        &inputs,
+        &load_options(HashSet::new(), workers),
+        blacklist_mode(&options.modules),
+    );
+    if options.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        for (name, outcome) in &report.modules {
+            println!("{}", crate::kmod::describe_outcome(name, outcome));
+        }
+        for (input, why) in &report.unresolved {
+            println!("{input}: NOT FOUND: {why}");
+        }
+        let counters: Vec<String> = report
+            .counters()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        println!("{} in {} ms", counters.join(" "), report.micros / 1000);
+    }
+    i32::from(!report.required_failures(&plan).is_empty())
+}
+
+fn status(context: &Modules, json: bool) -> i32 {
+    let loaded: Vec<String> = std::fs::read_to_string("/proc/modules")
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let builtin = std::fs::read_to_string(context.tree.dir.join("modules.builtin"))
+        .map(|t| crate::kmod::text::parse_paths(&t).len())
+        .unwrap_or(0);
+    let outcomes: Option<load::Report> = std::fs::read(crate::kmod::OUTCOMES_PATH)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let failed: Vec<String> = outcomes
+        .iter()
+        .flat_map(|r| r.modules.iter())
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. } | Outcome::Skipped { .. }))
+        .map(|(n, o)| crate::kmod::describe_outcome(n, o))
+        .chain(
+            outcomes
+                .iter()
+                .flat_map(|r| r.unresolved.iter())
+                .map(|(n, why)| format!("{n}: NOT FOUND: {why}")),
+        )
+        .collect();
+    if json {
+        let value = serde_json::json!({
+            "tree": context.tree.dir, "loaded": loaded, "builtin_count": builtin,
+            "failed": failed, "index_problems": context.tree.problems,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("tree: {}", context.tree.dir.display());
+        println!("loaded ({}): {}", loaded.len(), loaded.join(" "));
+        println!("built in: {builtin} (modules.builtin)");
+        match &outcomes {
+            None => println!(
+                "failed this boot: unknown (no {})",
+                crate::kmod::OUTCOMES_PATH
+            ),
+            Some(_) if failed.is_empty() => println!("failed this boot: none"),
+            Some(_) => {
+                println!("failed this boot ({}):", failed.len());
+                for line in &failed {
+                    println!("  {line}");
+                }
+            }
+        }
+        for problem in &context.tree.problems {
+            println!("index problem: {problem}");
+        }
+    }
+    0
+}
+
+fn info(context: &Modules, target: &str, json: bool) -> i32 {
+    let path = if Path::new(target).is_file() {
+        PathBuf::from(target)
+    } else {
+        let name = crate::kmod::name::modname(target);
+        match context.tree.dep_line(&name) {
+            Some(line) => context.tree.module_path(&line.path),
+            None if context.tree.is_builtin(&name) => {
+                println!("{name}: built into the kernel");
+                return 0;
+            }
+            None => {
+                return fail(format!(
+                    "{target}: not a file and not a module in {}",
+                    context.tree.dir.display()
+                ))
+            }
+        }
+    };
+    let data = match std::fs::read(&path) {
+        Ok(data) => data,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let format = compress::Compression::detect(&data);
+    let modinfo = match compress::decompress(&data)
+        .map_err(|e| e.to_string())
+        .and_then(|plain| Modinfo::from_elf(&plain).map_err(|e| e.to_string()))
+    {
+        Ok(modinfo) => modinfo,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    if json {
+        let fields: Vec<_> = modinfo
+            .fields
+            .iter()
+            .map(|(k, v)| serde_json::json!([k, v]))
+            .collect();
+        let value = serde_json::json!({"filename": path, "compression": format.kernel_name(), "size": data.len(), "fields": fields});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("{:<12} {}", "filename:", path.display());
+        println!(
+            "{:<12} {} ({} bytes)",
+            "compression:",
+            format.kernel_name(),
+            data.len()
+        );
+        for (key, value) in &modinfo.fields {
+            println!("{:<12} {value}", format!("{key}:"));
+        }
+    }
+    0
+}
+
+/// The modprobe personality: `modprobe [-q] [-b] [-D|-R] [--] NAME [PARAM…]`, what the
+/// kernel's `request_module` runs (`modprobe -q -- NAME`).
+pub(crate) fn modprobe(options: &Options) -> i32 {
+    crate::logging::init(if options.modules.quiet {
+        log::LevelFilter::Off
+    } else {
+        log::LevelFilter::Warn
+    });
+    let Some(name) = options.positional.first() else {
+        return fail("modprobe: name a module");
+    };
+    let context = match open(&options.modules, &options.paths.cmdline) {
+        Ok(context) => context,
+        Err(e) => return if options.modules.quiet { 1 } else { fail(e) },
+    };
+    if options.modules.show_depends || options.modules.lookup_only {
+        return resolve(&context, std::slice::from_ref(name), options);
+    }
+    let (plan, report) = context.load(
+        std::slice::from_ref(name),
+        &load_options(HashSet::new(), None),
+        blacklist_mode(&options.modules),
+    );
+    let failures = report.required_failures(&plan);
+    if !options.modules.quiet {
+        for failure in &failures {
+            eprintln!("modprobe: {failure}");
+        }
+    }
+    i32::from(!failures.is_empty())
+}

@@ -1,0 +1,193 @@
+//! The real [`Kernel`]: `/sys/module` for state, `finit_module` (with the kernel's own
+//! decompression when `/sys/module/compression` names the file's format), in-process
+//! decompression plus `init_module` otherwise, `install` rules through `/bin/sh`, and an
+//! explanation of every errno a load can return.
+
+use super::compress::{self, Compression};
+use super::elf::Modinfo;
+use super::load::{Kernel, KernelState, LoadError, Via};
+use crate::sys;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const SHELL: &str = "/bin/sh";
+
+/// The running kernel.
+pub struct SysKernel {
+    sys_module: PathBuf,
+    compression: Option<Compression>,
+}
+
+impl Default for SysKernel {
+    fn default() -> Self {
+        SysKernel::new()
+    }
+}
+
+impl SysKernel {
+    /// Reads which compression the kernel can undo itself.
+    pub fn new() -> Self {
+        let compression = std::fs::read_to_string("/sys/module/compression")
+            .ok()
+            .and_then(|text| match text.trim() {
+                "xz" => Some(Compression::Xz),
+                "zstd" => Some(Compression::Zstd),
+                "gzip" => Some(Compression::Gzip),
+                _ => None,
+            });
+        SysKernel {
+            sys_module: PathBuf::from("/sys/module"),
+            compression,
+        }
+    }
+}
+
+fn error(errno: Option<i32>, message: String) -> LoadError {
+    LoadError { errno, message }
+}
+
+/// A message for a person for the errno of a failed load of `path`.
+pub fn explain(errno: i32, path: &Path, options: &str) -> String {
+    use nix::libc::*;
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match errno {
+        ENOEXEC => {
+            let running = sys::kernel_release();
+            match read_modinfo(path).ok().and_then(|m| m.vermagic_release().map(str::to_string)) {
+                Some(built) if built != running => {
+                    format!("built for another kernel (vermagic {built}, running {running})")
+                }
+                _ => "not a valid module for this kernel (wrong architecture, corrupt ELF or duplicate symbol; see dmesg)".into(),
+            }
+        }
+        ENOENT => "missing symbol: a dependency did not load (dmesg names the symbol)".into(),
+        ENODEV | ENXIO => "no matching device".into(),
+        EPERM => "not permitted (module_blacklist= on the kernel command line, modules disabled, lockdown, or no CAP_SYS_MODULE)".into(),
+        EINVAL => format!("invalid options {options:?} or a symbol version mismatch (see dmesg)"),
+        EKEYREJECTED | ENOKEY | EBADMSG => format!("signature rejected: {text}"),
+        ENOSYS => "this kernel has no module support".into(),
+        EBUSY => "another load of this module failed, or a dependency's init took over 30 s".into(),
+        ETXTBSY => "the module file is open for writing".into(),
+        _ => text,
+    }
+}
+
+fn read_modinfo(path: &Path) -> Result<Modinfo, String> {
+    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let plain = compress::decompress(&data).map_err(|e| e.to_string())?;
+    Modinfo::from_elf(&plain).map_err(|e| e.to_string())
+}
+
+impl Kernel for SysKernel {
+    fn state(&self, name: &str) -> KernelState {
+        let dir = self.sys_module.join(name);
+        match std::fs::read_to_string(dir.join("initstate")) {
+            Ok(state) => match state.trim() {
+                "live" => KernelState::Live,
+                "coming" => KernelState::Coming,
+                "going" => KernelState::Going,
+                _ => KernelState::Absent,
+            },
+            // A directory without initstate is a load still setting up (built-ins never
+            // reach the loader: the plan marks them).
+            Err(_) if dir.is_dir() => KernelState::Coming,
+            Err(_) => KernelState::Absent,
+        }
+    }
+
+    fn load(&self, _name: &str, path: &Path, options: &str) -> Result<Via, LoadError> {
+        let file = std::fs::File::open(path).map_err(|e| {
+            error(
+                e.raw_os_error(),
+                format!("cannot open {}: {e}", path.display()),
+            )
+        })?;
+        let mut head = [0u8; 6];
+        let n = file.read_at(&mut head, 0).unwrap_or(0);
+        let format = Compression::detect(&head[..n]);
+        let kernel_error = |e: std::io::Error| {
+            let errno = e.raw_os_error().unwrap_or(0);
+            error(Some(errno), explain(errno, path, options))
+        };
+        if format == Compression::None {
+            return sys::module::finit_module(&file, options, 0)
+                .map(|()| Via::Finit)
+                .map_err(kernel_error);
+        }
+        if self.compression == Some(format) {
+            match sys::module::finit_module(
+                &file,
+                options,
+                sys::module::MODULE_INIT_COMPRESSED_FILE,
+            ) {
+                Ok(()) => return Ok(Via::FinitCompressed),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(nix::libc::EOPNOTSUPP) | Some(nix::libc::EINVAL)
+                    ) =>
+                {
+                    log::debug!(
+                        "{}: the kernel could not decompress it ({e}); decompressing here",
+                        path.display()
+                    );
+                }
+                Err(e) => return Err(kernel_error(e)),
+            }
+        }
+        let mut data = Vec::new();
+        (&file).read_to_end(&mut data).map_err(|e| {
+            error(
+                e.raw_os_error(),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let image = compress::decompress(&data)
+            .map_err(|e| error(None, format!("{}: {e}", path.display())))?;
+        sys::module::init_module(&image, options)
+            .map(|()| Via::InitModule)
+            .map_err(kernel_error)
+    }
+
+    fn install(&self, name: &str, command: &str, options: &str) -> Result<(), LoadError> {
+        if !sys::is_executable(Path::new(SHELL)) {
+            // Hardening baselines use these to disable a module; no shell is needed to
+            // know what they mean.
+            return match command.trim() {
+                "/bin/true" | "true" => Ok(()),
+                "/bin/false" | "false" => Err(error(
+                    None,
+                    format!("disabled by `install {name} {command}`"),
+                )),
+                _ => Err(error(
+                    None,
+                    format!(
+                        "`install {name} {command}` needs {SHELL}, which this system does not have"
+                    ),
+                )),
+            };
+        }
+        let command = command.replace("$CMDLINE_OPTS", options);
+        let argv = vec![SHELL.to_string(), "-c".to_string(), command.clone()];
+        let env = vec![
+            format!("MODPROBE_MODULE={name}"),
+            "PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string(),
+            "HOME=/".to_string(),
+        ];
+        let child = sys::process::spawn(&argv, &env, Default::default())
+            .map_err(|e| error(e.raw_os_error(), format!("install rule for {name}: {e}")))?;
+        match sys::process::wait(&child, None) {
+            Ok(Some(sys::process::Exit::Code(0))) => Ok(()),
+            Ok(Some(exit)) => Err(error(
+                None,
+                format!("install rule for {name} ({command}) ended with {exit}"),
+            )),
+            Ok(None) => Err(error(
+                None,
+                format!("install rule for {name} did not finish"),
+            )),
+            Err(e) => Err(error(None, format!("install rule for {name}: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! Loads resolved modules in parallel, in dependency order, through a [`Kernel`]: a
+//! module starts only after everything it depends on has finished; a pool of workers
+//! (min(CPUs, 16)) runs what is ready; a module is never loaded twice; `EEXIST` is
+//! success; one failure never stops the others (only the modules that needed it are
+//! skipped, with the reason). Modules named in the sequential list never load at the
+//! same time as each other.
+
+use super::resolve::{Action, Resolution};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a module reached the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `finit_module` on the plain file.
+    Finit,
+    /// `finit_module` with `MODULE_INIT_COMPRESSED_FILE` (the kernel decompressed it).
+    FinitCompressed,
+    /// Decompressed in process, then `init_module`.
+    InitModule,
+    /// An `install` command from modprobe.d.
+    InstallCommand,
+}
+
+/// Why a load failed: the errno (if the kernel gave one) and a message for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadError {
+    /// Raw errno, when the kernel returned one.
+    pub errno: Option<i32>,
+    /// What it means.
+    pub message: String,
+}
+
+/// The state of a module in the running kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelState {
+    /// Not loaded.
+    Absent,
+    /// Loaded and initialised.
+    Live,
+    /// Being loaded by someone else.
+    Coming,
+    /// Being unloaded.
+    Going,
+}
+
+/// The kernel as the loader sees it; faked in tests.
+pub trait Kernel: Sync {
+    /// The state of module `name`.
+    fn state(&self, name: &str) -> KernelState;
+    /// Loads the module file with options.
+    fn load(&self, name: &str, path: &Path, options: &str) -> Result<Via, LoadError>;
+    /// Runs an `install` command for `name`.
+    fn install(&self, name: &str, command: &str, options: &str) -> Result<(), LoadError>;
+}
+
+/// What happened to one module.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result")]
+pub enum Outcome {
+    /// Loaded now.
+    Loaded {
+        /// How.
+        via: Via,
+        /// Microseconds the load took.
+        micros: u64,
+    },
+    /// Already in the kernel (or `EEXIST`).
+    AlreadyLoaded,
+    /// Built into the kernel.
+    Builtin,
+    /// The load failed.
+    Failed {
+        /// Why.
+        error: LoadError,
+    },
+    /// Not attempted because a module it needs did not load.
+    Skipped {
+        /// Which one, and why.
+        reason: String,
+    },
+}
+
+impl Outcome {
+    fn is_success(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Loaded { .. } | Outcome::AlreadyLoaded | Outcome::Builtin
+        )
+    }
+}
+
+/// One module of a load plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unit {
+    /// Module name.
+    pub name: String,
+    /// What to do.
+    pub action: Action,
+    /// Options for the kernel.
+    pub options: String,
+    /// A requested module or a hard dependency of one.
+    pub required: bool,
+    /// Modules that must finish first (indexes into the plan).
+    pub after: Vec<usize>,
+    /// The requests that brought it in.
+    pub wanted_by: Vec<String>,
+}
+
+/// Modules to load, deduplicated, with their ordering constraints.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Units in first-seen order (a valid sequential order).
+    pub units: Vec<Unit>,
+    /// Requests that matched nothing, or only blacklisted modules.
+    pub unresolved: Vec<(String, String)>,
+}
+
+impl Plan {
+    /// Builds the plan from resolutions, keeping kmod's order and dropping repeats.
+    pub fn from_resolutions(resolutions: &[Resolution], tree_dir: &Path) -> Plan {
+        let mut plan = Plan::default();
+        let mut position: HashMap<String, usize> = HashMap::new();
+        let mut after_names: Vec<Vec<String>> = Vec::new();
+        for resolution in resolutions {
+            if resolution.probes.is_empty() {
+                plan.unresolved.push((
+                    resolution.input.clone(),
+                    format!(
+                        "no module, alias or built-in named {:?} in {}",
+                        resolution.input,
+                        tree_dir.display()
+                    ),
+                ));
+                continue;
+            }
+            if resolution.probes.iter().all(|p| p.blacklisted) {
+                plan.unresolved.push((
+                    resolution.input.clone(),
+                    "every match is blacklisted".into(),
+                ));
+            }
+            for probe in resolution.probes.iter().filter(|p| !p.blacklisted) {
+                for step in &probe.steps {
+                    match position.get(&step.module.name) {
+                        Some(&i) => {
+                            let unit = &mut plan.units[i];
+                            unit.required |= step.required;
+                            if !unit.wanted_by.contains(&resolution.input) {
+                                unit.wanted_by.push(resolution.input.clone());
+                            }
+                            for name in &step.after {
+                                if !after_names[i].contains(name) {
+                                    after_names[i].push(name.clone());
+                                }
+                            }
+                        }
+                        None => {
+                            position.insert(step.module.name.clone(), plan.units.len());
+                            after_names.push(step.after.clone());
+                            plan.units.push(Unit {
+                                name: step.module.name.clone(),
+                                action: step.action.clone(),
+                                options: step.options.clone(),
+                                required: step.required,
+                                after: Vec::new(),
+                                wanted_by: vec![resolution.input.clone()],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        for (unit, names) in plan.units.iter_mut().zip(after_names) {
+            let mut after: Vec<usize> = names
+                .iter()
+                .filter_map(|n| position.get(n).copied())
+                .collect();
+            let own = position.get(&unit.name).copied();
+            after.retain(|i| Some(*i) != own);
+            after.sort_unstable();
+            after.dedup();
+            unit.after = after;
+        }
+        plan
+    }
+}
+
+/// How to run a plan.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Worker threads (1 = strictly sequential).
+    pub workers: usize,
+    /// Modules that must not load concurrently with each other.
+    pub sequential: HashSet<String>,
+    /// Give up waiting for a module another process is loading after this long.
+    pub coming_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        LoadOptions {
+            workers: cpus.clamp(1, 16),
+            sequential: HashSet::new(),
+            coming_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The result of a load.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Per module, in plan order.
+    pub modules: Vec<(String, Outcome)>,
+    /// Requests that matched nothing.
+    pub unresolved: Vec<(String, String)>,
+    /// Wall time, microseconds.
+    pub micros: u64,
+}
+
+impl Report {
+    /// Counts by kind: loaded, already_loaded, builtin, failed, skipped, not_found.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        let mut counters: BTreeMap<String, u64> =
+            ["loaded", "already_loaded", "builtin", "failed", "skipped"]
+                .iter()
+                .map(|k| (k.to_string(), 0))
+                .collect();
+        for (_, outcome) in &self.modules {
+            let key = match outcome {
+                Outcome::Loaded { .. } => "loaded",
+                Outcome::AlreadyLoaded => "already_loaded",
+                Outcome::Builtin => "builtin",
+                Outcome::Failed { .. } => "failed",
+                Outcome::Skipped { .. } => "skipped",
+            };
+            *counters.entry(key.to_string()).or_default() += 1;
+        }
+        counters.insert("not_found".into(), self.unresolved.len() as u64);
+        counters
+    }
+
+    /// Failures of modules that were required, plus unresolved requests.
+    pub fn required_failures(&self, plan: &Plan) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .unresolved
+            .iter()
+            .map(|(n, why)| format!("{n}: {why}"))
+            .collect();
+        for ((name, outcome), unit) in self.modules.iter().zip(&plan.units) {
+            match outcome {
+                Outcome::Failed { error } if unit.required => {
+                    out.push(format!("{name}: {}", error.message))
+                }
+                Outcome::Skipped { reason } if unit.required => {
+                    out.push(format!("{name}: {reason}"))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+struct Shared {
+    outcomes: Vec<Option<Outcome>>,
+    running: Vec<bool>,
+}
+
+/// Runs `plan` against `kernel`.
+pub fn load(plan: &Plan, kernel: &dyn Kernel, options: &LoadOptions) -> Report {
+    let started = Instant::now();
+    let count = plan.units.len();
+    let shared = Mutex::new(Shared {
+        outcomes: vec![None; count],
+        running: vec![false; count],
+    });
+    let changed = Condvar::new();
+    let sequential_lock = Mutex::new(());
+    let workers = options.workers.clamp(1, 16).min(count.max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| worker(plan, kernel, options, &shared, &changed, &sequential_lock));
+        }
+    });
+    let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+    let modules = plan
+        .units
+        .iter()
+        .zip(shared.outcomes)
+        .map(|(unit, outcome)| {
+            (
+                unit.name.clone(),
+                outcome.unwrap_or(Outcome::Skipped {
+                    reason: "never became ready".into(),
+                }),
+            )
+        })
+        .collect();
+    Report {
+        modules,
+        unresolved: plan.unresolved.clone(),
+        micros: started.elapsed().as_micros() as u64,
+    }
+}
+
+fn lock<'a>(shared: &'a Mutex<Shared>) -> std::sync::MutexGuard<'a, Shared> {
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Takes the first unit whose prerequisites are done; marks blocked ones skipped.
+fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
+    for (i, unit) in plan.units.iter().enumerate() {
+        if state.outcomes[i].is_some() || state.running[i] {
+            continue;
+        }
+        let mut ready = true;
+        let mut blocked = None;
+        for &dep in &unit.after {
+            match &state.outcomes[dep] {
+                None => ready = false,
+                Some(outcome) if !outcome.is_success() && plan.units[dep].required => {
+                    blocked = Some(plan.units[dep].name.clone())
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(dep) = blocked {
+            state.outcomes[i] = Some(Outcome::Skipped {
+                reason: format!("{dep} did not load"),
+            });
+            continue;
+        }
+        if ready {
+            state.running[i] = true;
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn worker(
+    plan: &Plan,
+    kernel: &dyn Kernel,
+    options: &LoadOptions,
+    shared: &Mutex<Shared>,
+    changed: &Condvar,
+    sequential_lock: &Mutex<()>,
+) {
+    let mut state = lock(shared);
+    loop {
+        if state.outcomes.iter().all(Option::is_some) {
+            changed.notify_all();
+            return;
+        }
+        let Some(i) = next_ready(plan, &mut state) else {
+            if !state.running.iter().any(|r| *r) && state.outcomes.iter().any(Option::is_none) {
+                // Nothing runs and nothing is ready: a cycle in hand-made maps.
+                for (j, outcome) in state.outcomes.iter_mut().enumerate() {
+                    if outcome.is_none() {
+                        *outcome = Some(Outcome::Skipped {
+                            reason: format!("{} is in a dependency cycle", plan.units[j].name),
+                        });
+                    }
+                }
+                changed.notify_all();
+                return;
+            }
+            state = changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            continue;
+        };
+        drop(state);
+        let unit = &plan.units[i];
+        let outcome = {
+            let _serial = options
+                .sequential
+                .contains(&unit.name)
+                .then(|| sequential_lock.lock().unwrap_or_else(|p| p.into_inner()));
+            run_unit(unit, kernel, options)
+        };
+        state = lock(shared);
+        state.running[i] = false;
+        state.outcomes[i] = Some(outcome);
+        changed.notify_all();
+    }
+}
+
+fn run_unit(unit: &Unit, kernel: &dyn Kernel, options: &LoadOptions) -> Outcome {
+    let path: &PathBuf = match &unit.action {
+        Action::Builtin => return Outcome::Builtin,
+        Action::Missing => {
+            return Outcome::Failed {
+                error: LoadError {
+                    errno: None,
+                    message: "not in modules.dep and not built in (an alias to a missing module?)"
+                        .into(),
+                },
+            }
+        }
+        Action::Install { command } => {
+            let started = Instant::now();
+            return match kernel.install(&unit.name, command, &unit.options) {
+                Ok(()) => Outcome::Loaded {
+                    via: Via::InstallCommand,
+                    micros: started.elapsed().as_micros() as u64,
+                },
+                Err(error) => Outcome::Failed { error },
+            };
+        }
+        Action::Insert { path } => path,
+    };
+    let deadline = Instant::now() + options.coming_timeout;
+    loop {
+        match kernel.state(&unit.name) {
+            KernelState::Live => return Outcome::AlreadyLoaded,
+            KernelState::Coming | KernelState::Going if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            _ => break,
+        }
+    }
+    let started = Instant::now();
+    match kernel.load(&unit.name, path, &unit.options) {
+        Ok(via) => Outcome::Loaded {
+            via,
+            micros: started.elapsed().as_micros() as u64,
+        },
+        Err(error) if error.errno == Some(nix::libc::EEXIST) => Outcome::AlreadyLoaded,
+        Err(error)
+            if error.errno == Some(nix::libc::EBUSY)
+                && kernel.state(&unit.name) == KernelState::Live =>
+        {
+            Outcome::AlreadyLoaded
+        }
+        Err(error) => Outcome::Failed { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel that records loads; `fail` maps names to errnos; `slow` adds latency.
+    pub(crate) struct FakeKernel {
+        pub loaded: Mutex<Vec<String>>,
+        pub live: Mutex<HashSet<String>>,
+        pub fail: HashMap<String, i32>,
+        pub slow: Duration,
+        pub concurrent: Mutex<(usize, usize)>,
+    }
+
+    impl FakeKernel {
+        fn new() -> Self {
+            FakeKernel {
+                loaded: Mutex::new(Vec::new()),
+                live: Mutex::new(HashSet::new()),
+                fail: HashMap::new(),
+                slow: Duration::from_millis(5),
+                concurrent: Mutex::new((0, 0)),
+            }
+        }
+    }
+
+    impl Kernel for FakeKernel {
+        fn state(&self, name: &str) -> KernelState {
+            if self.live.lock().unwrap().contains(name) {
+                KernelState::Live
+            } else {
+                KernelState::Absent
+            }
+        }
+        fn load(&self, name: &str, _path: &Path, _options: &str) -> Result<Via, LoadError> {
+            {
+                let mut c = self.concurrent.lock().unwrap();
+                c.0 += 1;
+                c.1 = c.1.max(c.0);
+            }
+            std::thread::sleep(self.slow);
+            self.concurrent.lock().unwrap().0 -= 1;
+            if let Some(&errno) = self.fail.get(name) {
+                return Err(LoadError {
+                    errno: Some(errno),
+                    message: format!("errno {errno}"),
+                });
+            }
+            assert!(
+                self.live.lock().unwrap().insert(name.to_string()),
+                "{name} loaded twice"
+            );
+            self.loaded.lock().unwrap().push(name.to_string());
+            Ok(Via::Finit)
+        }
+        fn install(&self, name: &str, _command: &str, _options: &str) -> Result<(), LoadError> {
+            self.loaded.lock().unwrap().push(format!("install:{name}"));
+            Ok(())
+        }
+    }
+
+    fn unit(name: &str, after: &[usize], required: bool) -> Unit {
+        Unit {
+            name: name.into(),
+            action: Action::Insert {
+                path: PathBuf::from(format!("/m/{name}.ko")),
+            },
+            options: String::new(),
+            required,
+            after: after.to_vec(),
+            wanted_by: vec!["test".into()],
+        }
+    }
+
+    fn diamond() -> Plan {
+        // a ← b, a ← c, (b, c) ← d; e independent.
+        Plan {
+            units: vec![
+                unit("a", &[], true),
+                unit("b", &[0], true),
+                unit("c", &[0], true),
+                unit("d", &[1, 2], true),
+                unit("e", &[], true),
+            ],
+            unresolved: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn dependencies_finish_first_and_work_runs_in_parallel() {
+        let kernel = FakeKernel::new();
+        let report = load(
+            &diamond(),
+            &kernel,
+            &LoadOptions {
+                workers: 4,
+                ..Default::default()
+            },
+        );
+        let order = kernel.loaded.lock().unwrap().clone();
+        let at = |n: &str| order.iter().position(|x| x == n).unwrap();
+        assert!(at("a") < at("b") && at("a") < at("c"));
+        assert!(at("b") < at("d") && at("c") < at("d"));
+        assert!(
+            kernel.concurrent.lock().unwrap().1 >= 2,
+            "nothing ran in parallel"
+        );
+        assert_eq!(report.counters()["loaded"], 5);
+    }
+
+    #[test]
+    fn failures_skip_only_dependents_and_eexist_is_success() {
+        let mut kernel = FakeKernel::new();
+        kernel.fail.insert("b".into(), nix::libc::ENOENT);
+        kernel.fail.insert("e".into(), nix::libc::EEXIST);
+        let plan = diamond();
+        let report = load(&plan, &kernel, &LoadOptions::default());
+        let outcome = |n: &str| {
+            report
+                .modules
+                .iter()
+                .find(|(m, _)| m == n)
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(matches!(outcome("a"), Outcome::Loaded { .. }));
+        assert!(matches!(outcome("b"), Outcome::Failed { .. }));
+        assert!(matches!(outcome("c"), Outcome::Loaded { .. }));
+        assert_eq!(
+            outcome("d"),
+            Outcome::Skipped {
+                reason: "b did not load".into()
+            }
+        );
+        assert_eq!(outcome("e"), Outcome::AlreadyLoaded);
+        assert_eq!(report.required_failures(&plan).len(), 2);
+    }
+
+    #[test]
+    fn already_live_modules_are_not_loaded_again_and_sequential_ones_never_overlap() {
+        let kernel = FakeKernel::new();
+        kernel.live.lock().unwrap().insert("a".into());
+        let options = LoadOptions {
+            workers: 4,
+            sequential: ["b", "c", "d", "e"].iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let report = load(&diamond(), &kernel, &options);
+        assert_eq!(report.modules[0].1, Outcome::AlreadyLoaded);
+        assert_eq!(kernel.concurrent.lock().unwrap().1, 1);
+        let again = load(&diamond(), &kernel, &options);
+        assert_eq!(again.counters()["already_loaded"], 5);
+    }
+
+    #[test]
+    fn cycles_do_not_hang() {
+        let plan = Plan {
+            units: vec![unit("x", &[1], true), unit("y", &[0], true)],
+            unresolved: Vec::new(),
+        };
+        let report = load(&plan, &FakeKernel::new(), &LoadOptions::default());
+        assert_eq!(report.counters()["skipped"], 2);
+    }
+}

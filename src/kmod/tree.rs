@@ -1,0 +1,173 @@
+//! A kernel's module directory (`<root>/lib/modules/<release>`) and its binary indexes,
+//! read once into memory. Lookups go through the pure index reader; a missing or corrupt
+//! index is recorded in [`ModuleTree::problems`] and answers nothing, as in libkmod.
+
+use super::index::{Index, Value};
+use super::text::DepLine;
+use std::path::{Path, PathBuf};
+
+/// The five binary indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexFile {
+    /// `modules.dep.bin`: name → dependency line.
+    Dep,
+    /// `modules.alias.bin`: alias pattern → module.
+    Alias,
+    /// `modules.symbols.bin`: `symbol:NAME` → module.
+    Symbols,
+    /// `modules.builtin.bin`: built-in module names.
+    Builtin,
+    /// `modules.builtin.alias.bin`: aliases of built-in modules.
+    BuiltinAlias,
+}
+
+impl IndexFile {
+    /// All of them.
+    pub const ALL: [IndexFile; 5] = [
+        IndexFile::Dep,
+        IndexFile::Alias,
+        IndexFile::Symbols,
+        IndexFile::Builtin,
+        IndexFile::BuiltinAlias,
+    ];
+
+    /// File name in the module directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            IndexFile::Dep => "modules.dep.bin",
+            IndexFile::Alias => "modules.alias.bin",
+            IndexFile::Symbols => "modules.symbols.bin",
+            IndexFile::Builtin => "modules.builtin.bin",
+            IndexFile::BuiltinAlias => "modules.builtin.alias.bin",
+        }
+    }
+}
+
+/// Errors opening a module tree.
+#[derive(Debug)]
+pub enum TreeError {
+    /// The module directory does not exist.
+    NoModuleDir(PathBuf),
+}
+
+impl std::fmt::Display for TreeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TreeError::NoModuleDir(dir) => write!(
+                f,
+                "{}: no module directory for this kernel (check --root/--kernel, or the modules flist mount)",
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TreeError {}
+
+/// A module directory with its indexes loaded.
+pub struct ModuleTree {
+    /// `<root>/lib/modules/<release>`.
+    pub dir: PathBuf,
+    /// Kernel release.
+    pub release: String,
+    indexes: [Option<Vec<u8>>; 5],
+    /// Index files that are missing or unreadable or corrupt, one line each.
+    pub problems: Vec<String>,
+}
+
+impl ModuleTree {
+    /// Opens `<root>/lib/modules/<release>` and reads its indexes.
+    pub fn open(root: &Path, release: &str) -> Result<ModuleTree, TreeError> {
+        let dir = root.join("lib/modules").join(release);
+        if !dir.is_dir() {
+            return Err(TreeError::NoModuleDir(dir));
+        }
+        let mut problems = Vec::new();
+        let indexes = IndexFile::ALL.map(|which| {
+            let path = dir.join(which.file_name());
+            match std::fs::read(&path) {
+                Ok(bytes) => match Index::new(&bytes) {
+                    Ok(_) => Some(bytes),
+                    Err(e) => {
+                        problems.push(format!("{}: {e}", path.display()));
+                        None
+                    }
+                },
+                Err(e) => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    None
+                }
+            }
+        });
+        Ok(ModuleTree {
+            dir,
+            release: release.to_string(),
+            indexes,
+            problems,
+        })
+    }
+
+    /// A tree over in-memory indexes (tests, and maps regenerated in process).
+    pub fn from_indexes(dir: PathBuf, release: &str, indexes: [Option<Vec<u8>>; 5]) -> ModuleTree {
+        ModuleTree {
+            dir,
+            release: release.to_string(),
+            indexes,
+            problems: Vec::new(),
+        }
+    }
+
+    fn index(&self, which: IndexFile) -> Option<Index<'_>> {
+        let bytes = self.indexes[which as usize].as_deref()?;
+        Index::new(bytes).ok()
+    }
+
+    fn record<T>(
+        &self,
+        which: IndexFile,
+        result: Result<T, super::index::IndexError>,
+    ) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                log::warn!("{}: {e}", self.dir.join(which.file_name()).display());
+                None
+            }
+        }
+    }
+
+    /// The dependency line of module `name` (first value of `modules.dep.bin`).
+    pub fn dep_line(&self, name: &str) -> Option<DepLine> {
+        let index = self.index(IndexFile::Dep)?;
+        let values = self.record(IndexFile::Dep, index.lookup(name.as_bytes()))?;
+        DepLine::parse(&values.first()?.text())
+    }
+
+    /// Wildcard matches of `input` in an alias-style index, by priority.
+    pub fn search(&self, which: IndexFile, input: &str) -> Vec<String> {
+        let Some(index) = self.index(which) else {
+            return Vec::new();
+        };
+        self.record(which, index.search_wild(input.as_bytes()))
+            .unwrap_or_default()
+            .iter()
+            .map(Value::text)
+            .collect()
+    }
+
+    /// Whether `name` is built into the kernel (`modules.builtin.bin`).
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.index(IndexFile::Builtin)
+            .and_then(|index| self.record(IndexFile::Builtin, index.lookup(name.as_bytes())))
+            .is_some_and(|values| !values.is_empty())
+    }
+
+    /// Absolute path of a module path taken from `modules.dep`.
+    pub fn module_path(&self, relative: &str) -> PathBuf {
+        if relative.starts_with('/') {
+            PathBuf::from(relative)
+        } else {
+            self.dir.join(relative)
+        }
+    }
+}
