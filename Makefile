@@ -10,7 +10,7 @@ MUSL := x86_64-unknown-linux-musl
 BIN := target/$(MUSL)/release/initagent
 FUZZ_SECONDS ?= 30
 
-.PHONY: setup release check test demo fuzz clean
+.PHONY: setup release check test demo bench fuzz clean
 
 setup:
 	bash tests/vm/setup.sh
@@ -32,10 +32,15 @@ test: check release
 demo: release
 	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) test --features system-tests --test demo
 
+# Benchmarks (never timed assertions): each prints both tools and the ratio.
+bench: release
+	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests
+	bash benches/size.sh
+
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd tests/fuzz && for t in cmdline profile; do \
+	cd tests/fuzz && for t in cmdline profile kmod_index modprobe_conf; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 

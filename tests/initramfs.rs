@@ -1,6 +1,7 @@
-//! The image builder: same inputs give the same bytes, and GNU cpio (the oracle) reads
-//! back what was asked for. Uses busybox-static as a stand-in static binary, so it needs
-//! neither root nor the release build.
+//! The image builder: same inputs give the same bytes (modules and regenerated maps
+//! included), and GNU cpio (the oracle) reads back what was asked for. The reproducibility
+//! test needs the release agent and Debian's kernel tree (`make setup`); the refusals
+//! need neither.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,10 +10,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[cfg(feature = "system-tests")]
+mod common;
+
+#[cfg(feature = "system-tests")]
 fn build(out: &Path, epoch: &str, extra: &Path) -> Vec<u8> {
+    let (kernel_root, release) = common::kernel::debian_tree();
     let status = Command::new("python3")
         .arg(root().join("initramfs/mkinitramfs.py"))
-        .args(["--target", "vm-test", "--agent", "/bin/busybox"])
+        .args(["--target", "vm-test", "--agent"])
+        .arg(common::vm::agent_binary())
+        .arg("--kernel-root")
+        .arg(kernel_root)
+        .args(["--kernel-release", &release])
         .arg("--add")
         .arg(format!("{}:/sbin/zinit:755", extra.display()))
         .arg("-o")
@@ -24,6 +34,7 @@ fn build(out: &Path, epoch: &str, extra: &Path) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
+#[cfg(feature = "system-tests")]
 #[test]
 fn reproducible_and_readable_by_cpio() {
     let dir = std::env::temp_dir().join(format!("initagent-initramfs-{}", std::process::id()));
@@ -59,6 +70,18 @@ fn reproducible_and_readable_by_cpio() {
     assert!(line("sbin/zinit").starts_with("-rwxr-xr-x"));
     assert!(line("etc/initagent/config.toml").starts_with("-rw-r--r--"));
     assert!(line("bin/sh").contains("-> /bin/busybox"));
+    assert!(line("etc/initagent/modules").starts_with("-rw-r--r--"));
+    let (_, release) = common::kernel::debian_tree();
+    assert!(line(&format!("lib/modules/{release}/modules.dep.bin")).starts_with("-rw-r--r--"));
+    assert!(
+        line(&format!("lib/modules/{release}/kernel/fs/fuse/fuse.ko")).starts_with("-rw-r--r--")
+    );
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.ends_with(" sbin/modprobe") || l.contains(" sbin/modprobe -> ")),
+        "busybox modprobe is in the image"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

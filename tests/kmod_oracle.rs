@@ -393,3 +393,27 @@ fn configuration_cases_resolve_like_modprobe() {
         modules.config.warnings
     );
 }
+
+#[test]
+fn every_target_module_list_names_modules_of_debians_tree() {
+    let oracle = Oracle::new("oracle-targets", "", "quiet");
+    let modules = oracle.ours();
+    let resolver = modules.resolver();
+    let targets = common::vm::repo_root().join("targets");
+    for entry in std::fs::read_dir(&targets).unwrap() {
+        let list = entry.unwrap().path().join("modules");
+        let Ok(names) = initagent::kmod::read_list(&list) else {
+            continue;
+        };
+        assert!(!names.is_empty(), "{} is empty", list.display());
+        for name in names {
+            let resolution = resolver.resolve(&name, BlacklistMode::AliasOnly);
+            assert!(
+                !resolution.probes.is_empty(),
+                "{}: {name} is not a module of {}",
+                list.display(),
+                oracle.release
+            );
+        }
+    }
+}

@@ -53,13 +53,7 @@ pub const KEYS: &[KeyDef] = &[
         name: "reboot_delay",
         help: "seconds of countdown before a failure reboot (0-86400, default 30)",
         apply: |config, raw| {
-            let seconds: u32 = text(raw)?
-                .parse()
-                .map_err(|_| "not a whole number of seconds".to_string())?;
-            if seconds > 86_400 {
-                return Err("more than a day".into());
-            }
-            config.reboot_delay_s = seconds;
+            config.reboot_delay_s = seconds(raw, 0, 86_400)?;
             Ok(())
         },
         show: |config| config.reboot_delay_s.to_string(),
@@ -90,7 +84,77 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.handoff.join(" ")),
     },
+    KeyDef {
+        name: "modules_parallel",
+        help: "load modules concurrently (yes/no, default yes)",
+        apply: |config, raw| {
+            config.modules_parallel = boolean(raw)?;
+            Ok(())
+        },
+        show: |config| config.modules_parallel.to_string(),
+    },
+    KeyDef {
+        name: "modules_sequential",
+        help: "comma-separated modules that never load at the same time as each other",
+        apply: |config, raw| {
+            config.modules_sequential = match raw {
+                RawValue::List(items) => items.clone(),
+                _ => text(raw)?.split(',').filter(|s| !s.is_empty()).map(|s| s.replace('-', "_")).collect(),
+            };
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.modules_sequential.join(",")),
+    },
+    KeyDef {
+        name: "modules_deadline",
+        help: "seconds the modules step may take before the boot goes on without it (1-3600, default 60)",
+        apply: |config, raw| {
+            config.modules_deadline_s = seconds(raw, 1, 3600)?;
+            Ok(())
+        },
+        show: |config| config.modules_deadline_s.to_string(),
+    },
+    KeyDef {
+        name: "skip",
+        help: "comma-separated stage-1 steps not to run (modules); recorded as skipped",
+        apply: |config, raw| {
+            let names: Vec<String> = match raw {
+                RawValue::List(items) => items.clone(),
+                _ => text(raw)?.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            };
+            if let Some(bad) = names.iter().find(|n| !SKIPPABLE_STEPS.contains(&n.as_str())) {
+                return Err(format!("{bad} is not a step that can be skipped ({})", SKIPPABLE_STEPS.join(", ")));
+            }
+            config.skip = names;
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.skip.join(",")),
+    },
 ];
+
+/// Stage-1 steps an operator may skip (the others are what make a boot possible).
+pub const SKIPPABLE_STEPS: &[&str] = &["modules"];
+
+fn boolean(raw: &RawValue) -> Result<bool, String> {
+    match raw {
+        RawValue::Flag => Ok(true),
+        _ => match text(raw)? {
+            "1" | "yes" | "true" | "on" => Ok(true),
+            "0" | "no" | "false" | "off" => Ok(false),
+            _ => Err("not yes or no".into()),
+        },
+    }
+}
+
+fn seconds(raw: &RawValue, low: u32, high: u32) -> Result<u32, String> {
+    let value: u32 = text(raw)?
+        .parse()
+        .map_err(|_| "not a whole number of seconds".to_string())?;
+    if value < low || value > high {
+        return Err(format!("outside {low}-{high} seconds"));
+    }
+    Ok(value)
+}
 
 fn text(raw: &RawValue) -> Result<&str, String> {
     match raw {

@@ -135,6 +135,14 @@ pub struct Config {
     pub reboot_delay_s: u32,
     /// `initagent.handoff`: argv of the next init.
     pub handoff: Vec<String>,
+    /// `initagent.modules_parallel`: load modules concurrently.
+    pub modules_parallel: bool,
+    /// `initagent.modules_sequential`: modules that never load at the same time as each other.
+    pub modules_sequential: Vec<String>,
+    /// `initagent.modules_deadline`: seconds the modules step may take.
+    pub modules_deadline_s: u32,
+    /// `initagent.skip`: steps not to run.
+    pub skip: Vec<String>,
     /// zos keys from the command line.
     pub zos: ZosParams,
     /// The layer that set each `initagent.*` key last.
@@ -150,6 +158,10 @@ impl Default for Config {
             on_failure: FailurePolicy::Reboot,
             reboot_delay_s: 30,
             handoff: vec!["/sbin/zinit".into(), "init".into()],
+            modules_parallel: true,
+            modules_sequential: Vec::new(),
+            modules_deadline_s: 60,
+            skip: Vec::new(),
             zos: ZosParams::default(),
             sources: BTreeMap::new(),
             warnings: Vec::new(),

@@ -97,8 +97,13 @@ pub fn modinfo_section(data: &[u8]) -> Result<&[u8], ElfError> {
             .and_then(|o| o.checked_add(shoff))
             .ok_or(ElfError::Truncated("section header"))
     };
+    // Field `offset` of the section header at `base`, without overflowing.
+    let field = |base: usize, offset: usize| {
+        base.checked_add(offset)
+            .ok_or(ElfError::Truncated("section header"))
+    };
     let strtab_header = header(shstrndx)?;
-    let strtab = elf.u64(strtab_header + 24, "section name table")?;
+    let strtab = elf.u64(field(strtab_header, 24)?, "section name table")?;
     for i in 0..shnum {
         let h = header(i)?;
         let name_offset = elf.u32(h, "section name")? as usize;
@@ -109,8 +114,8 @@ pub fn modinfo_section(data: &[u8]) -> Result<&[u8], ElfError> {
             .get(name_at..)
             .ok_or(ElfError::Truncated("section name"))?;
         if name.starts_with(b".modinfo\0") {
-            let offset = elf.u64(h + 24, "section offset")?;
-            let size = elf.u64(h + 32, "section size")?;
+            let offset = elf.u64(field(h, 24)?, "section offset")?;
+            let size = elf.u64(field(h, 32)?, "section size")?;
             let end = offset
                 .checked_add(size)
                 .ok_or(ElfError::Truncated(".modinfo"))?;

@@ -420,3 +420,133 @@ impl Resolution {
         self.probes.iter().map(|p| p.module.name.clone()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmod::index::tests::build;
+    use crate::kmod::tree::ModuleTree;
+
+    /// ext4 → jbd2, mbcache, crc16; jbd2 and ext4 softdep on crypto-crc32c (two matches);
+    /// e1000 has a PCI alias; aes_generic is built in.
+    fn tree() -> ModuleTree {
+        let dep = build(&[
+            ("ext4", 0, "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko"),
+            ("jbd2", 1, "kernel/fs/jbd2/jbd2.ko:"),
+            ("mbcache", 2, "kernel/fs/mbcache.ko:"),
+            ("crc16", 3, "kernel/lib/crc16.ko:"),
+            ("crc32c_intel", 4, "kernel/arch/x86/crypto/crc32c-intel.ko:"),
+            ("crc32c_generic", 5, "kernel/crypto/crc32c_generic.ko:"),
+            ("e1000", 6, "kernel/drivers/net/e1000.ko:"),
+        ]);
+        let alias = build(&[
+            ("crypto_crc32c", 4, "crc32c_intel"),
+            ("crypto_crc32c", 5, "crc32c_generic"),
+            ("pci:v00008086d0000100Esv*sd*bc*sc*i*", 6, "e1000"),
+        ]);
+        let builtin = build(&[("aes_generic", 0, "")]);
+        let builtin_alias = build(&[("aes", 0, "aes_generic")]);
+        ModuleTree::from_indexes(
+            PathBuf::from("/m"),
+            "test",
+            [
+                Some(dep),
+                Some(alias),
+                None,
+                Some(builtin),
+                Some(builtin_alias),
+            ],
+        )
+    }
+
+    fn config(text: &str) -> ModprobeConfig {
+        let mut config = ModprobeConfig::default();
+        config.parse(
+            "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n",
+            "modules.softdep",
+        );
+        config.parse(text, "test.conf");
+        config
+    }
+
+    fn names(resolution: &Resolution) -> Vec<String> {
+        resolution
+            .probes
+            .iter()
+            .flat_map(|p| p.steps.iter().map(|s| s.module.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn hard_and_soft_dependencies_in_kmod_order() {
+        let (tree, config) = (tree(), config(""));
+        let resolution = Resolver::new(&tree, &config).resolve("ext4", BlacklistMode::AliasOnly);
+        assert_eq!(resolution.source, Some(Source::ModuleName));
+        assert_eq!(
+            names(&resolution),
+            [
+                "crc32c_intel",
+                "crc32c_generic",
+                "jbd2",
+                "mbcache",
+                "crc16",
+                "ext4"
+            ]
+        );
+        let ext4 = resolution.probes[0].steps.last().unwrap();
+        assert_eq!(
+            ext4.after,
+            ["jbd2", "mbcache", "crc16", "crc32c_intel", "crc32c_generic"]
+        );
+        assert!(ext4.required && !resolution.probes[0].steps[0].required);
+        assert_eq!(
+            resolution.show_depends()[5],
+            "insmod /m/kernel/fs/ext4/ext4.ko "
+        );
+    }
+
+    #[test]
+    fn aliases_blacklists_options_and_builtins() {
+        let (tree, config) = (
+            tree(),
+            config("blacklist e1000\noptions e1000 debug=1\nalias my-nic e1000\n"),
+        );
+        let resolver = Resolver::new(&tree, &config);
+        let pci = "pci:v00008086d0000100Esv00008086sd00001000bc02sc00i00";
+        assert!(resolver.resolve(pci, BlacklistMode::AliasOnly).probes[0].blacklisted);
+        let by_name = resolver.resolve("e1000", BlacklistMode::AliasOnly);
+        assert_eq!(
+            by_name.show_depends(),
+            ["insmod /m/kernel/drivers/net/e1000.ko debug=1 "]
+        );
+        assert!(resolver.resolve("e1000", BlacklistMode::Always).probes[0].blacklisted);
+        assert_eq!(
+            resolver.resolve("my-nic", BlacklistMode::AliasOnly).source,
+            Some(Source::ConfigAlias)
+        );
+        let aes = resolver.resolve("aes", BlacklistMode::AliasOnly);
+        assert_eq!(aes.source, Some(Source::BuiltinAlias));
+        assert_eq!(aes.show_depends(), ["builtin aes_generic"]);
+        assert_eq!(
+            resolver.resolve("nothing", BlacklistMode::AliasOnly).source,
+            None
+        );
+        assert!(resolver.lookup("bad[").is_none());
+    }
+
+    #[test]
+    fn install_commands_unless_softdeps() {
+        let (tree, config) = (
+            tree(),
+            config("install crc16 /bin/true\ninstall ext4 /bin/false\n"),
+        );
+        let resolution = Resolver::new(&tree, &config).resolve("ext4", BlacklistMode::AliasOnly);
+        let lines = resolution.show_depends();
+        assert!(
+            lines.contains(&"install /bin/true ".to_string()),
+            "{lines:?}"
+        );
+        // ext4 has softdeps, so its install command is ignored, as kmod does.
+        assert_eq!(lines.last().unwrap(), "insmod /m/kernel/fs/ext4/ext4.ko ");
+    }
+}

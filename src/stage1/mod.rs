@@ -1,12 +1,13 @@
 //! Stage 1: the agent as PID 1 in the initramfs. It only sequences steps; each step lives
-//! in its own module. Order: pseudo-filesystems → configuration → handoff. Later steps
-//! (network, flists, dependency maps, modules, coldplug) slot in before the handoff.
+//! in its own module. Order: pseudo-filesystems → configuration → modules → handoff.
+//! Later steps (network, flists, dependency maps, coldplug) slot in before the handoff.
 //!
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
 mod failure;
 pub mod handoff;
+pub mod modules;
 mod pseudofs;
 pub mod runner;
 
@@ -151,9 +152,20 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
     }
     describe(&mut runner.report, &loaded);
+    runner.skip = loaded.config.skip.clone();
     runner.save();
 
     let config = &loaded.config;
+    let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
+    let deadline = std::time::Duration::from_secs(u64::from(config.modules_deadline_s));
+    runner.run_bounded("modules", deadline, move || {
+        modules::load(
+            &module_config,
+            &module_cmdline,
+            std::path::Path::new(crate::kmod::DEFAULT_LIST),
+        )
+    });
+
     let why = handoff::handoff(&mut runner, &config.handoff);
     let report_path = runner.path().display().to_string();
     if let Some(result) = runner.report.result.as_mut() {

@@ -28,6 +28,14 @@ impl StepDone {
         }
     }
 
+    /// A step that had nothing to do.
+    pub fn skipped(detail: impl Into<String>) -> Self {
+        StepDone {
+            outcome: Outcome::Skipped,
+            ..StepDone::ok(detail)
+        }
+    }
+
     /// A step that did part of its work.
     pub fn degraded(detail: impl Into<String>) -> Self {
         StepDone {
@@ -47,6 +55,8 @@ impl StepDone {
 pub struct StepRunner {
     /// The report being built.
     pub report: Report,
+    /// Steps to record as skipped instead of running (`initagent.skip`).
+    pub skip: Vec<String>,
     path: PathBuf,
     persist: bool,
     last_step: Option<String>,
@@ -58,6 +68,7 @@ impl StepRunner {
     pub fn new(path: PathBuf, report: Report) -> Self {
         StepRunner {
             report,
+            skip: Vec::new(),
             path,
             persist: false,
             last_step: None,
@@ -88,6 +99,11 @@ impl StepRunner {
     /// Starts a step that depends on the previous one, runs `body`, records the result.
     pub fn run(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
         let start = self.begin(name);
+        if self.skip.iter().any(|s| s == name) {
+            let detail = format!("skipped by {}.skip", crate::config::CMDLINE_PREFIX);
+            self.finish(name, start, Outcome::Skipped, detail, BTreeMap::new());
+            return Outcome::Skipped;
+        }
         let result = catch_unwind(AssertUnwindSafe(body));
         let (outcome, detail, counters) = match result {
             Ok(Ok(done)) => (done.outcome, done.detail, done.counters),
@@ -100,6 +116,39 @@ impl StepRunner {
         };
         self.finish(name, start, outcome, detail, counters);
         outcome
+    }
+
+    /// Like [`StepRunner::run`], but the boot waits at most `deadline`: past it the step
+    /// is recorded as failed and left running on its own thread.
+    pub fn run_bounded(
+        &mut self,
+        name: &str,
+        deadline: std::time::Duration,
+        body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
+    ) -> Outcome {
+        if self.skip.iter().any(|s| s == name) {
+            return self.run(name, || Ok(StepDone::skipped("")));
+        }
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(body))
+                    .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
+                let _ = sender.send(result);
+            });
+        self.run(name, || {
+            if let Err(e) = spawned {
+                return Err(format!("cannot start a thread: {e}"));
+            }
+            match receiver.recv_timeout(deadline) {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "did not finish within {} s; left running in the background",
+                    deadline.as_secs()
+                )),
+            }
+        })
     }
 
     /// Records the start of `name` (outcome `running`) and returns its start time.
@@ -186,5 +235,28 @@ mod tests {
         assert_eq!(steps[1].detail, "no network");
         assert_eq!(steps[2].detail, "panicked: bug 42");
         assert!(steps.iter().all(|s| s.end_us >= Some(s.start_us)));
+    }
+
+    #[test]
+    fn bounded_steps_cannot_hold_the_boot() {
+        let mut runner =
+            StepRunner::new(PathBuf::from("/nonexistent/report.json"), Report::default());
+        let short = std::time::Duration::from_millis(50);
+        let outcome = runner.run_bounded("hang", short, || {
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            Ok(StepDone::ok("never seen"))
+        });
+        assert_eq!(outcome, Outcome::Failed);
+        assert!(runner.report.steps[0]
+            .detail
+            .contains("did not finish within"));
+        let outcome = runner.run_bounded("quick", short * 20, || {
+            Ok(StepDone::skipped("nothing to do"))
+        });
+        assert_eq!(outcome, Outcome::Skipped);
+        assert_eq!(
+            runner.run_bounded("boom", short * 20, || panic!("bad")),
+            Outcome::Failed
+        );
     }
 }

@@ -55,6 +55,9 @@ pub struct Vm {
     typed: Vec<(String, String)>,
     stop_on: Option<String>,
     timeout: Duration,
+    xz: Vec<String>,
+    symlinks: Vec<(String, String)>,
+    cpus: u32,
 }
 
 /// What a boot produced.
@@ -75,6 +78,9 @@ impl Vm {
             typed: Vec::new(),
             stop_on: None,
             timeout: Duration::from_secs(120),
+            xz: Vec::new(),
+            symlinks: Vec::new(),
+            cpus: 1,
         }
     }
 
@@ -88,10 +94,28 @@ impl Vm {
         self
     }
 
+    /// Gives the guest `cpus` virtual CPUs (multi-threaded TCG; default 1).
+    pub fn cpus(mut self, cpus: u32) -> Vm {
+        self.cpus = cpus;
+        self
+    }
+
+    /// Adds a symbolic link.
+    pub fn symlink(mut self, dest: &str, target: &str) -> Vm {
+        self.symlinks.push((dest.into(), target.into()));
+        self
+    }
+
     /// Adds a file from the repository.
     pub fn repo_file(self, dest: &str, source: &str, mode: u32) -> Vm {
         let content = std::fs::read(repo_root().join(source)).expect(source);
         self.file(dest, content, mode)
+    }
+
+    /// Stages module `name` xz-compressed in the image.
+    pub fn xz(mut self, name: &str) -> Vm {
+        self.xz.push(name.into());
+        self
     }
 
     /// Appends to the kernel command line.
@@ -121,6 +145,18 @@ impl Vm {
             .arg(&self.target)
             .arg("--agent")
             .arg(agent_binary());
+        let (root, release) = super::kernel::debian_tree();
+        command
+            .arg("--kernel-root")
+            .arg(root)
+            .arg("--kernel-release")
+            .arg(release);
+        for name in &self.xz {
+            command.arg("--xz").arg(name);
+        }
+        for (dest, target) in &self.symlinks {
+            command.arg("--symlink").arg(format!("{dest}:{target}"));
+        }
         for (i, extra) in self.extras.iter().enumerate() {
             let source = out.join(format!("extra-{i}"));
             std::fs::write(&source, &extra.content).unwrap();
@@ -156,7 +192,9 @@ impl Vm {
         let results_path = out.join("results.log");
         let qemu = Command::new("ip")
             .args(["netns", "exec", &netns.name, "qemu-system-x86_64"])
-            .args(["-accel", "tcg", "-cpu", "max", "-m", "512M", "-smp", "1"])
+            .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m", "512M"])
+            .arg("-smp")
+            .arg(self.cpus.to_string())
             .args([
                 "-nodefaults",
                 "-no-user-config",
@@ -271,16 +309,32 @@ impl Vm {
 impl Boot {
     /// The JSON document the guest printed between `report-begin` and `report-end`.
     pub fn report(&self) -> serde_json::Value {
-        let begin = self.results.iter().position(|l| l == "report-begin");
-        let end = self.results.iter().position(|l| l == "report-end");
+        self.json("report")
+    }
+
+    /// The JSON document the guest printed between `NAME-begin` and `NAME-end`.
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        let begin = self
+            .results
+            .iter()
+            .position(|l| *l == format!("{name}-begin"));
+        let end = self
+            .results
+            .iter()
+            .position(|l| *l == format!("{name}-end"));
         match (begin, end) {
             (Some(b), Some(e)) if b < e => {
                 let text = self.results[b + 1..e].join("\n");
                 serde_json::from_str(&text)
-                    .unwrap_or_else(|err| panic!("report is not JSON ({err}): {text}"))
+                    .unwrap_or_else(|err| panic!("{name} is not JSON ({err}): {text}"))
             }
-            _ => panic!("no report on the results port; {}", self.explain()),
+            _ => panic!("no {name} on the results port; {}", self.explain()),
         }
+    }
+
+    /// The first result line starting with `prefix`, without the prefix.
+    pub fn result(&self, prefix: &str) -> Option<&str> {
+        self.results.iter().find_map(|l| l.strip_prefix(prefix))
     }
 
     /// Whether a result line starts with `prefix`.

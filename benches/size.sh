@@ -1,0 +1,24 @@
+#!/bin/bash
+# Size of the static release binary, and the code attributed to each subsystem: an
+# unstripped copy of the same release build, its symbols summed by crate path. LTO
+# inlines across modules, so the split is approximate; the total is exact.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=x86_64-unknown-linux-musl
+CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release --target "$TARGET" --target-dir target/size
+stripped=$(stat -c %s "target/$TARGET/release/initagent")
+nm -S --size-sort -C "target/size/$TARGET/release/initagent" | while read -r _ size kind name; do
+  case "$kind" in t|T|r|R|d|D) echo "$((16#$size)) $name" ;; esac
+done | awk -v stripped="$stripped" '
+  {
+    size = $1; name = $0
+    if (name ~ /initagent::kmod::|lzma_rs::|ruzstd::|flate2::|miniz_oxide::|crc32fast::|twox_hash::/) part = "kernel modules (kmod, xz/zstd/gzip)"
+    else if (name ~ /initagent::/) part = "initagent: the rest"
+    else if (name ~ /serde_json::|serde::|toml::|toml_parser::|winnow::/) part = "serde, serde_json, toml"
+    else part = "std, musl and other crates"
+    total[part] += size; sum += size
+  }
+  END {
+    printf "release binary: %d bytes stripped (statically linked)\n", stripped
+    for (p in total) printf "  %-40s %8d bytes of symbols (%4.1f%%)\n", p, total[p], 100 * total[p] / sum
+  }'

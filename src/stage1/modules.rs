@@ -1,0 +1,99 @@
+//! The `modules` step: load the target's module list (`/etc/initagent/modules`) with the
+//! agent's own loader, and make the kernel's own module requests (`request_module`) reach
+//! the agent when the image has no modprobe binary.
+
+use super::runner::StepDone;
+use crate::config::{cmdline::Cmdline, Config};
+use crate::kmod::load::LoadOptions;
+use crate::kmod::resolve::BlacklistMode;
+use crate::kmod::{self, Modules};
+use std::path::{Path, PathBuf};
+
+const MODPROBE_BINARIES: &[&str] = &[
+    "/sbin/modprobe",
+    "/usr/sbin/modprobe",
+    "/bin/modprobe",
+    "/usr/bin/modprobe",
+];
+/// Where stage 1 puts a `modprobe` name for itself when the image has none.
+pub const MODPROBE_LINK: &str = "/run/initagent/bin/modprobe";
+
+/// Points `/proc/sys/kernel/modprobe` at the agent (through a link named `modprobe`, so
+/// it runs its modprobe personality) unless a modprobe binary exists.
+pub fn route_kernel_requests() -> Result<Option<PathBuf>, String> {
+    if MODPROBE_BINARIES
+        .iter()
+        .any(|b| crate::sys::is_executable(Path::new(b)))
+    {
+        return Ok(None);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    let link = Path::new(MODPROBE_LINK);
+    if let Some(dir) = link.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(link);
+    std::os::unix::fs::symlink(&exe, link).map_err(|e| format!("{MODPROBE_LINK}: {e}"))?;
+    std::fs::write("/proc/sys/kernel/modprobe", MODPROBE_LINK)
+        .map_err(|e| format!("/proc/sys/kernel/modprobe: {e}"))?;
+    Ok(Some(link.to_path_buf()))
+}
+
+/// Loads the list; degraded when a required module failed or a name matched nothing.
+pub fn load(config: &Config, cmdline: &Cmdline, list: &Path) -> Result<StepDone, String> {
+    if !list.exists() {
+        return Ok(StepDone::skipped(format!(
+            "no module list at {}",
+            list.display()
+        )));
+    }
+    let inputs = kmod::read_list(list)?;
+    let routed = match route_kernel_requests() {
+        Ok(Some(link)) => format!("; kernel requests go to {}", link.display()),
+        Ok(None) => String::new(),
+        Err(e) => {
+            log::warn!("kernel module requests stay unanswered: {e}");
+            format!("; kernel requests not routed: {e}")
+        }
+    };
+    let release = crate::sys::kernel_release();
+    let modules =
+        Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
+    for problem in &modules.tree.problems {
+        log::warn!("{problem}");
+    }
+    let mut options = LoadOptions {
+        sequential: config.modules_sequential.iter().cloned().collect(),
+        ..LoadOptions::default()
+    };
+    if !config.modules_parallel {
+        options.workers = 1;
+    }
+    let (plan, report) = modules.load(&inputs, &options, BlacklistMode::AliasOnly);
+    for (name, outcome) in &report.modules {
+        log::debug!("{}", kmod::describe_outcome(name, outcome));
+    }
+    let failures = report.required_failures(&plan);
+    for failure in &failures {
+        log::warn!("module {failure}");
+    }
+    let counters = report.counters();
+    let summary: Vec<String> = counters
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect();
+    let mut detail = format!("{} requested: {}{routed}", inputs.len(), summary.join(", "));
+    let mut done = if failures.is_empty() {
+        StepDone::ok(detail)
+    } else {
+        detail.push_str("; ");
+        detail.push_str(&failures.join("; "));
+        StepDone::degraded(detail)
+    };
+    for (key, value) in counters {
+        done = done.count(&key, value);
+    }
+    Ok(done)
+}

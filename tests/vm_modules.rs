@@ -1,0 +1,175 @@
+//! The module loader on Debian's real kernel in QEMU: stage 1 loads the VM target's list
+//! (with its dependencies, one module xz-compressed so it goes through in-process
+//! decompression); a second run changes nothing; a missing module and a module built for
+//! another kernel fail with clear messages while the rest loads; the kernel's own
+//! request_module reaches the agent's modprobe personality.
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use common::kernel::debian_tree;
+use common::vm::Vm;
+
+/// A copy of a real module that the running kernel must refuse: signature stripped (so
+/// the refusal is about the build, not the signature) and vermagic rewritten.
+fn foreign_module(original: &[u8], release: &str) -> Vec<u8> {
+    const MAGIC: &[u8] = b"~Module signature appended~\n";
+    let mut data = original.to_vec();
+    if data.ends_with(MAGIC) {
+        let info_end = data.len() - MAGIC.len();
+        let sig_len = u32::from_be_bytes(data[info_end - 4..info_end].try_into().unwrap()) as usize;
+        data.truncate(info_end - 12 - sig_len);
+    }
+    let needle = format!("vermagic={release} SMP");
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .expect("vermagic in module");
+    let fake = format!("vermagic={} SMX", "9.9.9-99-amd64");
+    assert_eq!(
+        fake.len(),
+        needle.len(),
+        "choose a release string of the same length"
+    );
+    data[at..at + fake.len()].copy_from_slice(fake.as_bytes());
+    data
+}
+
+#[test]
+fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
+    let (root, release) = debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    let read = |path: &str| std::fs::read(tree.join(path)).unwrap();
+    let boot = Vm::new("modules-baseline")
+        .repo_file("/sbin/zinit", "tests/vm/guest/modules-check.sh", 0o755)
+        .xz("8021q")
+        .file(
+            &format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko"),
+            read("kernel/drivers/net/dummy.ko"),
+            0o644,
+        )
+        .file(
+            &format!("/lib/modules/{release}/kernel/drivers/net/ifb.ko"),
+            read("kernel/drivers/net/ifb.ko"),
+            0o644,
+        )
+        .file(
+            &format!("/lib/modules/{release}/extra/foreign_vermagic.ko"),
+            foreign_module(&read("kernel/lib/crc7.ko"), &release),
+            0o644,
+        )
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+
+    // Stage 1 loaded the list and every dependency.
+    let loaded: Vec<&str> = boot
+        .results
+        .iter()
+        .filter_map(|l| l.strip_prefix("module "))
+        .collect();
+    assert!(
+        loaded.len() >= 24,
+        "only {} modules in /proc/modules: {loaded:?}",
+        loaded.len()
+    );
+    for name in [
+        "virtio_net",
+        "virtio_blk",
+        "fuse",
+        "e1000",
+        "9p",
+        "9pnet_virtio",
+        "bridge",
+        "8021q",
+        "overlay",
+        "failover",
+    ] {
+        assert!(
+            loaded.contains(&name),
+            "{name} is not in /proc/modules: {loaded:?}"
+        );
+    }
+    let report = boot.report();
+    let step = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "modules")
+        .unwrap();
+    assert_eq!(step["outcome"], "ok", "{step:#}");
+    assert_eq!(step["counters"]["failed"], 0);
+    assert!(
+        step["counters"]["loaded"].as_u64().unwrap() >= 24,
+        "{step:#}"
+    );
+
+    // The xz module went through in-process decompression (Debian's kernel cannot).
+    let outcomes = boot.json("outcomes");
+    let vlan = outcomes["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[0] == "8021q")
+        .unwrap();
+    assert_eq!(vlan[1]["via"], "init_module", "{vlan}");
+
+    // A second run is a no-op success.
+    assert_eq!(
+        boot.result("second_run rc="),
+        Some("0"),
+        "{}",
+        boot.explain()
+    );
+    let second = boot.json("second");
+    let outcomes = second["modules"].as_array().unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|m| m[1]["result"] == "already_loaded" || m[1]["result"] == "builtin"),
+        "{second:#}"
+    );
+
+    // Bad input: clear errors, the good module still loads, non-zero exit.
+    assert_eq!(
+        boot.result("third_run rc="),
+        Some("1"),
+        "{}",
+        boot.explain()
+    );
+    let third: Vec<&str> = boot
+        .results
+        .iter()
+        .filter_map(|l| l.strip_prefix("third: "))
+        .collect();
+    let line = |prefix: &str| {
+        third
+            .iter()
+            .find(|l| l.starts_with(prefix))
+            .copied()
+            .unwrap_or_else(|| panic!("no {prefix} in {third:#?}"))
+    };
+    assert!(
+        line("no_such_module: NOT FOUND").contains("no module, alias or built-in named"),
+        "{third:#?}"
+    );
+    assert!(
+        line("foreign_vermagic: FAILED").contains(&format!(
+            "built for another kernel (vermagic 9.9.9-99-amd64, running {release})"
+        )),
+        "{third:#?}"
+    );
+    assert!(line("dummy: loaded").contains("Finit"), "{third:#?}");
+
+    // The kernel's own request_module ran the agent as modprobe.
+    assert_eq!(
+        boot.result("kernel_modprobe "),
+        Some("/run/initagent/bin/modprobe")
+    );
+    assert_eq!(
+        boot.result("kernel_request rc="),
+        Some("0 ifb_loaded=1"),
+        "{}",
+        boot.explain()
+    );
+}
