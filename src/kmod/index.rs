@@ -379,8 +379,13 @@ impl<'a> Index<'a> {
 pub(crate) mod tests {
     use super::*;
 
-    /// Builds an index the way depmod lays it out (post-order), for tests and fuzzing.
+    /// Builds an index the way kmod ≤ 33's depmod lays it out (post-order).
     pub fn build(entries: &[(&str, u32, &str)]) -> Vec<u8> {
+        build_layout(entries, false)
+    }
+
+    /// Builds an index post-order (kmod ≤ 33) or pre-order (kmod ≥ 34, root at offset 12).
+    pub fn build_layout(entries: &[(&str, u32, &str)], preorder: bool) -> Vec<u8> {
         #[derive(Default)]
         struct Trie {
             children: std::collections::BTreeMap<u8, Trie>,
@@ -399,7 +404,7 @@ pub(crate) mod tests {
                 .unwrap_or(node.values.len());
             node.values.insert(at, (*priority, value.to_string()));
         }
-        fn write(node: &Trie, out: &mut Vec<u8>) -> u32 {
+        fn write(node: &Trie, out: &mut Vec<u8>, preorder: bool) -> u32 {
             // Compress single-child chains without values into a prefix.
             let mut prefix = Vec::new();
             let mut node = node;
@@ -408,11 +413,15 @@ pub(crate) mod tests {
                 prefix.push(c);
                 node = child;
             }
-            let children: Vec<(u8, u32)> = node
-                .children
-                .iter()
-                .map(|(&c, child)| (c, write(child, out)))
-                .collect();
+            let keys: Vec<u8> = node.children.keys().copied().collect();
+            let mut refs: Vec<(u8, u32)> = Vec::new();
+            if !preorder {
+                refs = node
+                    .children
+                    .iter()
+                    .map(|(&c, child)| (c, write(child, out, preorder)))
+                    .collect();
+            }
             let offset = out.len() as u32;
             let mut reference = offset;
             if !prefix.is_empty() {
@@ -420,17 +429,14 @@ pub(crate) mod tests {
                 out.extend_from_slice(&prefix);
                 out.push(0);
             }
-            if !children.is_empty() {
+            let mut table_at = 0;
+            if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
                 reference |= FLAG_CHILDS;
-                let first = children[0].0;
-                let last = children[children.len() - 1].0;
                 out.push(first);
                 out.push(last);
+                table_at = out.len();
                 for c in first..=last {
-                    let r = children
-                        .iter()
-                        .find(|(k, _)| *k == c)
-                        .map_or(0, |(_, r)| *r);
+                    let r = refs.iter().find(|(k, _)| *k == c).map_or(0, |(_, r)| *r);
                     out.extend_from_slice(&r.to_be_bytes());
                 }
             }
@@ -443,10 +449,18 @@ pub(crate) mod tests {
                     out.push(0);
                 }
             }
+            if preorder {
+                let first = keys.first().copied().unwrap_or(0);
+                for (c, child) in &node.children {
+                    let r = write(child, out, preorder);
+                    let slot = table_at + 4 * usize::from(c - first);
+                    out[slot..slot + 4].copy_from_slice(&r.to_be_bytes());
+                }
+            }
             reference
         }
         let mut out = vec![0u8; 12];
-        let root_ref = write(&root, &mut out);
+        let root_ref = write(&root, &mut out, preorder);
         out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
         out[4..8].copy_from_slice(&0x0002_0001u32.to_be_bytes());
         out[8..12].copy_from_slice(&root_ref.to_be_bytes());
@@ -488,6 +502,45 @@ pub(crate) mod tests {
         let got = texts(index.search_wild(b"pci:v00008086d000010D3sv0").unwrap());
         assert_eq!(got, ["igb", "e1000e", "other", "generic"]);
         assert!(index.search_wild(b"virtio:d1").unwrap().is_empty());
+    }
+
+    #[test]
+    fn both_writer_layouts_read_the_same() {
+        let entries = [
+            ("pci:v1*", 1, "a"),
+            ("pci:v2", 2, "b"),
+            ("pci:v2x", 3, "c"),
+            ("usb:*", 4, "d"),
+            ("x", 5, "e"),
+        ];
+        let post = build_layout(&entries, false);
+        let pre = build_layout(&entries, true);
+        assert_ne!(post, pre);
+        assert_eq!(
+            u32::from_be_bytes(pre[8..12].try_into().unwrap()) & OFFSET_MASK,
+            12,
+            "pre-order root is at 12"
+        );
+        let dump = |data: &[u8]| {
+            let mut keys = Vec::new();
+            Index::new(data)
+                .unwrap()
+                .for_each(|k, v| keys.push((k.to_vec(), texts(v))))
+                .unwrap();
+            keys
+        };
+        assert_eq!(dump(&post), dump(&pre));
+        for input in [&b"pci:v1zz"[..], b"pci:v2", b"usb:x", b"nothing"] {
+            let (a, b) = (Index::new(&post).unwrap(), Index::new(&pre).unwrap());
+            assert_eq!(
+                texts(a.search_wild(input).unwrap()),
+                texts(b.search_wild(input).unwrap())
+            );
+            assert_eq!(
+                texts(a.lookup(input).unwrap()),
+                texts(b.lookup(input).unwrap())
+            );
+        }
     }
 
     #[test]
