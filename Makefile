@@ -35,6 +35,7 @@ demo: release
 # Benchmarks (never timed assertions): each prints both tools and the ratio.
 bench: release
 	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests
+	bash benches/depmod.sh
 	bash benches/size.sh
 
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).

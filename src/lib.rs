@@ -9,6 +9,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod depmod;
 pub mod kmod;
 pub mod logging;
 pub mod mountinfo;

@@ -173,3 +173,52 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
         boot.explain()
     );
 }
+
+#[test]
+fn maps_broken_behind_their_stamp_are_regenerated_in_tmpfs_and_modules_still_load() {
+    let (root, release) = debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    // A module that arrived after the maps were made (old mtime, so `depmod -A` would
+    // not notice) and the list asks for it.
+    let boot = Vm::new("modules-broken-maps")
+        .repo_file("/sbin/zinit", "tests/vm/guest/next-stage.sh", 0o755)
+        .file_after_maps(
+            &format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko"),
+            std::fs::read(tree.join("kernel/drivers/net/dummy.ko")).unwrap(),
+        )
+        .file_after_maps("/etc/initagent/modules", "virtio_net\nfuse\ndummy\n")
+        .boot();
+    boot.assert_clean();
+    let report = boot.report();
+    let step = |name: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let depmod = step("depmod");
+    assert_eq!(depmod["outcome"], "degraded", "{depmod:#}");
+    let detail = depmod["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("maps regenerated (in-process)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("module-set") && detail.contains("dummy"),
+        "{detail}"
+    );
+    assert!(
+        depmod["counters"]["maps_placed"].as_u64().unwrap() >= 5,
+        "{depmod:#}"
+    );
+    let modules = step("modules");
+    assert_eq!(modules["outcome"], "ok", "{modules:#}");
+    assert_eq!(modules["counters"]["failed"], 0, "{modules:#}");
+    assert_eq!(
+        modules["counters"]["not_found"], 0,
+        "dummy was found through the regenerated maps: {modules:#}"
+    );
+}

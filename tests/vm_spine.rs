@@ -29,7 +29,7 @@ fn assert_console(boot: &Boot, expected: &[&str]) {
 
 fn assert_timeline(report: &Value, boot: &Boot) {
     let mut previous_end = 0;
-    for name in ["pseudofs", "config", "modules", "handoff"] {
+    for name in ["pseudofs", "config", "depmod", "modules", "handoff"] {
         let s = step(report, name);
         let start = s["start_us"].as_u64().unwrap();
         let end = s["end_us"]

@@ -2,6 +2,7 @@
 //! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
 //! failed, 2 the command line was wrong.
 
+mod depmod;
 mod modules;
 
 use crate::config::{self, cmdline::Cmdline, Config, KEYS};
@@ -25,6 +26,12 @@ commands:
   modules status          loaded, built-in and failed modules of this boot
   modules info NAME|FILE  a module's .modinfo
   modprobe [-q] [--] NAME what the kernel's request_module runs (also as argv[0] modprobe)
+  depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
+                          [--deep: parse every map even when the stamp proves them]
+  depmod stamp            record each module's size, mtime and content digests (image build)
+  depmod ensure           check; only on a mismatch regenerate into --output (default
+                          /run/initagent/depmod) and bind-mount over the tree [--no-mount]
+                          [--in-process: without the depmod binary]
   version                 print the version
 
 options:
@@ -48,6 +55,10 @@ pub(crate) struct Options {
     pub dry_run: bool,
     pub cmdline_text: Option<String>,
     pub modules: modules::ModuleOptions,
+    pub depmod_output: Option<PathBuf>,
+    pub no_mount: bool,
+    pub in_process: bool,
+    pub deep: bool,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -65,6 +76,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         dry_run: false,
         cmdline_text: None,
         modules: modules::ModuleOptions::default(),
+        depmod_output: None,
+        no_mount: false,
+        in_process: false,
+        deep: false,
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -91,6 +106,10 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Short('q') | Long("quiet") => options.modules.quiet = true,
             Short('b') | Long("use-blacklist") => options.modules.use_blacklist = true,
             Long("sequential") => options.modules.sequential = true,
+            Long("output") => options.depmod_output = Some(PathBuf::from(parser.value()?)),
+            Long("no-mount") => options.no_mount = true,
+            Long("in-process") => options.in_process = true,
+            Long("deep") => options.deep = true,
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),
@@ -128,6 +147,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("status") => status(&options),
         Some("config") => show_config(&options),
         Some("modules") => modules::run(&options),
+        Some("depmod") => depmod::run(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));

@@ -115,8 +115,17 @@ pub const KEYS: &[KeyDef] = &[
         show: |config| config.modules_deadline_s.to_string(),
     },
     KeyDef {
+        name: "depmod_deadline",
+        help: "seconds the dependency-map check and repair may take (1-3600, default 30)",
+        apply: |config, raw| {
+            config.depmod_deadline_s = seconds(raw, 1, 3600)?;
+            Ok(())
+        },
+        show: |config| config.depmod_deadline_s.to_string(),
+    },
+    KeyDef {
         name: "skip",
-        help: "comma-separated stage-1 steps not to run (modules); recorded as skipped",
+        help: "comma-separated stage-1 steps not to run (depmod, modules); recorded as skipped",
         apply: |config, raw| {
             let names: Vec<String> = match raw {
                 RawValue::List(items) => items.clone(),
@@ -133,7 +142,7 @@ pub const KEYS: &[KeyDef] = &[
 ];
 
 /// Stage-1 steps an operator may skip (the others are what make a boot possible).
-pub const SKIPPABLE_STEPS: &[&str] = &["modules"];
+pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules"];
 
 fn boolean(raw: &RawValue) -> Result<bool, String> {
     match raw {

@@ -141,6 +141,8 @@ pub struct Config {
     pub modules_sequential: Vec<String>,
     /// `initagent.modules_deadline`: seconds the modules step may take.
     pub modules_deadline_s: u32,
+    /// `initagent.depmod_deadline`: seconds the depmod step may take.
+    pub depmod_deadline_s: u32,
     /// `initagent.skip`: steps not to run.
     pub skip: Vec<String>,
     /// zos keys from the command line.
@@ -161,6 +163,7 @@ impl Default for Config {
             modules_parallel: true,
             modules_sequential: Vec::new(),
             modules_deadline_s: 60,
+            depmod_deadline_s: 30,
             skip: Vec::new(),
             zos: ZosParams::default(),
             sources: BTreeMap::new(),

@@ -152,7 +152,9 @@ impl<'a> Index<'a> {
     fn node(&self, reference: u32) -> Result<Node<'a>, IndexError> {
         let offset = reference & OFFSET_MASK;
         let mut at = offset as usize;
-        if offset < 12 || at >= self.data.len() {
+        // An empty node (no flags) has no bytes, so an empty index's root sits at the end.
+        let empty = reference & !OFFSET_MASK == 0;
+        if offset < 12 || at > self.data.len() || (at == self.data.len() && !empty) {
             return Err(IndexError::BadOffset { offset });
         }
         let mut prefix: &[u8] = &[];
@@ -375,6 +377,101 @@ impl<'a> Index<'a> {
     }
 }
 
+/// Writes an index holding `entries` (key, priority, value): post-order like kmod ≤ 33's
+/// depmod, or pre-order like kmod ≥ 34's. Keys and values must be 7-bit ASCII without NUL,
+/// as depmod requires.
+pub fn write(entries: &[(Vec<u8>, u32, Vec<u8>)], preorder: bool) -> Result<Vec<u8>, String> {
+    #[derive(Default)]
+    struct Trie {
+        children: std::collections::BTreeMap<u8, Trie>,
+        values: Vec<(u32, Vec<u8>)>,
+    }
+    let mut root = Trie::default();
+    for (key, priority, value) in entries {
+        if key.iter().chain(value.iter()).any(|&b| b == 0 || b >= 128) {
+            return Err(format!(
+                "{:?}: keys and values must be ASCII without NUL",
+                String::from_utf8_lossy(key)
+            ));
+        }
+        let mut node = &mut root;
+        for &b in key {
+            node = node.children.entry(b).or_default();
+        }
+        // Like depmod's index_add_value: after smaller priorities, before equal ones.
+        let at = node
+            .values
+            .iter()
+            .position(|(p, _)| p >= priority)
+            .unwrap_or(node.values.len());
+        node.values.insert(at, (*priority, value.clone()));
+    }
+    fn emit(node: &Trie, out: &mut Vec<u8>, preorder: bool) -> Result<u32, String> {
+        // A chain of single children without values becomes the node's prefix.
+        let mut prefix = Vec::new();
+        let mut node = node;
+        while node.values.is_empty() && node.children.len() == 1 {
+            let Some((&c, child)) = node.children.iter().next() else {
+                break;
+            };
+            prefix.push(c);
+            node = child;
+        }
+        let keys: Vec<u8> = node.children.keys().copied().collect();
+        let mut refs: Vec<(u8, u32)> = Vec::new();
+        if !preorder {
+            for (&c, child) in &node.children {
+                refs.push((c, emit(child, out, preorder)?));
+            }
+        }
+        let offset = u32::try_from(out.len())
+            .ok()
+            .filter(|o| *o <= OFFSET_MASK)
+            .ok_or("index larger than 256 MiB")?;
+        let mut reference = offset;
+        if !prefix.is_empty() {
+            reference |= FLAG_PREFIX;
+            out.extend_from_slice(&prefix);
+            out.push(0);
+        }
+        let mut table_at = 0;
+        if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
+            reference |= FLAG_CHILDS;
+            out.push(first);
+            out.push(last);
+            table_at = out.len();
+            for c in first..=last {
+                let r = refs.iter().find(|(k, _)| *k == c).map_or(0, |(_, r)| *r);
+                out.extend_from_slice(&r.to_be_bytes());
+            }
+        }
+        if !node.values.is_empty() {
+            reference |= FLAG_VALUES;
+            out.extend_from_slice(&(node.values.len() as u32).to_be_bytes());
+            for (p, v) in &node.values {
+                out.extend_from_slice(&p.to_be_bytes());
+                out.extend_from_slice(v);
+                out.push(0);
+            }
+        }
+        if preorder {
+            let first = keys.first().copied().unwrap_or(0);
+            for (&c, child) in &node.children {
+                let r = emit(child, out, preorder)?;
+                let slot = table_at + 4 * usize::from(c - first);
+                out[slot..slot + 4].copy_from_slice(&r.to_be_bytes());
+            }
+        }
+        Ok(reference)
+    }
+    let mut out = vec![0u8; 12];
+    let root_ref = emit(&root, &mut out, preorder)?;
+    out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
+    out[4..8].copy_from_slice(&0x0002_0001u32.to_be_bytes());
+    out[8..12].copy_from_slice(&root_ref.to_be_bytes());
+    Ok(out)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -384,87 +481,13 @@ pub(crate) mod tests {
         build_layout(entries, false)
     }
 
-    /// Builds an index post-order (kmod ≤ 33) or pre-order (kmod ≥ 34, root at offset 12).
+    /// Builds an index post-order (kmod ≤ 33) or pre-order (kmod ≥ 34).
     pub fn build_layout(entries: &[(&str, u32, &str)], preorder: bool) -> Vec<u8> {
-        #[derive(Default)]
-        struct Trie {
-            children: std::collections::BTreeMap<u8, Trie>,
-            values: Vec<(u32, String)>,
-        }
-        let mut root = Trie::default();
-        for (key, priority, value) in entries {
-            let mut node = &mut root;
-            for &b in key.as_bytes() {
-                node = node.children.entry(b).or_default();
-            }
-            let at = node
-                .values
-                .iter()
-                .position(|(p, _)| p >= priority)
-                .unwrap_or(node.values.len());
-            node.values.insert(at, (*priority, value.to_string()));
-        }
-        fn write(node: &Trie, out: &mut Vec<u8>, preorder: bool) -> u32 {
-            // Compress single-child chains without values into a prefix.
-            let mut prefix = Vec::new();
-            let mut node = node;
-            while node.values.is_empty() && node.children.len() == 1 {
-                let (&c, child) = node.children.iter().next().unwrap();
-                prefix.push(c);
-                node = child;
-            }
-            let keys: Vec<u8> = node.children.keys().copied().collect();
-            let mut refs: Vec<(u8, u32)> = Vec::new();
-            if !preorder {
-                refs = node
-                    .children
-                    .iter()
-                    .map(|(&c, child)| (c, write(child, out, preorder)))
-                    .collect();
-            }
-            let offset = out.len() as u32;
-            let mut reference = offset;
-            if !prefix.is_empty() {
-                reference |= FLAG_PREFIX;
-                out.extend_from_slice(&prefix);
-                out.push(0);
-            }
-            let mut table_at = 0;
-            if let (Some(&first), Some(&last)) = (keys.first(), keys.last()) {
-                reference |= FLAG_CHILDS;
-                out.push(first);
-                out.push(last);
-                table_at = out.len();
-                for c in first..=last {
-                    let r = refs.iter().find(|(k, _)| *k == c).map_or(0, |(_, r)| *r);
-                    out.extend_from_slice(&r.to_be_bytes());
-                }
-            }
-            if !node.values.is_empty() {
-                reference |= FLAG_VALUES;
-                out.extend_from_slice(&(node.values.len() as u32).to_be_bytes());
-                for (p, v) in &node.values {
-                    out.extend_from_slice(&p.to_be_bytes());
-                    out.extend_from_slice(v.as_bytes());
-                    out.push(0);
-                }
-            }
-            if preorder {
-                let first = keys.first().copied().unwrap_or(0);
-                for (c, child) in &node.children {
-                    let r = write(child, out, preorder);
-                    let slot = table_at + 4 * usize::from(c - first);
-                    out[slot..slot + 4].copy_from_slice(&r.to_be_bytes());
-                }
-            }
-            reference
-        }
-        let mut out = vec![0u8; 12];
-        let root_ref = write(&root, &mut out, preorder);
-        out[0..4].copy_from_slice(&MAGIC.to_be_bytes());
-        out[4..8].copy_from_slice(&0x0002_0001u32.to_be_bytes());
-        out[8..12].copy_from_slice(&root_ref.to_be_bytes());
-        out
+        let owned: Vec<(Vec<u8>, u32, Vec<u8>)> = entries
+            .iter()
+            .map(|(k, p, v)| (k.as_bytes().to_vec(), *p, v.as_bytes().to_vec()))
+            .collect();
+        write(&owned, preorder).unwrap()
     }
 
     fn texts(values: Vec<Value<'_>>) -> Vec<String> {
@@ -541,6 +564,15 @@ pub(crate) mod tests {
                 texts(b.lookup(input).unwrap())
             );
         }
+    }
+
+    #[test]
+    fn empty_index() {
+        let data = write(&[], false).unwrap();
+        let index = Index::new(&data).unwrap();
+        assert!(index.lookup(b"x").unwrap().is_empty());
+        assert!(index.search_wild(b"x").unwrap().is_empty());
+        assert!(write(&[(vec![0xff], 1, vec![])], false).is_err());
     }
 
     #[test]

@@ -18,6 +18,33 @@ pub fn modname_from_path(path: &str) -> String {
 /// bracket (kmod's `-EINVAL`).
 pub fn alias(alias: &str) -> Option<String> {
     let mut out = String::with_capacity(alias.len());
+    alias_into(alias, &mut out).then_some(out)
+}
+
+/// [`alias`] over bytes into a reusable buffer (cleared first); false for an unbalanced
+/// bracket. For hot loops over whole alias files.
+pub fn alias_bytes_into(alias: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let mut in_brackets = false;
+    for &b in alias {
+        match b {
+            b'[' if !in_brackets => in_brackets = true,
+            b']' if in_brackets => in_brackets = false,
+            b']' => return false,
+            b'-' if !in_brackets => {
+                out.push(b'_');
+                continue;
+            }
+            _ => {}
+        }
+        out.push(b);
+    }
+    !in_brackets
+}
+
+/// [`alias`] into a reusable buffer (cleared first); false for an unbalanced bracket.
+pub fn alias_into(alias: &str, out: &mut String) -> bool {
+    out.clear();
     let mut chars = alias.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -30,16 +57,16 @@ pub fn alias(alias: &str) -> Option<String> {
                             break;
                         }
                         Some(inner) => out.push(inner),
-                        None => return None,
+                        None => return false,
                     }
                 }
             }
-            ']' => return None,
+            ']' => return false,
             '-' => out.push('_'),
             other => out.push(other),
         }
     }
-    Some(out)
+    true
 }
 
 /// `underscores()` of the config parser: like [`alias`], used for names in modprobe.d.
@@ -69,5 +96,14 @@ mod tests {
         assert_eq!(alias("pci:v*d[a-f]*-x").as_deref(), Some("pci:v*d[a-f]*_x"));
         assert_eq!(alias("a[b"), None);
         assert_eq!(alias("a]b"), None);
+        let mut out = Vec::new();
+        for input in ["fs-ext4", "pci:v*d[a-f]*-x", "a[b", "a]b", "[-]-", ""] {
+            let ok = alias_bytes_into(input.as_bytes(), &mut out);
+            assert_eq!(
+                alias(input).map(String::into_bytes),
+                ok.then(|| out.clone()),
+                "{input}"
+            );
+        }
     }
 }

@@ -76,15 +76,23 @@ pub struct ModuleTree {
 }
 
 impl ModuleTree {
-    /// Opens `<root>/lib/modules/<release>` and reads its indexes.
-    pub fn open(root: &Path, release: &str) -> Result<ModuleTree, TreeError> {
+    /// Opens `<root>/lib/modules/<release>` and reads its indexes; an index present in
+    /// `regenerated` (maps `depmod ensure` rebuilt) is read from there instead.
+    pub fn open(
+        root: &Path,
+        release: &str,
+        regenerated: Option<&Path>,
+    ) -> Result<ModuleTree, TreeError> {
         let dir = root.join("lib/modules").join(release);
         if !dir.is_dir() {
             return Err(TreeError::NoModuleDir(dir));
         }
         let mut problems = Vec::new();
         let indexes = IndexFile::ALL.map(|which| {
-            let path = dir.join(which.file_name());
+            let path = regenerated
+                .map(|r| r.join(which.file_name()))
+                .filter(|p| p.is_file())
+                .unwrap_or_else(|| dir.join(which.file_name()));
             match std::fs::read(&path) {
                 Ok(bytes) => match Index::new(&bytes) {
                     Ok(_) => Some(bytes),

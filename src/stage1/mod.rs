@@ -1,10 +1,11 @@
 //! Stage 1: the agent as PID 1 in the initramfs. It only sequences steps; each step lives
-//! in its own module. Order: pseudo-filesystems → configuration → modules → handoff.
-//! Later steps (network, flists, dependency maps, coldplug) slot in before the handoff.
+//! in its own module. Order: pseudo-filesystems → configuration → dependency maps →
+//! modules → handoff. Later steps (network, flists, coldplug) slot in around them.
 //!
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
+mod depmod;
 mod failure;
 pub mod handoff;
 pub mod modules;
@@ -157,6 +158,9 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
 
     let config = &loaded.config;
     let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
+    let deadline = std::time::Duration::from_secs(u64::from(config.depmod_deadline_s));
+    runner.run_bounded("depmod", deadline, depmod::ensure_maps);
+
     let deadline = std::time::Duration::from_secs(u64::from(config.modules_deadline_s));
     runner.run_bounded("modules", deadline, move || {
         modules::load(

@@ -33,3 +33,17 @@ pub fn mount(
 pub fn exists(path: &str) -> bool {
     Path::new(path).symlink_metadata().is_ok()
 }
+
+/// Bind-mounts the file or directory `source` over `target` (which must exist).
+pub fn bind(source: &Path, target: &Path) -> io::Result<()> {
+    rustix::mount::mount_bind(source, target).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "bind-mounting {} over {}: {e}",
+                source.display(),
+                target.display()
+            ),
+        )
+    })
+}

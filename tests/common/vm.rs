@@ -58,6 +58,7 @@ pub struct Vm {
     xz: Vec<String>,
     symlinks: Vec<(String, String)>,
     cpus: u32,
+    after_maps: Vec<Extra>,
 }
 
 /// What a boot produced.
@@ -81,6 +82,7 @@ impl Vm {
             xz: Vec::new(),
             symlinks: Vec::new(),
             cpus: 1,
+            after_maps: Vec::new(),
         }
     }
 
@@ -90,6 +92,17 @@ impl Vm {
             dest: dest.into(),
             content: content.into(),
             mode,
+        });
+        self
+    }
+
+    /// Adds a file after the module maps and their stamp were made (a tree that changed
+    /// behind its maps).
+    pub fn file_after_maps(mut self, dest: &str, content: impl Into<Vec<u8>>) -> Vm {
+        self.after_maps.push(Extra {
+            dest: dest.into(),
+            content: content.into(),
+            mode: 0o644,
         });
         self
     }
@@ -153,6 +166,13 @@ impl Vm {
             .arg(release);
         for name in &self.xz {
             command.arg("--xz").arg(name);
+        }
+        for (i, extra) in self.after_maps.iter().enumerate() {
+            let source = out.join(format!("after-maps-{i}"));
+            std::fs::write(&source, &extra.content).unwrap();
+            command
+                .arg("--after-maps")
+                .arg(format!("{}:{}", source.display(), extra.dest));
         }
         for (dest, target) in &self.symlinks {
             command.arg("--symlink").arg(format!("{dest}:{target}"));
