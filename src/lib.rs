@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod depmod;
+pub mod flist;
 pub mod kmod;
 pub mod logging;
 pub mod mountinfo;

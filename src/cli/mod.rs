@@ -3,6 +3,7 @@
 //! failed, 2 the command line was wrong.
 
 mod depmod;
+mod flist;
 mod modules;
 
 use crate::config::{self, cmdline::Cmdline, Config, KEYS};
@@ -26,6 +27,12 @@ commands:
   modules status          loaded, built-in and failed modules of this boot
   modules info NAME|FILE  a module's .modinfo
   modprobe [-q] [--] NAME what the kernel's request_module runs (also as argv[0] modprobe)
+  flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
+                          [--cache DIR] [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
+                          [--store-timeout SECS: deadline of one store request, default 15]
+  flist umount DIR [--lazy]
+  flist inspect|verify -m FL      routes, counts / fetch and check every block
+  flist ls|cat -m FL PATH         list a directory / print a file, without mounting
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
                           [--deep: parse every map even when the stamp proves them]
   depmod stamp            record each module's size, mtime and content digests (image build)
@@ -59,6 +66,7 @@ pub(crate) struct Options {
     pub no_mount: bool,
     pub in_process: bool,
     pub deep: bool,
+    pub flist: flist::FlistOptions,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -80,6 +88,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         no_mount: false,
         in_process: false,
         deep: false,
+        flist: flist::FlistOptions::default(),
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -110,6 +119,13 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("no-mount") => options.no_mount = true,
             Long("in-process") => options.in_process = true,
             Long("deep") => options.deep = true,
+            Short('m') | Long("meta") => options.flist.meta = Some(PathBuf::from(parser.value()?)),
+            Long("cache") => options.flist.cache = Some(PathBuf::from(parser.value()?)),
+            Long("store") => options.flist.stores.push(parser.value()?.string()?),
+            Long("store-rewrite") => options.flist.rewrites.push(parser.value()?.string()?),
+            Long("foreground") => options.flist.foreground = true,
+            Long("lazy") => options.flist.lazy = true,
+            Long("store-timeout") => options.flist.store_timeout = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),
@@ -148,6 +164,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("config") => show_config(&options),
         Some("modules") => modules::run(&options),
         Some("depmod") => depmod::run(&options),
+        Some("flist") => flist::run(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));

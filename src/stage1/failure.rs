@@ -49,6 +49,7 @@ fn rescue_shell() {
         &env,
         SpawnOptions {
             console_session: true,
+            ..SpawnOptions::default()
         },
     ) {
         Ok(child) => match process::wait(&child, None) {

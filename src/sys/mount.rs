@@ -47,3 +47,57 @@ pub fn bind(source: &Path, target: &Path) -> io::Result<()> {
         )
     })
 }
+
+/// Opens `/dev/fuse` and mounts a FUSE filesystem on `target` with mount(2) (no
+/// fusermount, no libfuse): read-only, nosuid, nodev. Returns the channel to serve.
+pub fn fuse_mount(
+    source: &str,
+    target: &Path,
+    subtype: &str,
+    allow_other: bool,
+) -> io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()).map_err(
+        |e| {
+            io::Error::new(
+                e.kind(),
+                format!("/dev/fuse: {e} (is the fuse module loaded?)"),
+            )
+        },
+    )?;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0",
+        rustix::fd::AsRawFd::as_raw_fd(&fd)
+    );
+    if allow_other {
+        data.push_str(",allow_other");
+    }
+    let data =
+        std::ffi::CString::new(data).map_err(|_| io::Error::other("NUL in mount options"))?;
+    let fstype = format!("fuse.{subtype}");
+    rustix::mount::mount(
+        source,
+        target,
+        fstype.as_str(),
+        MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("mounting {fstype} on {}: {e}", target.display()),
+        )
+    })?;
+    Ok(fd)
+}
+
+/// Unmounts `target`; `lazy` detaches it even if busy.
+pub fn unmount(target: &Path, lazy: bool) -> io::Result<()> {
+    let flags = if lazy {
+        rustix::mount::UnmountFlags::DETACH
+    } else {
+        rustix::mount::UnmountFlags::empty()
+    };
+    rustix::mount::unmount(target, flags)
+        .map_err(|e| io::Error::new(e.kind(), format!("unmounting {}: {e}", target.display())))
+}

@@ -109,6 +109,9 @@ pub struct SpawnOptions {
     /// New session with fd 0 (the console) as controlling terminal: for an interactive
     /// rescue shell, so that job control and Ctrl-C work.
     pub console_session: bool,
+    /// New session without a terminal, fds 0–2 on /dev/null: for daemons that must
+    /// outlive the caller and stay out of its process group.
+    pub detach: bool,
 }
 
 /// A spawned child.
@@ -159,6 +162,15 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
     arg_ptrs.push(std::ptr::null());
     let mut env_ptrs: Vec<*const nix::libc::c_char> = envs.iter().map(|e| e.as_ptr()).collect();
     env_ptrs.push(std::ptr::null());
+    let null = if options.detach {
+        Some(rustix::fs::open(
+            "/dev/null",
+            rustix::fs::OFlags::RDWR,
+            rustix::fs::Mode::empty(),
+        )?)
+    } else {
+        None
+    };
 
     // Registration happens under the reaper's lock, taken before fork: the reaper cannot
     // look the pid up before it is in the table.
@@ -169,6 +181,12 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
     let fork_result = unsafe { nix::unistd::fork() };
     match fork_result {
         Ok(nix::unistd::ForkResult::Child) => {
+            if let Some(null) = &null {
+                let _ = rustix::process::setsid();
+                let _ = rustix::stdio::dup2_stdin(null);
+                let _ = rustix::stdio::dup2_stdout(null);
+                let _ = rustix::stdio::dup2_stderr(null);
+            }
             if options.console_session {
                 let _ = rustix::process::setsid();
                 // SAFETY: fd 0 is open for the whole life of the process (ensure_stdio)

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kernel;
+pub mod servers;
 pub mod vm;
 
 /// A fresh scratch directory under target/ for one test.

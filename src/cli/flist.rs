@@ -1,0 +1,357 @@
+//! `initagent flist mount|umount|inspect|ls|cat|verify`.
+
+use super::Options;
+use crate::flist::fs::{FlistFs, Kind};
+use crate::flist::mount::{self, MountState, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of the flist commands.
+#[derive(Debug, Default)]
+pub(crate) struct FlistOptions {
+    pub meta: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub stores: Vec<String>,
+    pub rewrites: Vec<String>,
+    pub foreground: bool,
+    pub lazy: bool,
+    pub store_timeout: Option<u64>,
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("initagent: {message}");
+    1
+}
+
+fn open_options(options: &FlistOptions) -> Result<OpenOptions, String> {
+    let mut open = OpenOptions::new();
+    open.stores = options.stores.clone();
+    open.cache_dir = options.cache.clone();
+    open.store_timeout = options.store_timeout.map(Duration::from_secs);
+    for rewrite in &options.rewrites {
+        let (from, to) = rewrite.split_once('=').ok_or_else(|| {
+            format!("--store-rewrite {rewrite:?}: expected FROM=TO (URL prefixes)")
+        })?;
+        open.rewrites.push((from.to_string(), to.to_string()));
+    }
+    Ok(open)
+}
+
+fn meta_path(options: &FlistOptions) -> Result<PathBuf, String> {
+    let meta = options
+        .meta
+        .clone()
+        .ok_or("name the flist with -m FILE.fl")?;
+    meta.canonicalize()
+        .map_err(|e| format!("{}: {e}", meta.display()))
+}
+
+fn open_fs(options: &FlistOptions) -> Result<Arc<FlistFs>, String> {
+    mount::open(&meta_path(options)?, &open_options(options)?)
+}
+
+/// `initagent flist SUBCOMMAND`.
+pub(crate) fn run(options: &Options) -> i32 {
+    crate::logging::init(log::LevelFilter::Warn);
+    let (sub, args) = match options.positional.split_first() {
+        Some((sub, args)) => (sub.as_str(), args),
+        None => return fail("flist: say mount, umount, inspect, ls, cat or verify"),
+    };
+    let result = match sub {
+        "mount" => mount_command(&options.flist, args),
+        "umount" | "unmount" => umount(&options.flist, args),
+        "inspect" => inspect(&options.flist, options.json),
+        "ls" => ls(
+            &options.flist,
+            args.first().map(String::as_str).unwrap_or("/"),
+        ),
+        "cat" => match args.first() {
+            Some(path) => cat(&options.flist, path),
+            None => Err("flist cat: name a path inside the flist".into()),
+        },
+        "verify" => verify(&options.flist),
+        other => Err(format!(
+            "flist: unknown subcommand {other:?} (mount, umount, inspect, ls, cat, verify)"
+        )),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(e),
+    }
+}
+
+fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
+    let target = PathBuf::from(
+        args.first()
+            .ok_or("flist mount: name the target directory")?,
+    );
+    let meta = meta_path(options)?;
+    let source = meta.display().to_string();
+    match mount::state(&target) {
+        MountState::Ours { source: mounted } if mounted == source => {
+            println!("{} already serves {source}", target.display());
+            return Ok(0);
+        }
+        MountState::Ours { source: mounted } => {
+            return Err(format!(
+                "{} already serves another flist ({mounted}); `initagent flist umount {}` first",
+                target.display(),
+                target.display()
+            ))
+        }
+        MountState::Other { fstype, source } => {
+            return Err(format!(
+                "{} already has a {fstype} mount ({source}); not mounting over it",
+                target.display()
+            ))
+        }
+        MountState::Stale { fstype } => {
+            log::warn!(
+                "{}: stale {fstype} mount (its daemon is gone); replacing it",
+                target.display()
+            );
+            crate::sys::mount::unmount(&target, true).map_err(|e| e.to_string())?;
+        }
+        MountState::Absent => {}
+    }
+    if !target.is_dir() {
+        return Err(format!("{}: not a directory", target.display()));
+    }
+    // Open first: a bad flist or store URL is reported here, not by a daemon.
+    let fs = open_fs(options)?;
+    if options.foreground {
+        if crate::logging::attach_kmsg(false).is_err() {
+            log::debug!("no /dev/kmsg; logging to stderr");
+        }
+        mount::serve(fs, &source, &target, 4)?;
+        return Ok(0);
+    }
+    drop(fs);
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    let mut argv = vec![
+        exe.display().to_string(),
+        "flist".into(),
+        "mount".into(),
+        "--foreground".into(),
+        "-m".into(),
+        source.clone(),
+    ];
+    if let Some(cache) = &options.cache {
+        argv.extend(["--cache".into(), cache.display().to_string()]);
+    }
+    for store in &options.stores {
+        argv.extend(["--store".into(), store.clone()]);
+    }
+    for rewrite in &options.rewrites {
+        argv.extend(["--store-rewrite".into(), rewrite.clone()]);
+    }
+    if let Some(seconds) = options.store_timeout {
+        argv.extend(["--store-timeout".into(), seconds.to_string()]);
+    }
+    argv.push(target.display().to_string());
+    let child = crate::sys::process::spawn(
+        &argv,
+        &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
+        crate::sys::process::SpawnOptions {
+            detach: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("starting the mount daemon: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let MountState::Ours { source: mounted } = mount::state(&target) {
+            if mounted == source && std::fs::read_dir(&target).is_ok() {
+                println!(
+                    "{} serves {source} (daemon pid {})",
+                    target.display(),
+                    child.pid()
+                );
+                return Ok(0);
+            }
+        }
+        if let Ok(Some(exit)) =
+            crate::sys::process::wait(&child, Some(Instant::now() + Duration::from_millis(20)))
+        {
+            return Err(format!(
+                "the mount daemon for {} ended ({exit}); run with --foreground to see why (its log is in dmesg)",
+                target.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} was not serving within 10 s", target.display()));
+        }
+    }
+}
+
+fn umount(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
+    let target = PathBuf::from(args.first().ok_or("flist umount: name the mount point")?);
+    match mount::state(&target) {
+        MountState::Absent => Err(format!("{}: nothing is mounted there", target.display())),
+        MountState::Other { fstype, .. } => Err(format!(
+            "{}: a {fstype} mount, not an flist; not touching it",
+            target.display()
+        )),
+        _ => {
+            crate::sys::mount::unmount(&target, options.lazy).map_err(|e| {
+                if e.raw_os_error() == Some(nix::libc::EBUSY) {
+                    format!("{e} (in use: close what uses it, or pass --lazy)")
+                } else {
+                    e.to_string()
+                }
+            })?;
+            Ok(0)
+        }
+    }
+}
+
+fn inspect(options: &FlistOptions, json: bool) -> Result<i32, String> {
+    let meta = meta_path(options)?;
+    let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
+    let routes = mount::effective_routes(&manifest, &open_options(options)?);
+    let (mut files, mut dirs, mut links, mut other, mut bytes) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    for inode in manifest.inodes() {
+        match inode.kind() {
+            crate::flist::meta::S_IFDIR => dirs += 1,
+            crate::flist::meta::S_IFREG => {
+                files += 1;
+                bytes += inode.size;
+            }
+            crate::flist::meta::S_IFLNK => links += 1,
+            _ => other += 1,
+        }
+    }
+    let blocks = manifest.all_blocks().map_err(|e| e.to_string())?;
+    let distinct: std::collections::HashSet<_> = blocks.iter().map(|(_, b)| b.id).collect();
+    let shown = mount::describe_routes(&routes);
+    if json {
+        let value = serde_json::json!({
+            "flist": meta, "entries": manifest.len(), "files": files, "directories": dirs, "symlinks": links,
+            "other": other, "bytes": bytes, "blocks": blocks.len(), "distinct_blocks": distinct.len(),
+            "routes": shown, "tags": manifest.tags(),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
+    } else {
+        println!("{}", meta.display());
+        println!("entries {} (files {files}, directories {dirs}, symlinks {links}, other {other}), {bytes} bytes", manifest.len());
+        println!("blocks {} ({} distinct)", blocks.len(), distinct.len());
+        for route in shown {
+            println!("route {route}");
+        }
+        for (key, value) in manifest.tags() {
+            println!("tag {key}={value}");
+        }
+    }
+    Ok(0)
+}
+
+fn ls(options: &FlistOptions, path: &str) -> Result<i32, String> {
+    let meta = meta_path(options)?;
+    let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
+    let dir = manifest
+        .resolve(path)
+        .ok_or_else(|| format!("{path}: no such entry in {}", meta.display()))?;
+    let entries: Vec<u64> = if dir.is_dir() {
+        manifest.children(dir.ino).to_vec()
+    } else {
+        vec![dir.ino]
+    };
+    let mut out = std::io::stdout().lock();
+    for ino in entries {
+        let Some(inode) = manifest.inode(ino) else {
+            continue;
+        };
+        let target = inode
+            .target
+            .as_ref()
+            .map(|t| format!(" -> {}", String::from_utf8_lossy(t)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:07o} {:>5} {:>5} {:>10} {}{target}",
+            inode.mode, inode.uid, inode.gid, inode.size, inode.name
+        );
+    }
+    Ok(0)
+}
+
+fn cat(options: &FlistOptions, path: &str) -> Result<i32, String> {
+    let fs = open_fs(options)?;
+    let inode = fs
+        .manifest
+        .resolve(path)
+        .ok_or_else(|| format!("{path}: no such entry in the flist"))?
+        .clone();
+    let attr = fs.attr(inode.ino).map_err(|e| format!("{path}: {e:?}"))?;
+    if attr.kind != Kind::File {
+        return Err(format!("{path}: not a regular file"));
+    }
+    let mut out = std::io::stdout().lock();
+    let mut offset = 0u64;
+    while offset < attr.size {
+        let data = fs
+            .read(inode.ino, offset, 4 << 20)
+            .map_err(|e| format!("{path}: {e:?}"))?;
+        if data.is_empty() {
+            break;
+        }
+        out.write_all(&data).map_err(|e| e.to_string())?;
+        offset += data.len() as u64;
+    }
+    Ok(0)
+}
+
+fn verify(options: &FlistOptions) -> Result<i32, String> {
+    let fs = open_fs(options)?;
+    let blocks = fs.manifest.all_blocks().map_err(|e| e.to_string())?;
+    // Each distinct block is fetched once; a bad one is reported for every file using it.
+    let mut users: std::collections::BTreeMap<[u8; 32], (crate::flist::meta::BlockRef, Vec<u64>)> =
+        Default::default();
+    for (ino, block) in &blocks {
+        users
+            .entry(block.id)
+            .or_insert((*block, Vec::new()))
+            .1
+            .push(*ino);
+    }
+    let (mut missing, mut corrupt, mut ok) = (Vec::new(), Vec::new(), 0u64);
+    for (block, inos) in users.values() {
+        match fs.source.block(block) {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                let not_found = e.attempts.iter().all(|a| a.ends_with("not found"));
+                let mut paths: Vec<String> =
+                    inos.iter().map(|ino| fs.manifest.path_of(*ino)).collect();
+                paths.dedup();
+                for path in paths {
+                    let line = format!("{path}: {e}");
+                    if not_found {
+                        missing.push(line)
+                    } else {
+                        corrupt.push(line)
+                    }
+                }
+            }
+        }
+    }
+    missing.sort();
+    corrupt.sort();
+    for line in &missing {
+        println!("MISSING {line}");
+    }
+    for line in &corrupt {
+        println!("BAD {line}");
+    }
+    println!(
+        "{ok} blocks verified; {} files with missing blocks, {} with corrupt or unreachable ones",
+        missing.len(),
+        corrupt.len()
+    );
+    Ok(i32::from(!missing.is_empty() || !corrupt.is_empty()))
+}

@@ -1,0 +1,133 @@
+//! The rfs block codec (pure): `key = BLAKE2b-256(plain)`,
+//! `stored = AES-256-GCM(key, nonce = key[..12])(raw snappy(plain))`,
+//! `id = BLAKE2b-256(stored)`. Decoding checks both hashes and the size, so a block
+//! that does not match its manifest row is an error, never wrong data.
+
+use aes_gcm::aead::Aead;
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+
+/// Plaintext bytes per block (every block but a file's last is exactly this long).
+pub const BLOCK_SIZE: usize = 512 * 1024;
+
+/// Why a stored blob was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodecError {
+    /// BLAKE2b-256 of the stored bytes is not the block id: corrupt or wrong object.
+    IdMismatch,
+    /// AES-GCM authentication failed.
+    Decrypt,
+    /// The snappy stream is malformed.
+    Decompress(String),
+    /// The plaintext is longer than a block.
+    TooLarge(usize),
+    /// BLAKE2b-256 of the plaintext is not the block key.
+    KeyMismatch,
+}
+
+impl std::fmt::Display for CodecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CodecError::IdMismatch => write!(
+                f,
+                "content does not hash to the block id (corrupt or wrong object)"
+            ),
+            CodecError::Decrypt => write!(f, "decryption failed (wrong key or corrupt blob)"),
+            CodecError::Decompress(why) => write!(f, "snappy decompression failed: {why}"),
+            CodecError::TooLarge(n) => write!(f, "plaintext of {n} bytes is larger than a block"),
+            CodecError::KeyMismatch => write!(f, "plaintext does not hash to the block key"),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// BLAKE2b with a 32-byte digest.
+pub fn hash(data: &[u8]) -> [u8; 32] {
+    crate::depmod::stamp::blake2b256(data)
+}
+
+/// Lower-case hex of a digest (how stores name blocks).
+pub fn hex(id: &[u8; 32]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Verifies and decodes a stored blob.
+pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: &[u8]) -> Result<Vec<u8>, CodecError> {
+    if &hash(stored) != id {
+        return Err(CodecError::IdMismatch);
+    }
+    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| CodecError::Decrypt)?;
+    let compressed = cipher
+        .decrypt(Nonce::from_slice(&key[..12]), stored)
+        .map_err(|_| CodecError::Decrypt)?;
+    let length = snap::raw::decompress_len(&compressed)
+        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    if length > BLOCK_SIZE {
+        return Err(CodecError::TooLarge(length));
+    }
+    let plain = snap::raw::Decoder::new()
+        .decompress_vec(&compressed)
+        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    if &hash(&plain) != key {
+        return Err(CodecError::KeyMismatch);
+    }
+    Ok(plain)
+}
+
+/// Encodes a plaintext block as rfs does: (id, key, stored). Deterministic.
+pub fn encode(plain: &[u8]) -> ([u8; 32], [u8; 32], Vec<u8>) {
+    let key = hash(plain);
+    let compressed = snap::raw::Encoder::new()
+        .compress_vec(plain)
+        .unwrap_or_default();
+    let cipher = Aes256Gcm::new_from_slice(&key).unwrap_or_else(|_| unreachable_key());
+    let stored = cipher
+        .encrypt(Nonce::from_slice(&key[..12]), compressed.as_slice())
+        .unwrap_or_default();
+    (hash(&stored), key, stored)
+}
+
+fn unreachable_key() -> Aes256Gcm {
+    // A 32-byte key always fits AES-256; this is never reached.
+    Aes256Gcm::new(&[0u8; 32].into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// The fixture's test vector (odd-tree /hello.txt).
+    #[test]
+    fn rfs_test_vector() {
+        let plain = b"hello flist\n";
+        let key: [u8; 32] =
+            unhex("bd903b87f488ceed3f515e42c150fd5857b8bdc6fc6a09d9b999cdf66bccddcf")
+                .try_into()
+                .unwrap();
+        let id: [u8; 32] =
+            unhex("30ee1d63f9dcdd993f73bdfad60ed773e26350dcde159d42b5736b6bc3e46971")
+                .try_into()
+                .unwrap();
+        let stored = unhex("e5a2d10ba07f6d343b310951991de7d0f444bb76c4d66d58a94da56e111d");
+        assert_eq!(decode(&id, &key, &stored).unwrap(), plain);
+        assert_eq!(encode(plain), (id, key, stored));
+    }
+
+    #[test]
+    fn tampering_is_caught() {
+        let (id, key, stored) = encode(&vec![7u8; 1000]);
+        let mut bad = stored.clone();
+        bad[3] ^= 1;
+        assert_eq!(decode(&id, &key, &bad), Err(CodecError::IdMismatch));
+        let wrong_key = hash(b"other");
+        assert_eq!(decode(&id, &wrong_key, &stored), Err(CodecError::Decrypt));
+        assert!(decode(&id, &key, &[]).is_err());
+    }
+}

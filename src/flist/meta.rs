@@ -1,0 +1,424 @@
+//! Reader of rfs `.fl` manifests: a SQLite database with the tables `inode`, `extra`,
+//! `block`, `tag` and `route`. Opened read-only and immutable; the whole tree (inodes,
+//! names, symlink targets) is loaded into memory at open, so lookups, attributes and
+//! directory listings never touch SQLite again. Block lists are read on demand, in rowid
+//! order (rfs relies on that order without asking for it). Unlike rfs, the real `gid`
+//! column is used.
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// File type bits of `st_mode`.
+pub const S_IFMT: u32 = 0o170000;
+/// Directory.
+pub const S_IFDIR: u32 = 0o040000;
+/// Regular file.
+pub const S_IFREG: u32 = 0o100000;
+/// Symbolic link.
+pub const S_IFLNK: u32 = 0o120000;
+
+/// One entry of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    /// Inode number (the root is 1).
+    pub ino: u64,
+    /// Parent directory (0 for the root).
+    pub parent: u64,
+    /// One path component (`/` for the root).
+    pub name: String,
+    /// `st_size`.
+    pub size: u64,
+    /// Owner.
+    pub uid: u32,
+    /// Group (the real column; rfs reports the uid here).
+    pub gid: u32,
+    /// Full `st_mode`, type bits included.
+    pub mode: u32,
+    /// Device number for device nodes.
+    pub rdev: u64,
+    /// Change time, seconds.
+    pub ctime: i64,
+    /// Modification time, seconds.
+    pub mtime: i64,
+    /// Symlink target (raw bytes).
+    pub target: Option<Vec<u8>>,
+}
+
+impl Inode {
+    /// `mode & S_IFMT`.
+    pub fn kind(&self) -> u32 {
+        self.mode & S_IFMT
+    }
+
+    /// A directory?
+    pub fn is_dir(&self) -> bool {
+        self.kind() == S_IFDIR
+    }
+
+    /// A regular file?
+    pub fn is_file(&self) -> bool {
+        self.kind() == S_IFREG
+    }
+}
+
+/// One block of a file: where it is stored (`id`) and how to decrypt it (`key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockRef {
+    /// BLAKE2b-256 of the stored (encrypted, compressed) blob.
+    pub id: [u8; 32],
+    /// BLAKE2b-256 of the plaintext: the AES key.
+    pub key: [u8; 32],
+}
+
+/// A store route: blocks whose id starts with a byte in `start..=end` live at `url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// First byte of the range.
+    pub start: u8,
+    /// Last byte of the range (inclusive).
+    pub end: u8,
+    /// Store URL (may hold credentials: never log it unredacted).
+    pub url: String,
+}
+
+/// What is wrong with a manifest; every variant names the file.
+#[derive(Debug)]
+pub enum MetaError {
+    /// It could not be opened or read.
+    Io(PathBuf, String),
+    /// It is not an rfs flist.
+    NotAnFlist(PathBuf, String),
+    /// It is an flist, but damaged.
+    Damaged(PathBuf, String),
+}
+
+impl std::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetaError::Io(path, why) => write!(f, "{}: cannot read: {why}", path.display()),
+            MetaError::NotAnFlist(path, why) => write!(f, "{}: not an rfs flist ({why})", path.display()),
+            MetaError::Damaged(path, why) => write!(
+                f,
+                "{}: damaged flist ({why}); fetch it again or rebuild it with `initagent flist pack`",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MetaError {}
+
+/// An opened manifest.
+pub struct Manifest {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    inodes: HashMap<u64, Inode>,
+    children: HashMap<u64, Vec<u64>>,
+    routes: Vec<Route>,
+    tags: BTreeMap<String, String>,
+}
+
+fn text(value: ValueRef<'_>) -> Option<String> {
+    match value {
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn digest(value: ValueRef<'_>) -> Option<[u8; 32]> {
+    let bytes = match value {
+        ValueRef::Blob(b) => b,
+        ValueRef::Text(t) => t,
+        _ => return None,
+    };
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+        return Some(out);
+    }
+    // A text column holding hex (hand-made or converted manifests).
+    if bytes.len() == 64 {
+        for (i, slot) in out.iter_mut().enumerate() {
+            let pair = std::str::from_utf8(bytes.get(2 * i..2 * i + 2)?).ok()?;
+            *slot = u8::from_str_radix(pair, 16).ok()?;
+        }
+        return Some(out);
+    }
+    None
+}
+
+impl Manifest {
+    /// Opens `path` read-only and loads the tree.
+    pub fn open(path: &Path) -> Result<Manifest, MetaError> {
+        let p = || path.to_path_buf();
+        let mut header = [0u8; 16];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+        match read {
+            Ok(()) if &header == b"SQLite format 3\0" => {}
+            Ok(()) if header.starts_with(&[0x1f, 0x8b]) => {
+                return Err(MetaError::NotAnFlist(
+                    p(),
+                    "a gzip'd tar: the old v1 .flist format, which needs g8ufs".into(),
+                ))
+            }
+            Ok(()) => return Err(MetaError::NotAnFlist(p(), "no SQLite header".into())),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(MetaError::NotAnFlist(
+                    p(),
+                    "shorter than a SQLite header".into(),
+                ))
+            }
+            Err(e) => return Err(MetaError::Io(p(), e.to_string())),
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| MetaError::Io(p(), e.to_string()))?;
+        let damaged = |e: rusqlite::Error| MetaError::Damaged(p(), e.to_string());
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .map_err(damaged)?;
+        for table in ["inode", "extra", "block", "route"] {
+            if !tables.iter().any(|t| t == table) {
+                return Err(MetaError::NotAnFlist(p(), format!("no `{table}` table")));
+            }
+        }
+        let mut extra: HashMap<u64, Vec<u8>> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT ino, data FROM extra")
+                .map_err(damaged)?;
+            let mut rows = stmt.query([]).map_err(damaged)?;
+            while let Some(row) = rows.next().map_err(damaged)? {
+                let ino: i64 = row.get(0).map_err(damaged)?;
+                let data = match row.get_ref(1).map_err(damaged)? {
+                    ValueRef::Blob(b) | ValueRef::Text(b) => b.to_vec(),
+                    _ => continue,
+                };
+                extra.insert(ino as u64, data);
+            }
+        }
+        let mut inodes = HashMap::new();
+        let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare(
+                    "SELECT ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime FROM inode",
+                )
+                .map_err(damaged)?;
+            let mut rows = stmt.query([]).map_err(damaged)?;
+            while let Some(row) = rows.next().map_err(damaged)? {
+                let int = |i: usize| -> Result<i64, MetaError> {
+                    match row.get_ref(i).map_err(damaged)? {
+                        ValueRef::Integer(v) => Ok(v),
+                        ValueRef::Null => Ok(0),
+                        other => Err(MetaError::Damaged(
+                            p(),
+                            format!("column {i} holds {:?}", other.data_type()),
+                        )),
+                    }
+                };
+                let ino = int(0)? as u64;
+                let inode = Inode {
+                    ino,
+                    parent: int(1)? as u64,
+                    name: text(row.get_ref(2).map_err(damaged)?).unwrap_or_default(),
+                    size: int(3)?.max(0) as u64,
+                    uid: int(4)? as u32,
+                    gid: int(5)? as u32,
+                    mode: int(6)? as u32,
+                    rdev: int(7)? as u64,
+                    ctime: int(8)?,
+                    mtime: int(9)?,
+                    target: extra.remove(&ino),
+                };
+                if ino != 1 {
+                    children.entry(inode.parent).or_default().push(ino);
+                }
+                inodes.insert(ino, inode);
+            }
+        }
+        for list in children.values_mut() {
+            list.sort_unstable();
+        }
+        match inodes.get(&1) {
+            Some(root) if root.is_dir() => {}
+            Some(_) => {
+                return Err(MetaError::Damaged(
+                    p(),
+                    "inode 1 (the root) is not a directory".into(),
+                ))
+            }
+            None => return Err(MetaError::Damaged(p(), "no root inode (ino 1)".into())),
+        }
+        let mut routes = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT start, \"end\", url FROM route ORDER BY rowid")
+                .map_err(damaged)?;
+            let mut rows = stmt.query([]).map_err(damaged)?;
+            while let Some(row) = rows.next().map_err(damaged)? {
+                let start: i64 = row.get(0).map_err(damaged)?;
+                let end: i64 = row.get(1).map_err(damaged)?;
+                let url = text(row.get_ref(2).map_err(damaged)?).unwrap_or_default();
+                let (Ok(start), Ok(end)) = (u8::try_from(start), u8::try_from(end)) else {
+                    return Err(MetaError::Damaged(
+                        p(),
+                        format!("route range {start}-{end} is outside 0-255"),
+                    ));
+                };
+                routes.push(Route { start, end, url });
+            }
+        }
+        let mut tags = BTreeMap::new();
+        if tables.iter().any(|t| t == "tag") {
+            let mut stmt = conn
+                .prepare("SELECT key, value FROM tag")
+                .map_err(damaged)?;
+            let mut rows = stmt.query([]).map_err(damaged)?;
+            while let Some(row) = rows.next().map_err(damaged)? {
+                if let (Some(k), Some(v)) = (
+                    text(row.get_ref(0).map_err(damaged)?),
+                    text(row.get_ref(1).map_err(damaged)?),
+                ) {
+                    tags.insert(k, v);
+                }
+            }
+        }
+        Ok(Manifest {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            inodes,
+            children,
+            routes,
+            tags,
+        })
+    }
+
+    /// The file it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// An inode.
+    pub fn inode(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    /// Every inode, in no particular order.
+    pub fn inodes(&self) -> impl Iterator<Item = &Inode> {
+        self.inodes.values()
+    }
+
+    /// Number of inodes.
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Whether the tree is empty (never: a valid manifest has a root).
+    pub fn is_empty(&self) -> bool {
+        self.inodes.is_empty()
+    }
+
+    /// Children of a directory, by inode number.
+    pub fn children(&self, ino: u64) -> &[u64] {
+        self.children.get(&ino).map_or(&[], Vec::as_slice)
+    }
+
+    /// The first child of `parent` called `name` (names are not unique in the schema;
+    /// rfs also takes the first).
+    pub fn lookup(&self, parent: u64, name: &str) -> Option<&Inode> {
+        self.children(parent)
+            .iter()
+            .filter_map(|i| self.inodes.get(i))
+            .find(|i| i.name == name)
+    }
+
+    /// The inode at a `/`-separated path from the root.
+    pub fn resolve(&self, path: &str) -> Option<&Inode> {
+        let mut inode = self.inode(1)?;
+        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+            inode = self.lookup(inode.ino, part)?;
+        }
+        Some(inode)
+    }
+
+    /// The path of an inode from the root.
+    pub fn path_of(&self, ino: u64) -> String {
+        let mut parts = Vec::new();
+        let mut current = ino;
+        while current != 1 {
+            let Some(inode) = self.inodes.get(&current) else {
+                break;
+            };
+            parts.push(inode.name.as_str());
+            current = inode.parent;
+            if parts.len() > 4096 {
+                break; // a parent cycle in a damaged manifest
+            }
+        }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
+    }
+
+    /// The block list of a file, in order.
+    pub fn blocks(&self, ino: u64) -> Result<Vec<BlockRef>, MetaError> {
+        let p = || self.path.clone();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let damaged = |e: rusqlite::Error| MetaError::Damaged(p(), e.to_string());
+        let mut stmt = conn
+            .prepare_cached("SELECT id, key FROM block WHERE ino = ? ORDER BY rowid")
+            .map_err(damaged)?;
+        let mut rows = stmt.query([ino as i64]).map_err(damaged)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(damaged)? {
+            let id = digest(row.get_ref(0).map_err(damaged)?);
+            let key = digest(row.get_ref(1).map_err(damaged)?);
+            match (id, key) {
+                (Some(id), Some(key)) => out.push(BlockRef { id, key }),
+                _ => {
+                    return Err(MetaError::Damaged(
+                        p(),
+                        format!("block of inode {ino} has an id or key that is not 32 bytes"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every block row of the manifest (for `verify` and prefetch accounting).
+    pub fn all_blocks(&self) -> Result<Vec<(u64, BlockRef)>, MetaError> {
+        let mut files: Vec<u64> = self
+            .inodes
+            .values()
+            .filter(|i| i.is_file())
+            .map(|i| i.ino)
+            .collect();
+        files.sort_unstable();
+        let mut out = Vec::new();
+        for ino in files {
+            for block in self.blocks(ino)? {
+                out.push((ino, block));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The store routes, in table order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Tags (`version`, `description`, … when set).
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
+    }
+}

@@ -1,0 +1,199 @@
+//! Mounting an flist: opening it with its stores (or an operator's overrides), mounting
+//! `/dev/fuse` with mount(2), serving until unmounted, and telling what is mounted at a
+//! target — ours with the same flist, something else, or a stale FUSE mount whose daemon
+//! died.
+
+use super::cache::DiskCache;
+use super::fs::FlistFs;
+use super::fuse::FuseAdapter;
+use super::meta::{Manifest, Route};
+use super::router::{RetryPolicy, Router};
+use super::source::BlockSource;
+use super::store::{redact, StoreOptions};
+use crate::mountinfo;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The FUSE subtype our mounts carry (`fuse.initagent` in /proc/mounts).
+pub const SUBTYPE: &str = "initagent";
+
+/// How to open an flist.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Use these stores instead of the flist's routes (each covers 00-ff).
+    pub stores: Vec<String>,
+    /// Rewrite route URLs starting with the first string to start with the second.
+    pub rewrites: Vec<(String, String)>,
+    /// On-disk cache directory.
+    pub cache_dir: Option<PathBuf>,
+    /// Bound of the disk cache.
+    pub cache_bytes: u64,
+    /// Bound of the memory cache.
+    pub memory_bytes: u64,
+    /// Deadline of one store request (a block gets two of them, over every store).
+    pub store_timeout: Option<std::time::Duration>,
+}
+
+impl OpenOptions {
+    /// Defaults: no disk cache, 64 MiB of memory cache, 1 GiB disk bound.
+    pub fn new() -> OpenOptions {
+        OpenOptions {
+            cache_bytes: 1 << 30,
+            memory_bytes: 64 << 20,
+            ..OpenOptions::default()
+        }
+    }
+}
+
+/// The routes after the operator's overrides and rewrites.
+pub fn effective_routes(manifest: &Manifest, options: &OpenOptions) -> Vec<Route> {
+    if !options.stores.is_empty() {
+        return options
+            .stores
+            .iter()
+            .map(|url| Route {
+                start: 0,
+                end: 255,
+                url: url.clone(),
+            })
+            .collect();
+    }
+    manifest
+        .routes()
+        .iter()
+        .map(|route| {
+            let mut url = route.url.clone();
+            for (from, to) in &options.rewrites {
+                if let Some(rest) = url.strip_prefix(from.as_str()) {
+                    url = format!("{to}{rest}");
+                    break;
+                }
+            }
+            Route {
+                url,
+                ..route.clone()
+            }
+        })
+        .collect()
+}
+
+/// Opens an flist with its stores and caches.
+pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String> {
+    let manifest = Manifest::open(flist).map_err(|e| e.to_string())?;
+    let routes = effective_routes(&manifest, options);
+    if routes.is_empty() {
+        return Err(format!(
+            "{}: the flist has no store routes; give one with --store URL",
+            flist.display()
+        ));
+    }
+    let (store_options, policy) = match options.store_timeout {
+        Some(timeout) => (
+            StoreOptions {
+                connect_timeout: timeout.min(std::time::Duration::from_secs(3)),
+                request_timeout: timeout,
+            },
+            RetryPolicy {
+                rounds: 2,
+                deadline: timeout * 2,
+                ..RetryPolicy::default()
+            },
+        ),
+        None => (StoreOptions::default(), RetryPolicy::default()),
+    };
+    let router = Router::new(&routes, &store_options, policy)
+        .map_err(|e| format!("{}: {e}", flist.display()))?;
+    let disk = match &options.cache_dir {
+        Some(dir) => Some(
+            DiskCache::open(dir, options.cache_bytes)
+                .map_err(|e| format!("cache {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
+    let source = BlockSource::new(router, options.memory_bytes, disk);
+    Ok(Arc::new(FlistFs::new(manifest, source)))
+}
+
+/// What is at a mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountState {
+    /// Nothing is mounted there.
+    Absent,
+    /// One of ours, serving `source` (the flist's path).
+    Ours {
+        /// The flist path.
+        source: String,
+    },
+    /// Another filesystem.
+    Other {
+        /// Its type.
+        fstype: String,
+        /// Its source.
+        source: String,
+    },
+    /// A FUSE mount whose daemon is gone (ENOTCONN).
+    Stale {
+        /// Its type.
+        fstype: String,
+    },
+}
+
+/// Inspects `target`.
+pub fn state(target: &Path) -> MountState {
+    let target = target
+        .canonicalize()
+        .unwrap_or_else(|_| target.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let entries = mountinfo::parse(&text);
+    let Some(entry) = mountinfo::mounted_at(&entries, &target.to_string_lossy()) else {
+        return MountState::Absent;
+    };
+    // statfs always reaches the daemon (attributes may be answered from the kernel's
+    // cache even after the daemon died).
+    if entry.fstype.starts_with("fuse") {
+        if let Err(e) = rustix::fs::statfs(&target) {
+            if e == rustix::io::Errno::NOTCONN {
+                return MountState::Stale {
+                    fstype: entry.fstype.clone(),
+                };
+            }
+        }
+    }
+    if entry.fstype == format!("fuse.{SUBTYPE}") {
+        MountState::Ours {
+            source: entry.source.clone(),
+        }
+    } else {
+        MountState::Other {
+            fstype: entry.fstype.clone(),
+            source: entry.source.clone(),
+        }
+    }
+}
+
+/// Mounts `fs` on `target` and serves it until it is unmounted.
+pub fn serve(
+    fs: Arc<FlistFs>,
+    source_name: &str,
+    target: &Path,
+    threads: usize,
+) -> Result<(), String> {
+    let fd = crate::sys::mount::fuse_mount(source_name, target, SUBTYPE, true)
+        .map_err(|e| e.to_string())?;
+    let mut config = fuser::Config::default();
+    config.n_threads = Some(threads.max(1));
+    config.clone_fd = threads > 1;
+    let session = fuser::Session::from_fd(FuseAdapter::new(fs), fd, fuser::SessionACL::All, config)
+        .map_err(|e| format!("FUSE handshake on {}: {e}", target.display()))?;
+    session
+        .run()
+        .map_err(|e| format!("serving {}: {e}", target.display()))
+}
+
+/// Describes the stores of an flist after overrides, redacted.
+pub fn describe_routes(routes: &[Route]) -> Vec<String> {
+    routes
+        .iter()
+        .map(|r| format!("{:02x}-{:02x} {}", r.start, r.end, redact(&r.url)))
+        .collect()
+}

@@ -1,0 +1,218 @@
+//! Where file content comes from: the memory cache, then the disk cache, then the
+//! stores (one fetch per block however many readers want it at once). A read fetches
+//! all the blocks it spans concurrently and prefetches the next ones in the background.
+
+use super::cache::{DiskCache, MemoryCache};
+use super::codec::BLOCK_SIZE;
+use super::meta::BlockRef;
+use super::router::{FetchError, Router};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+type Fetched = Result<Arc<Vec<u8>>, FetchError>;
+
+#[derive(Default)]
+struct InFlight {
+    result: Mutex<Option<Fetched>>,
+    done: Condvar,
+}
+
+/// Counters for the boot report and `status`.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct SourceStats {
+    /// Blocks served from memory.
+    pub memory_hits: u64,
+    /// Blocks served from the disk cache.
+    pub disk_hits: u64,
+    /// Blocks fetched from stores.
+    pub fetched: u64,
+    /// Bytes fetched from stores (stored size).
+    pub bytes_fetched: u64,
+    /// Blobs rejected by verification.
+    pub corrupt: u64,
+}
+
+/// Block reads for one mounted flist.
+pub struct BlockSource {
+    router: Router,
+    memory: MemoryCache,
+    disk: Option<DiskCache>,
+    inflight: Mutex<HashMap<[u8; 32], Arc<InFlight>>>,
+    prefetching: AtomicUsize,
+    memory_hits: AtomicU64,
+    disk_hits: AtomicU64,
+    /// Blocks to read ahead after a read.
+    pub readahead: usize,
+}
+
+impl BlockSource {
+    /// A source over `router` with caches.
+    pub fn new(router: Router, memory_bytes: u64, disk: Option<DiskCache>) -> Arc<BlockSource> {
+        Arc::new(BlockSource {
+            router,
+            memory: MemoryCache::new(memory_bytes),
+            disk,
+            inflight: Mutex::new(HashMap::new()),
+            prefetching: AtomicUsize::new(0),
+            memory_hits: AtomicU64::new(0),
+            disk_hits: AtomicU64::new(0),
+            readahead: 4,
+        })
+    }
+
+    /// The router (for describing stores).
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// What the source has done.
+    pub fn stats(&self) -> SourceStats {
+        SourceStats {
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            fetched: self.router.stats.fetched.load(Ordering::Relaxed),
+            bytes_fetched: self.router.stats.bytes.load(Ordering::Relaxed),
+            corrupt: self.router.stats.corrupt.load(Ordering::Relaxed),
+        }
+    }
+
+    /// One block's plaintext.
+    pub fn block(&self, block: &BlockRef) -> Fetched {
+        if let Some(data) = self.memory.get(&block.id) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(data);
+        }
+        let (flight, leader) = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            match inflight.get(&block.id) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let flight = Arc::new(InFlight::default());
+                    inflight.insert(block.id, flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        if !leader {
+            let mut result = flight.result.lock().unwrap_or_else(|p| p.into_inner());
+            while result.is_none() {
+                result = flight.done.wait(result).unwrap_or_else(|p| p.into_inner());
+            }
+            return result.clone().unwrap_or_else(|| {
+                Err(FetchError {
+                    id: String::new(),
+                    attempts: Vec::new(),
+                })
+            });
+        }
+        let result = self.load(block);
+        *flight.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
+        flight.done.notify_all();
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&block.id);
+        result
+    }
+
+    fn load(&self, block: &BlockRef) -> Fetched {
+        if let Some(disk) = &self.disk {
+            if let Some(data) = disk.get(&block.id, &block.key) {
+                self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                let data = Arc::new(data);
+                self.memory.put(block.id, data.clone());
+                return Ok(data);
+            }
+        }
+        let data = Arc::new(self.router.fetch(block)?);
+        if let Some(disk) = &self.disk {
+            disk.put(&block.id, &data);
+        }
+        self.memory.put(block.id, data.clone());
+        Ok(data)
+    }
+
+    /// Bytes `offset..offset+len` of a file of `size` bytes made of `blocks`: short at EOF,
+    /// the spanned blocks fetched concurrently. Every block but the last must be full.
+    pub fn read(
+        self: &Arc<Self>,
+        blocks: &[BlockRef],
+        size: u64,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, String> {
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + u64::from(len));
+        let first = (offset / BLOCK_SIZE as u64) as usize;
+        let last = ((end - 1) / BLOCK_SIZE as u64) as usize;
+        if first >= blocks.len() {
+            return Ok(Vec::new());
+        }
+        let last = last.min(blocks.len() - 1);
+        let wanted = &blocks[first..=last];
+        let fetched: Vec<Fetched> = if wanted.len() == 1 {
+            vec![self.block(&wanted[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = wanted
+                    .iter()
+                    .map(|b| scope.spawn(move || self.block(b)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(FetchError {
+                                id: String::new(),
+                                attempts: vec!["fetch thread panicked".into()],
+                            })
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (i, result) in fetched.into_iter().enumerate() {
+            let index = first + i;
+            let data = result.map_err(|e| e.to_string())?;
+            if index + 1 < blocks.len() && data.len() != BLOCK_SIZE {
+                return Err(format!(
+                    "block {index} holds {} bytes; every block but the last holds {BLOCK_SIZE}",
+                    data.len()
+                ));
+            }
+            let block_start = index as u64 * BLOCK_SIZE as u64;
+            let from = offset.saturating_sub(block_start) as usize;
+            let to = ((end - block_start) as usize).min(data.len());
+            if from < to {
+                out.extend_from_slice(&data[from..to]);
+            }
+        }
+        self.prefetch(&blocks[last + 1..blocks.len().min(last + 1 + self.readahead)]);
+        Ok(out)
+    }
+
+    /// Fetches blocks into the cache in the background (bounded; skips cached ones).
+    pub fn prefetch(self: &Arc<Self>, blocks: &[BlockRef]) {
+        for block in blocks {
+            if self.memory.contains(&block.id) || self.prefetching.load(Ordering::Relaxed) >= 8 {
+                continue;
+            }
+            self.prefetching.fetch_add(1, Ordering::Relaxed);
+            let source = Arc::clone(self);
+            let block = *block;
+            let spawned = std::thread::Builder::new()
+                .name("prefetch".into())
+                .spawn(move || {
+                    let _ = source.block(&block);
+                    source.prefetching.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                self.prefetching.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

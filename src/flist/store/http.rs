@@ -1,0 +1,118 @@
+//! `http(s)://base`: `GET base/hh/H`, and on a 404 `GET base/H` (flat stores), the way
+//! rfs appends path segments. `server://`: rfs's fl-server, `GET base/api/v1/block/H`.
+//! One agent per store, so connections are reused; TLS verified with the bundled web
+//! roots.
+
+use super::{redact, BlockStore, StoreError, StoreOptions};
+use crate::flist::codec::hex;
+use std::io::Read;
+
+/// The largest blob accepted (a 512 KiB block plus snappy and GCM overhead).
+const MAX_BLOB: u64 = 1024 * 1024;
+
+enum Layout {
+    /// `base/hh/H`, then `base/H`.
+    Blocks,
+    /// `base/api/v1/block/H`.
+    Server,
+}
+
+/// An HTTP(S) store.
+pub struct HttpStore {
+    base: String,
+    shown: String,
+    agent: ureq::Agent,
+    layout: Layout,
+}
+
+impl HttpStore {
+    /// A store of 2-level (or flat) blobs under `url`.
+    pub fn new(url: &str, options: &StoreOptions) -> Result<HttpStore, StoreError> {
+        Self::with_layout(url, options, Layout::Blocks)
+    }
+
+    /// An rfs fl-server at `url`.
+    pub fn server(url: &str, options: &StoreOptions) -> Result<HttpStore, StoreError> {
+        Self::with_layout(url, options, Layout::Server)
+    }
+
+    fn with_layout(
+        url: &str,
+        options: &StoreOptions,
+        layout: Layout,
+    ) -> Result<HttpStore, StoreError> {
+        let (base, _query) = url.split_once('?').unwrap_or((url, ""));
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(StoreError::BadUrl(format!(
+                "{}: expected http:// or https://",
+                redact(url)
+            )));
+        }
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(options.connect_timeout))
+            .timeout_global(Some(options.request_timeout))
+            .http_status_as_error(false)
+            .build();
+        Ok(HttpStore {
+            base: base.to_string(),
+            shown: redact(url),
+            agent: config.new_agent(),
+            layout,
+        })
+    }
+
+    fn fetch(&self, url: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let shown = redact(url);
+        let response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
+        let status = response.status().as_u16();
+        if status == 404 {
+            return Ok(None);
+        }
+        if status != 200 {
+            return Err(StoreError::Unavailable(format!("{shown}: HTTP {status}")));
+        }
+        let mut data = Vec::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(MAX_BLOB + 1)
+            .read_to_end(&mut data)
+            .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
+        if data.len() as u64 > MAX_BLOB {
+            return Err(StoreError::Unavailable(format!(
+                "{shown}: blob larger than {MAX_BLOB} bytes"
+            )));
+        }
+        Ok(Some(data))
+    }
+}
+
+impl BlockStore for HttpStore {
+    fn get(&self, id: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+        let name = hex(id);
+        let urls = match self.layout {
+            Layout::Blocks => vec![
+                format!("{}/{}/{name}", self.base, &name[..2]),
+                format!("{}/{name}", self.base),
+            ],
+            Layout::Server => vec![format!(
+                "{}/api/v1/block/{name}",
+                self.base.trim_end_matches('/')
+            )],
+        };
+        for url in urls {
+            if let Some(data) = self.fetch(&url)? {
+                return Ok(data);
+            }
+        }
+        Err(StoreError::NotFound)
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}

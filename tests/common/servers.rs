@@ -1,0 +1,103 @@
+//! Real servers for tests, on loopback only, killed on drop: Python's http.server over a
+//! directory, and small misbehaving HTTP servers (5xx, never answering) for faults.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server process, killed on drop.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "server on port {port} never came up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `python3 -m http.server` serving `dir`.
+pub fn http_dir(dir: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3");
+    wait_listening(port);
+    Server { child, port }
+}
+
+/// An HTTP server that answers every request with this status.
+pub fn http_status(status: u16) -> Server {
+    let port = free_port();
+    let script = format!(
+        "import http.server\n\
+         class H(http.server.BaseHTTPRequestHandler):\n\
+         \x20   def do_GET(self):\n\
+         \x20       self.send_response({status}); self.send_header('Content-Length', '0'); self.end_headers()\n\
+         \x20   def log_message(self, *a): pass\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    );
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    Server { child, port }
+}
+
+/// A TCP server that accepts connections and never answers.
+pub fn silent() -> Server {
+    let port = free_port();
+    let script = format!(
+        "import socket, time\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('127.0.0.1', {port})); s.listen(64)\n\
+         held = []\n\
+         while True:\n\
+         \x20   c, _ = s.accept(); held.append(c)\n"
+    );
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    Server { child, port }
+}

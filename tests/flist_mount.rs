@@ -1,0 +1,515 @@
+//! Flists made by the real rfs (`../shared/fixtures`), mounted over FUSE by
+//! `initagent flist mount` (mount(2), no fusermount) and compared entry by entry with the
+//! manifests written from the source trees: type, mode, uid, gid, size, mtime, link
+//! target and content. Stores: dir (2-level and flat), sharded with a replica, HTTP from
+//! Python's http.server (2-level and the flat fallback). Faults: corrupt and missing
+//! blocks, 5xx, a store that never answers, a refused connection, a damaged manifest, a
+//! killed daemon. Needs root and /dev/fuse (`make test` runs it).
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use sha2_free::sha256_file;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// SHA-256 without a crate: the coreutils tool.
+mod sha2_free {
+    pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+        let out = std::process::Command::new("sha256sum").arg(path).output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+}
+
+fn fixtures() -> PathBuf {
+    common::vm::repo_root()
+        .join("../shared/fixtures")
+        .canonicalize()
+        .expect("../shared/fixtures")
+}
+
+fn rewrite() -> String {
+    format!(
+        "dir:///srv/initagent-fixtures/=dir://{}/",
+        fixtures().display()
+    )
+}
+
+fn agent(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_initagent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A mounted flist, unmounted (lazily) on drop.
+struct Mounted {
+    target: PathBuf,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = agent(&["flist", "umount", "--lazy", self.target.to_str().unwrap()]);
+    }
+}
+
+fn mount(name: &str, flist: &Path, extra: &[&str]) -> Mounted {
+    let target = common::scratch(name).join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let mut args = vec!["flist", "mount", "-m", flist.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(target.to_str().unwrap());
+    let out = agent(&args);
+    assert!(
+        out.status.success(),
+        "mount {name}: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    Mounted { target }
+}
+
+struct Entry {
+    path: String,
+    kind: String,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: i64,
+    last: String,
+}
+
+fn manifest(path: &Path) -> Vec<Entry> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Entry {
+                path: f[0].to_string(),
+                kind: f[1].to_string(),
+                mode: u32::from_str_radix(f[2], 8).unwrap(),
+                uid: f[3].parse().unwrap(),
+                gid: f[4].parse().unwrap(),
+                size: f[5].parse().unwrap(),
+                mtime: f[6].parse().unwrap(),
+                last: f[8].to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Every manifest entry equals what the mount shows; returns how many were compared.
+fn compare(mnt: &Path, manifest_path: &Path) -> usize {
+    let entries = manifest(manifest_path);
+    let mut problems = Vec::new();
+    for e in &entries {
+        let path = mnt.join(e.path.trim_start_matches('/'));
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(err) => {
+                problems.push(format!("{}: {err}", e.path));
+                continue;
+            }
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            "dir"
+        } else if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_fifo() {
+            "fifo"
+        } else {
+            "file"
+        };
+        let got = (
+            kind,
+            meta.mode() & 0o7777,
+            meta.uid(),
+            meta.gid(),
+            meta.mtime(),
+        );
+        let want = (e.kind.as_str(), e.mode, e.uid, e.gid, e.mtime);
+        if got != want {
+            problems.push(format!("{}: got {got:?}, want {want:?}", e.path));
+        }
+        if meta.size() != e.size {
+            problems.push(format!("{}: size {} != {}", e.path, meta.size(), e.size));
+        }
+        if e.kind != "dir" && meta.nlink() < 1 {
+            problems.push(format!("{}: nlink 0", e.path));
+        }
+        match e.kind.as_str() {
+            "file" => match sha256_file(&path) {
+                Ok(sum) if sum == e.last => {}
+                Ok(sum) => problems.push(format!("{}: content sha256 {sum} != {}", e.path, e.last)),
+                Err(err) => problems.push(format!("{}: {err}", e.path)),
+            },
+            "symlink" => {
+                let target = std::fs::read_link(&path).unwrap();
+                if target.to_string_lossy() != e.last {
+                    problems.push(format!("{}: link {target:?} != {}", e.path, e.last));
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{} mismatches:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    entries.len()
+}
+
+/// Every listed directory lists exactly its manifest children (fifos included).
+fn compare_listings(mnt: &Path, manifest_path: &Path) {
+    let entries = manifest(manifest_path);
+    for dir in entries.iter().filter(|e| e.kind == "dir") {
+        let prefix = if dir.path == "/" {
+            "/".to_string()
+        } else {
+            format!("{}/", dir.path)
+        };
+        let mut want: Vec<String> = entries
+            .iter()
+            .filter(|e| {
+                e.path != "/"
+                    && e.path.starts_with(&prefix)
+                    && !e.path[prefix.len()..].contains('/')
+            })
+            .map(|e| e.path[prefix.len()..].to_string())
+            .collect();
+        want.sort();
+        let mut got: Vec<String> = std::fs::read_dir(mnt.join(dir.path.trim_start_matches('/')))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, want, "listing of {}", dir.path);
+    }
+}
+
+#[test]
+fn every_dir_store_fixture_mounts_and_matches_its_manifest() {
+    let f = fixtures();
+    let rw = rewrite();
+    for (name, flist, manifest_path) in [
+        (
+            "fl-odd-tree",
+            "odd-tree/odd-tree.fl",
+            "odd-tree/MANIFEST.txt",
+        ),
+        (
+            "fl-sharded",
+            "odd-tree-variants/sharded.fl",
+            "odd-tree-variants/MANIFEST.txt",
+        ),
+        (
+            "fl-flat",
+            "odd-tree-variants/flat.fl",
+            "odd-tree-variants/MANIFEST.txt",
+        ),
+        (
+            "fl-modules",
+            "modules-mini/modules-6.1.0-56-amd64.fl",
+            "modules-mini/MANIFEST.txt",
+        ),
+        ("fl-big", "big-file/big-file.fl", "big-file/MANIFEST.txt"),
+    ] {
+        let mounted = mount(name, &f.join(flist), &["--store-rewrite", &rw]);
+        let compared = compare(&mounted.target, &f.join(manifest_path));
+        compare_listings(&mounted.target, &f.join(manifest_path));
+        println!("{flist}: {compared} entries match");
+    }
+}
+
+#[test]
+fn sharded_flist_fails_over_to_the_replica_and_back() {
+    let f = fixtures();
+    let scratch = common::scratch("fl-failover");
+    let copy = scratch.join("variants");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(f.join("odd-tree-variants"))
+        .arg(&copy)
+        .status()
+        .unwrap()
+        .success());
+    let rw = format!(
+        "dir:///srv/initagent-fixtures/odd-tree-variants/=dir://{}/",
+        copy.display()
+    );
+    // Shards empty: everything comes from the replica.
+    for shard in ["storeA", "storeB"] {
+        std::fs::remove_dir_all(copy.join(shard)).unwrap();
+        std::fs::create_dir(copy.join(shard)).unwrap();
+    }
+    let mounted = mount(
+        "fl-failover-replica",
+        &f.join("odd-tree-variants/sharded.fl"),
+        &["--store-rewrite", &rw],
+    );
+    compare(&mounted.target, &f.join("odd-tree-variants/MANIFEST.txt"));
+}
+
+#[test]
+fn http_stores_two_level_and_flat_fallback() {
+    let f = fixtures();
+    let two_level = common::servers::http_dir(&f.join("odd-tree"));
+    let flat = common::servers::http_dir(&f.join("odd-tree-variants"));
+    let cases = [
+        (
+            "fl-http",
+            "odd-tree-variants/http.fl",
+            format!(
+                "http://127.0.0.1:18080/=http://127.0.0.1:{}/",
+                two_level.port
+            ),
+        ),
+        (
+            "fl-http-flat",
+            "odd-tree-variants/http-flat.fl",
+            format!("http://127.0.0.1:18081/=http://127.0.0.1:{}/", flat.port),
+        ),
+    ];
+    for (name, flist, rw) in cases {
+        let mounted = mount(name, &f.join(flist), &["--store-rewrite", &rw]);
+        compare(&mounted.target, &f.join("odd-tree-variants/MANIFEST.txt"));
+    }
+}
+
+/// A private copy of odd-tree's store, so blobs can be damaged.
+fn store_copy(name: &str) -> (PathBuf, String) {
+    let scratch = common::scratch(name);
+    let store = scratch.join("store");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(fixtures().join("odd-tree/store"))
+        .arg(&store)
+        .status()
+        .unwrap()
+        .success());
+    (store.clone(), format!("dir://{}", store.display()))
+}
+
+/// The stored blob of /hello.txt (the fixture's test vector).
+const HELLO_ID: &str = "30ee1d63f9dcdd993f73bdfad60ed773e26350dcde159d42b5736b6bc3e46971";
+
+fn read_error(path: &Path) -> Option<i32> {
+    std::fs::read(path).err().and_then(|e| e.raw_os_error())
+}
+
+#[test]
+fn a_corrupt_or_missing_block_is_eio_and_nothing_wrong_is_served() {
+    let flist = fixtures().join("odd-tree/odd-tree.fl");
+    let (store, url) = store_copy("fl-corrupt");
+    let blob = store.join(&HELLO_ID[..2]).join(HELLO_ID);
+    let mut data = std::fs::read(&blob).unwrap();
+    data[5] ^= 0x40;
+    std::fs::write(&blob, data).unwrap();
+    let mounted = mount("fl-corrupt-mnt", &flist, &["--store", &url]);
+    assert_eq!(
+        read_error(&mounted.target.join("hello.txt")),
+        Some(nix_eio())
+    );
+    assert_eq!(
+        std::fs::read(mounted.target.join("exact-512k.bin"))
+            .unwrap()
+            .len(),
+        524288,
+        "other files still read"
+    );
+    drop(mounted);
+
+    std::fs::remove_file(&blob).unwrap();
+    let mounted = mount("fl-missing-mnt", &flist, &["--store", &url]);
+    assert_eq!(
+        read_error(&mounted.target.join("hello.txt")),
+        Some(nix_eio())
+    );
+    let out = agent(&[
+        "flist",
+        "verify",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store",
+        &url,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = text(&out.stdout);
+    assert!(
+        report.contains("MISSING /hello.txt") && report.contains("MISSING /hello-hardlink.txt"),
+        "{report}"
+    );
+}
+
+fn nix_eio() -> i32 {
+    5
+}
+
+#[test]
+fn unreachable_and_misbehaving_stores_fail_in_bounded_time() {
+    let flist = fixtures().join("odd-tree/odd-tree.fl");
+    let refused = common::servers::free_port();
+    let errors = common::servers::http_status(503);
+    let silent = common::servers::silent();
+    for (name, url) in [
+        ("fl-refused", format!("http://127.0.0.1:{refused}/store")),
+        ("fl-5xx", format!("http://127.0.0.1:{}/store", errors.port)),
+        (
+            "fl-silent",
+            format!("http://127.0.0.1:{}/store", silent.port),
+        ),
+    ] {
+        let mounted = mount(name, &flist, &["--store", &url, "--store-timeout", "1"]);
+        let started = Instant::now();
+        assert_eq!(
+            read_error(&mounted.target.join("hello.txt")),
+            Some(nix_eio()),
+            "{name}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{name}: a read must end (deadline), not hang"
+        );
+        // Metadata does not need the store at all.
+        let root_entries = manifest(&fixtures().join("odd-tree/MANIFEST.txt"))
+            .iter()
+            .filter(|e| e.path != "/" && !e.path[1..].contains('/'))
+            .count();
+        assert_eq!(
+            std::fs::read_dir(&mounted.target).unwrap().count(),
+            root_entries,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn damaged_and_foreign_manifests_are_clear_errors() {
+    let scratch = common::scratch("fl-damaged");
+    let target = scratch.join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "garbage.fl",
+            b"this is not sqlite".to_vec(),
+            "not an rfs flist (no SQLite header)",
+        ),
+        (
+            "old.flist",
+            vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0],
+            "old v1 .flist format",
+        ),
+        (
+            "truncated.fl",
+            std::fs::read(fixtures().join("odd-tree/odd-tree.fl")).unwrap()[..8192].to_vec(),
+            "damaged flist",
+        ),
+    ];
+    for (name, content, expected) in cases {
+        let path = scratch.join(name);
+        std::fs::write(&path, content).unwrap();
+        let out = agent(&[
+            "flist",
+            "mount",
+            "-m",
+            path.to_str().unwrap(),
+            target.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(name) && err.contains(expected),
+            "{name}: {err}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(&target).unwrap().next().is_none(),
+        "nothing was mounted"
+    );
+}
+
+#[test]
+fn a_killed_daemon_leaves_a_stale_mount_that_the_next_mount_replaces() {
+    let flist = fixtures().join("odd-tree/odd-tree.fl");
+    let rw = rewrite();
+    let mounted = mount("fl-stale", &flist, &["--store-rewrite", &rw]);
+    let out = Command::new("pkill")
+        .args([
+            "-KILL",
+            "-f",
+            &format!("flist mount --foreground .*{}", mounted.target.display()),
+        ])
+        .status()
+        .unwrap();
+    assert!(out.success(), "the daemon was found and killed");
+    std::thread::sleep(Duration::from_millis(200));
+    let statfs = Command::new("stat")
+        .arg("-f")
+        .arg(&mounted.target)
+        .output()
+        .unwrap();
+    assert!(!statfs.status.success(), "the mount is stale");
+    assert!(
+        text(&statfs.stderr).contains("not connected"),
+        "{}",
+        text(&statfs.stderr)
+    );
+    let out = agent(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store-rewrite",
+        &rw,
+        mounted.target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read(mounted.target.join("hello.txt")).unwrap(),
+        b"hello flist\n"
+    );
+    // Something else mounted there is refused.
+    let other = common::scratch("fl-other").join("mnt");
+    std::fs::create_dir_all(&other).unwrap();
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&other)
+        .status()
+        .unwrap()
+        .success());
+    let out = agent(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    let _ = Command::new("umount").arg(&other).status();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("already has a tmpfs mount"),
+        "{}",
+        text(&out.stderr)
+    );
+}
