@@ -18,6 +18,7 @@ pub(crate) struct FlistOptions {
     pub foreground: bool,
     pub lazy: bool,
     pub store_timeout: Option<u64>,
+    pub keep_passwords: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
@@ -72,6 +73,7 @@ pub(crate) fn run(options: &Options) -> i32 {
             None => Err("flist cat: name a path inside the flist".into()),
         },
         "verify" => verify(&options.flist),
+        "pack" => pack(&options.flist, args, options.json),
         other => Err(format!(
             "flist: unknown subcommand {other:?} (mount, umount, inspect, ls, cat, verify)"
         )),
@@ -303,6 +305,40 @@ fn cat(options: &FlistOptions, path: &str) -> Result<i32, String> {
         }
         out.write_all(&data).map_err(|e| e.to_string())?;
         offset += data.len() as u64;
+    }
+    Ok(0)
+}
+
+fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, String> {
+    let source = PathBuf::from(
+        args.first()
+            .ok_or("flist pack: name the directory to pack")?,
+    );
+    let output = options
+        .meta
+        .clone()
+        .ok_or("flist pack: name the output with -m OUT.fl")?;
+    let stores = options
+        .stores
+        .iter()
+        .map(|s| crate::flist::pack::parse_store_spec(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let report = crate::flist::pack::pack(&source, &output, &stores, options.keep_passwords)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{}: {} entries, {} files, {} bytes in {} blocks ({} bytes stored)",
+            output.display(),
+            report.entries,
+            report.files,
+            report.bytes,
+            report.blocks,
+            report.stored_bytes
+        );
     }
     Ok(0)
 }

@@ -31,6 +31,7 @@ commands:
                           [--cache DIR] [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
                           [--store-timeout SECS: deadline of one store request, default 15]
   flist umount DIR [--lazy]
+  flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
   flist inspect|verify -m FL      routes, counts / fetch and check every block
   flist ls|cat -m FL PATH         list a directory / print a file, without mounting
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
@@ -125,6 +126,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("store-rewrite") => options.flist.rewrites.push(parser.value()?.string()?),
             Long("foreground") => options.flist.foreground = true,
             Long("lazy") => options.flist.lazy = true,
+            Long("no-strip-password") => options.flist.keep_passwords = true,
             Long("store-timeout") => options.flist.store_timeout = Some(parser.value()?.parse()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),

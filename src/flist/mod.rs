@@ -7,6 +7,7 @@ pub mod fs;
 pub mod fuse;
 pub mod meta;
 pub mod mount;
+pub mod pack;
 pub mod router;
 pub mod source;
 pub mod store;

@@ -46,6 +46,20 @@ impl BlockStore for DirStore {
         Err(StoreError::NotFound)
     }
 
+    fn put(&self, id: &[u8; 32], blob: &[u8]) -> Result<(), StoreError> {
+        let name = hex(id);
+        let dir = self.root.join(&name[..2]);
+        let path = dir.join(&name);
+        if path.exists() {
+            return Ok(()); // content-addressed: already there
+        }
+        let fail = |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", path.display()));
+        std::fs::create_dir_all(&dir).map_err(fail)?;
+        let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&temporary, blob).map_err(fail)?;
+        std::fs::rename(&temporary, &path).map_err(fail)
+    }
+
     fn describe(&self) -> String {
         format!("dir://{}", self.root.display())
     }

@@ -13,6 +13,13 @@ use std::time::Duration;
 pub trait BlockStore: Send + Sync {
     /// Fetches the stored blob with this id.
     fn get(&self, id: &[u8; 32]) -> Result<Vec<u8>, StoreError>;
+    /// Stores a blob under its id (stores that cannot be written say so).
+    fn put(&self, _id: &[u8; 32], _blob: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::BadUrl(format!(
+            "{}: this store cannot be written to",
+            self.describe()
+        )))
+    }
     /// The store's URL with credentials removed.
     fn describe(&self) -> String;
 }
