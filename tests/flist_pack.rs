@@ -32,19 +32,18 @@ fn unpack_source(name: &str, fixture: &str) -> PathBuf {
     dir
 }
 
-/// Path → (mode, uid, gid, size, mtime, target, blocks).
-type Summary = BTreeMap<
-    String,
-    (
-        u32,
-        u32,
-        u32,
-        u64,
-        i64,
-        Option<Vec<u8>>,
-        Vec<([u8; 32], [u8; 32])>,
-    ),
->;
+/// (mode, uid, gid, size, mtime, target, blocks) of one entry.
+type Entry = (
+    u32,
+    u32,
+    u32,
+    u64,
+    i64,
+    Option<Vec<u8>>,
+    Vec<([u8; 32], [u8; 32])>,
+);
+/// Path → entry.
+type Summary = BTreeMap<String, Entry>;
 
 fn summarize(flist: &Path) -> Summary {
     let manifest = Manifest::open(flist).unwrap();
@@ -98,15 +97,7 @@ fn packing_the_fixture_sources_gives_rfs_block_ids_and_keys() {
                 continue; // the root's attributes are the unpack directory's
             }
             // Directory sizes depend on the filesystem the tree was unpacked on.
-            let comparable = |s: &(
-                u32,
-                u32,
-                u32,
-                u64,
-                i64,
-                Option<Vec<u8>>,
-                Vec<([u8; 32], [u8; 32])>,
-            )| {
+            let comparable = |s: &Entry| {
                 let size = if s.0 & 0o170000 == 0o040000 { 0 } else { s.3 };
                 (s.0, s.1, s.2, size, s.4, s.5.clone(), s.6.clone())
             };
