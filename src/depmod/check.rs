@@ -443,6 +443,51 @@ fn inputs_and_mtime(c: &mut Checker<'_>, found: &[super::view::FoundModule]) {
     }
 }
 
+/// The flist a directory is served from, when it is under one of our FUSE mounts:
+/// the manifest and the directory's path inside it.
+fn flist_backing(dir: &Path) -> Option<(crate::flist::meta::Manifest, String)> {
+    let dir = dir.canonicalize().ok()?;
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let fstype = format!("fuse.{}", crate::flist::mount::SUBTYPE);
+    let entry = crate::mountinfo::parse(&text)
+        .into_iter()
+        .filter(|e| e.fstype == fstype && dir.starts_with(&e.mount_point))
+        .max_by_key(|e| e.mount_point.len())?;
+    let inside = dir
+        .strip_prefix(&entry.mount_point)
+        .ok()?
+        .to_string_lossy()
+        .into_owned();
+    let manifest = crate::flist::meta::Manifest::open(Path::new(&entry.source)).ok()?;
+    Some((manifest, inside))
+}
+
+/// How one stamped file differs, if it does: through the flist's block keys when the
+/// tree is an flist (content proven, nothing fetched), else by size and mtime.
+fn stamped_file_differs(
+    file: &stamp::ParsedFile<'_>,
+    on_disk: Option<(u64, (i64, u32))>,
+    backing: Option<&(crate::flist::meta::Manifest, String)>,
+) -> Option<&'static str> {
+    let Some((size, modified)) = on_disk else {
+        return Some("gone");
+    };
+    match backing {
+        Some((manifest, inside)) => {
+            let Some(inode) = manifest.resolve(&format!("{inside}/{}", file.path)) else {
+                return Some("gone");
+            };
+            let keys: Option<Vec<[u8; 32]>> = manifest
+                .blocks(inode.ino)
+                .ok()
+                .map(|b| b.iter().map(|b| b.key).collect());
+            (inode.size != file.size || keys != file.chunks())
+                .then_some("content differs (flist block keys)")
+        }
+        None => (!file.matches(size, modified)).then_some("size or mtime differs"),
+    }
+}
+
 fn compare_stamp(
     view: &TreeView,
     stamp: &ParsedStamp,
@@ -456,12 +501,12 @@ fn compare_stamp(
             stamp.release
         ));
     }
+    let backing = flist_backing(&view.dir);
     let mut changed_maps = Vec::new();
     for map in &stamp.maps {
-        match view.metadata(map.path) {
-            Ok(meta) if map.matches(meta.len(), mtime(&meta)) => {}
-            Ok(_) => changed_maps.push(format!("{} (size or mtime differs)", map.path)),
-            Err(_) => changed_maps.push(format!("{} (gone)", map.path)),
+        let on_disk = view.metadata(map.path).ok().map(|m| (m.len(), mtime(&m)));
+        if let Some(why) = stamped_file_differs(map, on_disk, backing.as_ref()) {
+            changed_maps.push(format!("{} ({why})", map.path));
         }
     }
     for name in stamp::MAP_FILES {
@@ -481,10 +526,12 @@ fn compare_stamp(
     for module in found {
         match stamped.get(module.relative.as_str()) {
             None => differing.push(format!("{} (not in the stamp)", module.relative)),
-            Some(s) if !s.matches(module.size, stamp::mtime_parts(module.mtime)) => {
-                differing.push(format!("{} (size or mtime differs)", module.relative))
+            Some(s) => {
+                let on_disk = Some((module.size, stamp::mtime_parts(module.mtime)));
+                if let Some(why) = stamped_file_differs(s, on_disk, backing.as_ref()) {
+                    differing.push(format!("{} ({why})", module.relative));
+                }
             }
-            Some(_) => {}
         }
     }
     let on_disk: HashSet<&str> = found.iter().map(|m| m.relative.as_str()).collect();
@@ -496,15 +543,11 @@ fn compare_stamp(
             .map(|m| format!("{} (gone)", m.path)),
     );
     if !differing.is_empty() {
+        let shown: Vec<String> = differing.iter().take(5).cloned().collect();
         problems.push(format!(
             "{} modules differ from the stamp: {}",
             differing.len(),
-            differing
-                .iter()
-                .take(5)
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            shown.join(", ")
         ));
     }
     problems

@@ -60,6 +60,28 @@ pub fn http_dir(dir: &Path) -> Server {
     Server { child, port }
 }
 
+/// `python3 -m http.server` serving `dir`, its request log (stderr) written to `log`.
+pub fn http_dir_logged(dir: &Path, log: &Path) -> Server {
+    let port = free_port();
+    let child = Command::new("/usr/bin/python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("python3");
+    wait_listening(port);
+    Server { child, port }
+}
+
 /// An HTTP server that answers every request with this status.
 pub fn http_status(status: u16) -> Server {
     let port = free_port();

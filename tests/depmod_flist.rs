@@ -1,0 +1,282 @@
+//! `depmod check`/`ensure` on a modules tree served lazily from an flist over FUSE, with
+//! the blocks behind a real HTTP server whose request log is the witness: checking a
+//! valid, stamped tree fetches no module block at all (the stamp is compared with the
+//! flist's own block keys); a tree whose maps went stale is repaired into tmpfs and the
+//! resolver then agrees with kmod's modprobe on it.
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use initagent::flist::meta::Manifest;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RELEASE: &str = "6.1.0-56-amd64";
+
+fn agent() -> &'static str {
+    env!("CARGO_BIN_EXE_initagent")
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(agent()).args(args).output().unwrap()
+}
+
+/// The fixture's module tree, dated one second (as an image would be), stamped; then
+/// `damage` runs; then it is packed. Returns (scratch dir, flist, store dir).
+fn packed_tree(name: &str, damage: impl FnOnce(&Path)) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = common::scratch(name);
+    let root = dir.join("src");
+    let fixture = common::vm::repo_root().join("../shared/fixtures/modules-mini/tree");
+    assert!(Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&root)
+        .status()
+        .unwrap()
+        .success());
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("chmod -R u+w \"$0\" && find \"$0\" -exec touch -h -d @1700000000 {} +")
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = run(&[
+        "depmod",
+        "stamp",
+        "--root",
+        root.to_str().unwrap(),
+        "--kernel",
+        RELEASE,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = root.join("lib/modules").join(RELEASE);
+    damage(&tree);
+    let flist = dir.join("modules.fl");
+    let store = dir.join("store");
+    let out = run(&[
+        "flist",
+        "pack",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store",
+        &format!("dir://{}", store.display()),
+        tree.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (dir, flist, store)
+}
+
+/// Mounts `flist` at `<root>/lib/modules/<release>` from an HTTP store.
+fn mount(dir: &Path, flist: &Path, port: u16) -> PathBuf {
+    let root = dir.join("root");
+    let target = root.join("lib/modules").join(RELEASE);
+    std::fs::create_dir_all(&target).unwrap();
+    let out = run(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store",
+        &format!("http://127.0.0.1:{port}"),
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    root
+}
+
+fn block_ids_of(flist: &Path, wanted: impl Fn(&str) -> bool) -> HashSet<String> {
+    let manifest = Manifest::open(flist).unwrap();
+    manifest
+        .inodes()
+        .filter(|i| i.is_file() && wanted(&i.name))
+        .flat_map(|i| manifest.blocks(i.ino).unwrap())
+        .map(|b| b.id.iter().map(|x| format!("{x:02x}")).collect())
+        .collect()
+}
+
+fn requested_ids(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split("\"GET ").nth(1))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter_map(|path| path.rsplit('/').next().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn checking_a_valid_mounted_tree_fetches_no_module_block() {
+    let (dir, flist, store) = packed_tree("depmod-flist-valid", |_| {});
+    let log = dir.join("http.log");
+    let server = common::servers::http_dir_logged(&store, &log);
+    let root = mount(&dir, &flist, server.port);
+    let out = run(&[
+        "depmod",
+        "check",
+        "--json",
+        "--root",
+        root.to_str().unwrap(),
+        "--kernel",
+        RELEASE,
+    ]);
+    let _ = run(&[
+        "flist",
+        "umount",
+        "--lazy",
+        root.join("lib/modules").join(RELEASE).to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["accounting"]["module_bytes_read"], 0);
+    let stamp = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "stamp")
+        .unwrap();
+    assert_eq!(stamp["status"], "pass", "{stamp:#}");
+    let module_blocks = block_ids_of(&flist, |name| name.ends_with(".ko"));
+    let requested = requested_ids(&log);
+    let fetched_modules: Vec<&String> = requested
+        .iter()
+        .filter(|id| module_blocks.contains(*id))
+        .collect();
+    assert!(
+        fetched_modules.is_empty(),
+        "module blocks were fetched: {fetched_modules:?}"
+    );
+    assert!(
+        requested.len() <= 2,
+        "only the stamp should be read: {requested:?}"
+    );
+    println!(
+        "valid tree over FUSE: {} store requests, none for a module",
+        requested.len()
+    );
+}
+
+#[test]
+fn content_changed_behind_the_stamp_is_seen_through_the_flist_block_keys() {
+    // Same size, same mtime, different bytes: only content digests can tell.
+    let (dir, flist, store) = packed_tree("depmod-flist-content", |tree| {
+        let path = tree.join("kernel/drivers/block/loop.ko");
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 100;
+        data[last] ^= 0xff;
+        std::fs::write(&path, data).unwrap();
+        let status = Command::new("touch")
+            .args(["-d", "@1700000000"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    let log = dir.join("http.log");
+    let server = common::servers::http_dir_logged(&store, &log);
+    let root = mount(&dir, &flist, server.port);
+    let out = run(&[
+        "depmod",
+        "check",
+        "--json",
+        "--root",
+        root.to_str().unwrap(),
+        "--kernel",
+        RELEASE,
+    ]);
+    let _ = run(&[
+        "flist",
+        "umount",
+        "--lazy",
+        root.join("lib/modules").join(RELEASE).to_str().unwrap(),
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    let stamp = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "stamp")
+        .unwrap();
+    assert!(
+        stamp["reasons"]
+            .to_string()
+            .contains("kernel/drivers/block/loop.ko (content differs (flist block keys))"),
+        "{stamp:#}"
+    );
+    let module_blocks = block_ids_of(&flist, |name| name == "loop.ko");
+    assert!(
+        requested_ids(&log)
+            .iter()
+            .all(|id| !module_blocks.contains(id)),
+        "no block of loop.ko was fetched to see it"
+    );
+}
+
+#[test]
+fn stale_maps_in_a_mounted_flist_are_regenerated_into_tmpfs() {
+    let (dir, flist, store) = packed_tree("depmod-flist-ensure", |tree| {
+        std::fs::remove_file(tree.join("kernel/net/802/stp.ko")).unwrap();
+    });
+    let server = common::servers::http_dir(&store);
+    let root = dir.join("root");
+    let target = root.join("lib/modules").join(RELEASE);
+    std::fs::create_dir_all(&target).unwrap();
+    let (empty, cmdline, output) = (dir.join("modprobe.d"), dir.join("cmdline"), dir.join("out"));
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(&cmdline, "quiet\n").unwrap();
+    let names = "virtio_net fuse bridge garp 8021q vxlan e1000e loop overlay";
+    // Everything in one private mount namespace: the FUSE mount, the bind mounts.
+    let script = format!(
+        "set -e; mount --bind {cmdline} /proc/cmdline\n\
+         {agent} flist mount -m {flist} --store http://127.0.0.1:{port} {target} > /dev/null\n\
+         {agent} depmod ensure --root {root} --kernel {RELEASE} --output {output} > {dir}/ensure.txt\n\
+         {agent} modules resolve --show-depends --root {root} --kernel {RELEASE} --modprobe-d {empty} --cmdline-file {cmdline} {names} > {dir}/ours.txt\n\
+         for m in {names}; do modprobe -C {empty} -d {root} -S {RELEASE} --show-depends $m; done > {dir}/kmod.txt\n\
+         {agent} flist umount --lazy {target}",
+        cmdline = cmdline.display(),
+        agent = agent(),
+        flist = flist.display(),
+        port = server.port,
+        target = target.display(),
+        root = root.display(),
+        output = output.display(),
+        dir = dir.display(),
+        empty = empty.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let ensure = read("ensure.txt");
+    assert!(ensure.contains("action: depmod -a"), "{ensure}");
+    assert!(
+        ensure.contains(&format!(
+            "regenerated into {}",
+            output.join("lib/modules").join(RELEASE).display()
+        )),
+        "{ensure}"
+    );
+    assert!(!read("ours.txt").contains("stp.ko"));
+    assert_eq!(read("ours.txt"), read("kmod.txt"));
+}
