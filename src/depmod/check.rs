@@ -218,23 +218,26 @@ fn run_checks(
         None => c.skip("module-support", "not the running kernel"),
     }
 
-    // The walk (stat only) runs beside the stamp comparison or the index work.
+    // On one of our flist mounts the manifest lists the modules (no FUSE round trip);
+    // elsewhere the walk (stat only) runs beside reading the stamp.
     let view = c.view;
+    let backing = flist_backing(&view.dir);
     let (walked, stamp_text) = std::thread::scope(|scope| {
-        let walker = scope.spawn(|| view.modules());
+        let walker = scope.spawn(|| match &backing {
+            Some((manifest, inside)) => Ok(modules_in_manifest(manifest, inside)),
+            None => view.modules(),
+        });
         let stamp_text = view.read(STAMP_FILE).ok();
-        (
-            walker
-                .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("the tree walk panicked"))),
-            stamp_text,
-        )
+        let walked = walker
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the tree walk panicked")));
+        (walked, stamp_text)
     });
     let found = walked.map_err(|e| format!("{}: {e}", c.view.dir.display()))?;
     let stamp_result = stamp_text.as_deref().map(|data| {
         let text = std::str::from_utf8(data).map_err(|_| format!("{STAMP_FILE}: not text"))?;
         let stamp = ParsedStamp::parse(text).map_err(|e| format!("{STAMP_FILE}: {e}"))?;
-        let problems = compare_stamp(c.view, &stamp, &found, c.release);
+        let problems = compare_stamp(c.view, &stamp, &found, c.release, backing.as_ref());
         Ok::<_, String>((stamp.vermagic.map(str::to_string), problems))
     });
     let proven = !deep && matches!(&stamp_result, Some(Ok((_, problems))) if problems.is_empty());
@@ -462,26 +465,63 @@ fn flist_backing(dir: &Path) -> Option<(crate::flist::meta::Manifest, String)> {
     Some((manifest, inside))
 }
 
+/// The module files of an flist under `inside`, as the manifest lists them (the same
+/// set depmod's walk would find: `build` and `source` skipped).
+fn modules_in_manifest(
+    manifest: &crate::flist::meta::Manifest,
+    inside: &str,
+) -> Vec<super::view::FoundModule> {
+    let mut found = Vec::new();
+    let Some(start) = manifest.resolve(inside) else {
+        return found;
+    };
+    let mut pending = vec![(start.ino, String::new())];
+    while let Some((ino, relative)) = pending.pop() {
+        for child in manifest.children(ino) {
+            let Some(inode) = manifest.inode(*child) else {
+                continue;
+            };
+            let path = if relative.is_empty() {
+                inode.name.clone()
+            } else {
+                format!("{relative}/{}", inode.name)
+            };
+            if inode.is_dir() && inode.name != "build" && inode.name != "source" {
+                pending.push((inode.ino, path));
+            } else if inode.is_file() && super::view::is_module_file(&inode.name) {
+                let mtime = std::time::UNIX_EPOCH
+                    + std::time::Duration::from_secs(inode.mtime.max(0) as u64);
+                found.push(super::view::FoundModule {
+                    relative: path,
+                    size: inode.size,
+                    mtime,
+                });
+            }
+        }
+    }
+    found
+}
+
 /// How one stamped file differs, if it does: through the flist's block keys when the
 /// tree is an flist (content proven, nothing fetched), else by size and mtime.
 fn stamped_file_differs(
     file: &stamp::ParsedFile<'_>,
     on_disk: Option<(u64, (i64, u32))>,
-    backing: Option<&(crate::flist::meta::Manifest, String)>,
+    backing: Option<(
+        &(crate::flist::meta::Manifest, String),
+        &HashMap<u64, Vec<[u8; 32]>>,
+    )>,
 ) -> Option<&'static str> {
     let Some((size, modified)) = on_disk else {
         return Some("gone");
     };
     match backing {
-        Some((manifest, inside)) => {
+        Some(((manifest, inside), keys)) => {
             let Some(inode) = manifest.resolve(&format!("{inside}/{}", file.path)) else {
                 return Some("gone");
             };
-            let keys: Option<Vec<[u8; 32]>> = manifest
-                .blocks(inode.ino)
-                .ok()
-                .map(|b| b.iter().map(|b| b.key).collect());
-            (inode.size != file.size || keys != file.chunks())
+            let keys = keys.get(&inode.ino).cloned().unwrap_or_default();
+            (inode.size != file.size || Some(keys) != file.chunks())
                 .then_some("content differs (flist block keys)")
         }
         None => (!file.matches(size, modified)).then_some("size or mtime differs"),
@@ -493,6 +533,7 @@ fn compare_stamp(
     stamp: &ParsedStamp,
     found: &[super::view::FoundModule],
     release: &str,
+    backing: Option<&(crate::flist::meta::Manifest, String)>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if stamp.release != release {
@@ -501,11 +542,12 @@ fn compare_stamp(
             stamp.release
         ));
     }
-    let backing = flist_backing(&view.dir);
+    let keys = backing.map(|(manifest, _)| manifest.block_keys().unwrap_or_default());
+    let backing = backing.zip(keys.as_ref());
     let mut changed_maps = Vec::new();
     for map in &stamp.maps {
         let on_disk = view.metadata(map.path).ok().map(|m| (m.len(), mtime(&m)));
-        if let Some(why) = stamped_file_differs(map, on_disk, backing.as_ref()) {
+        if let Some(why) = stamped_file_differs(map, on_disk, backing) {
             changed_maps.push(format!("{} ({why})", map.path));
         }
     }
@@ -528,7 +570,7 @@ fn compare_stamp(
             None => differing.push(format!("{} (not in the stamp)", module.relative)),
             Some(s) => {
                 let on_disk = Some((module.size, stamp::mtime_parts(module.mtime)));
-                if let Some(why) = stamped_file_differs(s, on_disk, backing.as_ref()) {
+                if let Some(why) = stamped_file_differs(s, on_disk, backing) {
                     differing.push(format!("{} ({why})", module.relative));
                 }
             }

@@ -394,6 +394,29 @@ impl Manifest {
         Ok(out)
     }
 
+    /// Every file's block keys in order, by inode, in one query.
+    pub fn block_keys(&self) -> Result<HashMap<u64, Vec<[u8; 32]>>, MetaError> {
+        let p = || self.path.clone();
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let damaged = |e: rusqlite::Error| MetaError::Damaged(p(), e.to_string());
+        let mut stmt = conn
+            .prepare("SELECT ino, key FROM block ORDER BY rowid")
+            .map_err(damaged)?;
+        let mut rows = stmt.query([]).map_err(damaged)?;
+        let mut out: HashMap<u64, Vec<[u8; 32]>> = HashMap::new();
+        while let Some(row) = rows.next().map_err(damaged)? {
+            let ino: i64 = row.get(0).map_err(damaged)?;
+            let key = digest(row.get_ref(1).map_err(damaged)?).ok_or_else(|| {
+                MetaError::Damaged(
+                    p(),
+                    format!("block of inode {ino} has a key that is not 32 bytes"),
+                )
+            })?;
+            out.entry(ino as u64).or_default().push(key);
+        }
+        Ok(out)
+    }
+
     /// Every block row of the manifest (for `verify` and prefetch accounting).
     pub fn all_blocks(&self) -> Result<Vec<(u64, BlockRef)>, MetaError> {
         let mut files: Vec<u64> = self
