@@ -224,7 +224,7 @@ fn run_checks(
     let backing = flist_backing(&view.dir);
     let (walked, stamp_text) = std::thread::scope(|scope| {
         let walker = scope.spawn(|| match &backing {
-            Some((manifest, inside)) => Ok(modules_in_manifest(manifest, inside)),
+            Some(flist) => Ok(modules_in_manifest(&flist.manifest, &flist.inside)),
             None => view.modules(),
         });
         let stamp_text = view.read(STAMP_FILE).ok();
@@ -446,9 +446,16 @@ fn inputs_and_mtime(c: &mut Checker<'_>, found: &[super::view::FoundModule]) {
     }
 }
 
-/// The flist a directory is served from, when it is under one of our FUSE mounts:
-/// the manifest and the directory's path inside it.
-fn flist_backing(dir: &Path) -> Option<(crate::flist::meta::Manifest, String)> {
+/// The flist a directory is served from, when it is under one of our FUSE mounts.
+struct FlistBacking {
+    manifest: crate::flist::meta::Manifest,
+    /// The directory's path inside the flist.
+    inside: String,
+    /// Every file's block keys, by inode.
+    keys: HashMap<u64, Vec<[u8; 32]>>,
+}
+
+fn flist_backing(dir: &Path) -> Option<FlistBacking> {
     let dir = dir.canonicalize().ok()?;
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let fstype = format!("fuse.{}", crate::flist::mount::SUBTYPE);
@@ -462,7 +469,12 @@ fn flist_backing(dir: &Path) -> Option<(crate::flist::meta::Manifest, String)> {
         .to_string_lossy()
         .into_owned();
     let manifest = crate::flist::meta::Manifest::open(Path::new(&entry.source)).ok()?;
-    Some((manifest, inside))
+    let keys = manifest.block_keys().ok()?;
+    Some(FlistBacking {
+        manifest,
+        inside,
+        keys,
+    })
 }
 
 /// The module files of an flist under `inside`, as the manifest lists them (the same
@@ -507,20 +519,20 @@ fn modules_in_manifest(
 fn stamped_file_differs(
     file: &stamp::ParsedFile<'_>,
     on_disk: Option<(u64, (i64, u32))>,
-    backing: Option<(
-        &(crate::flist::meta::Manifest, String),
-        &HashMap<u64, Vec<[u8; 32]>>,
-    )>,
+    backing: Option<&FlistBacking>,
 ) -> Option<&'static str> {
     let Some((size, modified)) = on_disk else {
         return Some("gone");
     };
     match backing {
-        Some(((manifest, inside), keys)) => {
-            let Some(inode) = manifest.resolve(&format!("{inside}/{}", file.path)) else {
+        Some(flist) => {
+            let Some(inode) = flist
+                .manifest
+                .resolve(&format!("{}/{}", flist.inside, file.path))
+            else {
                 return Some("gone");
             };
-            let keys = keys.get(&inode.ino).cloned().unwrap_or_default();
+            let keys = flist.keys.get(&inode.ino).cloned().unwrap_or_default();
             (inode.size != file.size || Some(keys) != file.chunks())
                 .then_some("content differs (flist block keys)")
         }
@@ -533,7 +545,7 @@ fn compare_stamp(
     stamp: &ParsedStamp,
     found: &[super::view::FoundModule],
     release: &str,
-    backing: Option<&(crate::flist::meta::Manifest, String)>,
+    backing: Option<&FlistBacking>,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     if stamp.release != release {
@@ -542,8 +554,6 @@ fn compare_stamp(
             stamp.release
         ));
     }
-    let keys = backing.map(|(manifest, _)| manifest.block_keys().unwrap_or_default());
-    let backing = backing.zip(keys.as_ref());
     let mut changed_maps = Vec::new();
     for map in &stamp.maps {
         let on_disk = view.metadata(map.path).ok().map(|m| (m.len(), mtime(&m)));
