@@ -41,7 +41,7 @@ bench: release
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd tests/fuzz && for t in cmdline profile kmod_index modprobe_conf; do \
+	cd tests/fuzz && for t in cmdline profile kmod_index modprobe_conf flist_rows; do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir . $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 

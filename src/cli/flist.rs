@@ -290,7 +290,7 @@ fn cat(options: &FlistOptions, path: &str) -> Result<i32, String> {
         .resolve(path)
         .ok_or_else(|| format!("{path}: no such entry in the flist"))?
         .clone();
-    let attr = fs.attr(inode.ino).map_err(|e| format!("{path}: {e:?}"))?;
+    let attr = fs.attr(inode.ino).map_err(|e| format!("{path}: {e}"))?;
     if attr.kind != Kind::File {
         return Err(format!("{path}: not a regular file"));
     }
@@ -299,7 +299,7 @@ fn cat(options: &FlistOptions, path: &str) -> Result<i32, String> {
     while offset < attr.size {
         let data = fs
             .read(inode.ino, offset, 4 << 20)
-            .map_err(|e| format!("{path}: {e:?}"))?;
+            .map_err(|e| format!("{path}: {e}"))?;
         if data.is_empty() {
             break;
         }

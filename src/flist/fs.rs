@@ -67,6 +67,20 @@ pub enum FsError {
     Io(String),
 }
 
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsError::NotFound => write!(f, "no such entry"),
+            FsError::NotDir => write!(f, "not a directory"),
+            FsError::IsDir => write!(f, "is a directory"),
+            FsError::NotLink => write!(f, "not a symbolic link"),
+            FsError::Io(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl std::error::Error for FsError {}
+
 /// A name that is safe to serve as one path component.
 pub fn safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])

@@ -184,7 +184,8 @@ impl Router {
                     }
                     Err(e) => {
                         candidate.failures.fetch_add(1, Ordering::Relaxed);
-                        retryable = true;
+                        // Refused credentials will not work better a second later.
+                        retryable |= !matches!(e, StoreError::Denied(_));
                         attempts.push(format!("{}: {e}", candidate.store.describe()));
                     }
                 }

@@ -9,7 +9,7 @@
 set -euo pipefail
 KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
 FLAVOUR=${INITAGENT_KFLAVOUR:-amd64}
-PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools)
+PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools redis-server nginx-light zstd)
 
 say() { echo "setup: $*" >&2; }
 
@@ -27,6 +27,12 @@ fi
 if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
   say "adding the x86_64-unknown-linux-musl target"
   rustup target add x86_64-unknown-linux-musl >&2
+fi
+
+# A real S3 server that checks SigV4 signatures, for the flist store tests.
+if ! command -v s3s-fs > /dev/null; then
+  say "installing s3s-fs (the S3 test server; a few minutes the first time)"
+  cargo install s3s-fs --version 0.14.1 --locked --features binary >&2
 fi
 
 for component in clippy rustfmt; do

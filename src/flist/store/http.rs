@@ -72,6 +72,11 @@ impl HttpStore {
         if status == 404 {
             return Ok(None);
         }
+        if status == 401 || status == 403 {
+            return Err(StoreError::Denied(format!(
+                "{shown}: HTTP {status} (access denied)"
+            )));
+        }
         if status != 200 {
             return Err(StoreError::Unavailable(format!("{shown}: HTTP {status}")));
         }

@@ -1,10 +1,13 @@
-//! Block stores: where an flist's blobs live. `dir://`, `http(s)://`, `server://` (the
-//! rfs fl-server) are built in; every request has a connect and a total deadline.
+//! Block stores: where an flist's blobs live: `dir://`, `http(s)://`, `s3://`/`s3s://`
+//! (SigV4), `zdb://` (redis protocol) and `server://` (the rfs fl-server). Every request
+//! has a connect and a total deadline.
 //! Credentials in URLs never reach logs, errors or the report: [`redact`] everything
 //! shown.
 
 mod dir;
 mod http;
+mod s3;
+mod zdb;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +32,10 @@ pub trait BlockStore: Send + Sync {
 pub enum StoreError {
     /// The store does not have the block.
     NotFound,
-    /// The store could not answer (refused, reset, 5xx, timeout…).
+    /// The store could not answer (refused, reset, 5xx, timeout…): worth retrying.
     Unavailable(String),
+    /// The store refused us (wrong credentials): retrying will not help.
+    Denied(String),
     /// The URL cannot be used.
     BadUrl(String),
 }
@@ -40,6 +45,7 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::NotFound => write!(f, "not found"),
             StoreError::Unavailable(why) => write!(f, "unavailable: {why}"),
+            StoreError::Denied(why) => write!(f, "denied: {why}"),
             StoreError::BadUrl(why) => write!(f, "unusable store URL: {why}"),
         }
     }
@@ -92,6 +98,8 @@ pub fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn BlockStore>, St
     match scheme {
         "dir" => Ok(Arc::new(dir::DirStore::new(rest)?)),
         "http" | "https" => Ok(Arc::new(http::HttpStore::new(url, options)?)),
+        "s3" | "s3s" => Ok(Arc::new(s3::S3Store::new(url, options)?)),
+        "zdb" => Ok(Arc::new(zdb::ZdbStore::new(url, options)?)),
         "server" => {
             // server://http://host:port (as pack stores it) or server://http/host:port.
             let base = match rest.split_once("://") {
@@ -101,7 +109,7 @@ pub fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn BlockStore>, St
             Ok(Arc::new(http::HttpStore::server(&base, options)?))
         }
         other => Err(StoreError::BadUrl(format!(
-            "{}: the {other}:// scheme is not supported yet (dir, http, https, server are)",
+            "{}: unknown store scheme {other}:// (dir, http, https, s3, s3s, zdb, server)",
             redact(url)
         ))),
     }
