@@ -193,3 +193,81 @@ fn a_failed_pack_leaves_nothing_behind() {
         .to_string_lossy()
         .contains("partial")));
 }
+
+fn agent(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_initagent"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn moved_store_is_followed_by_route_set_and_prefetched_blocks_survive_its_loss() {
+    let dir = unpack_source("route-prefetch", "odd-tree");
+    let out = dir.join("packed.fl");
+    let first = dir.join("first");
+    let moved = dir.join("moved");
+    let cache = dir.join("cache");
+    let fl = out.to_str().unwrap();
+    let output = agent(&[
+        "flist",
+        "pack",
+        "-m",
+        fl,
+        "--store",
+        &format!("dir://{}", first.display()),
+        dir.join("src").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    std::fs::rename(&first, &moved).unwrap();
+    // The route in the flist now points at nothing: reading fails, naming the store.
+    let output = agent(&[
+        "flist",
+        "cat",
+        "-m",
+        fl,
+        "--store-timeout",
+        "1",
+        "/hello.txt",
+    ]);
+    assert_ne!(output.status.code(), Some(0), "{output:?}");
+    let output = agent(&[
+        "flist",
+        "route",
+        "set",
+        "-m",
+        fl,
+        &format!("dir://{}", moved.display()),
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let listed =
+        String::from_utf8_lossy(&agent(&["flist", "route", "list", "-m", fl]).stdout).to_string();
+    assert!(listed.contains(moved.to_str().unwrap()), "{listed}");
+    let output = agent(&[
+        "flist",
+        "prefetch",
+        "-m",
+        fl,
+        "--cache",
+        cache.to_str().unwrap(),
+        "/",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let summary = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(summary.contains("0 failed"), "{summary}");
+    std::fs::remove_dir_all(&moved).unwrap();
+    let output = agent(&[
+        "flist",
+        "cat",
+        "-m",
+        fl,
+        "--cache",
+        cache.to_str().unwrap(),
+        "/hello.txt",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        output.stdout,
+        std::fs::read(dir.join("src/hello.txt")).unwrap()
+    );
+}

@@ -1,4 +1,4 @@
-//! `initagent flist mount|umount|inspect|ls|cat|verify`.
+//! `initagent flist mount|umount|inspect|ls|cat|verify|pack|prefetch|route`.
 
 use super::Options;
 use crate::flist::fs::{FlistFs, Kind};
@@ -58,7 +58,11 @@ pub(crate) fn run(options: &Options) -> i32 {
     crate::logging::init(log::LevelFilter::Warn);
     let (sub, args) = match options.positional.split_first() {
         Some((sub, args)) => (sub.as_str(), args),
-        None => return fail("flist: say mount, umount, inspect, ls, cat or verify"),
+        None => {
+            return fail(
+                "flist: say mount, umount, inspect, ls, cat, verify, pack, prefetch or route",
+            )
+        }
     };
     let result = match sub {
         "mount" => mount_command(&options.flist, args),
@@ -74,8 +78,10 @@ pub(crate) fn run(options: &Options) -> i32 {
         },
         "verify" => verify(&options.flist),
         "pack" => pack(&options.flist, args, options.json),
+        "prefetch" => prefetch(&options.flist, args),
+        "route" => route(&options.flist, args),
         other => Err(format!(
-            "flist: unknown subcommand {other:?} (mount, umount, inspect, ls, cat, verify)"
+            "flist: unknown subcommand {other:?} (mount, umount, inspect, ls, cat, verify, pack, prefetch, route)"
         )),
     };
     match result {
@@ -341,6 +347,66 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
         );
     }
     Ok(0)
+}
+
+fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
+    if paths.is_empty() {
+        return Err("flist prefetch: name files or directories inside the flist".into());
+    }
+    if options.cache.is_none() {
+        return Err(
+            "flist prefetch: give the mount's --cache DIR (that is where the blocks go)".into(),
+        );
+    }
+    let fs = open_fs(options)?;
+    let deadline = Duration::from_secs(options.store_timeout.unwrap_or(30).max(1) * 2);
+    let report = crate::flist::prefetch::prefetch_paths(&fs, paths, deadline);
+    println!(
+        "{} files, {} blocks: {} fetched, {} already cached, {} failed{}",
+        report.files,
+        report.blocks,
+        report.fetched,
+        report.cached,
+        report.failed,
+        if report.timed_out {
+            " (deadline reached)"
+        } else {
+            ""
+        }
+    );
+    for missing in &report.not_found {
+        println!("not in the flist: {missing}");
+    }
+    Ok(i32::from(
+        report.failed > 0 || report.timed_out || !report.not_found.is_empty(),
+    ))
+}
+
+fn route(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
+    let meta = meta_path(options)?;
+    match args.first().map(String::as_str) {
+        Some("list") | None => {
+            let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
+            for line in mount::describe_routes(manifest.routes()) {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Some("set") => {
+            let stores = args[1..]
+                .iter()
+                .chain(options.stores.iter())
+                .map(|s| crate::flist::pack::parse_store_spec(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::flist::pack::set_routes(&meta, &stores)?;
+            let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
+            for line in mount::describe_routes(manifest.routes()) {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Some(other) => Err(format!("flist route: unknown action {other:?} (list, set)")),
+    }
 }
 
 fn verify(options: &FlistOptions) -> Result<i32, String> {

@@ -32,6 +32,8 @@ commands:
                           [--store-timeout SECS: deadline of one store request, default 15]
   flist umount DIR [--lazy]
   flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
+  flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
+  flist route list|set -m FL [[xx-yy=]URL...]   show or replace the routes baked into an flist
   flist inspect|verify -m FL      routes, counts / fetch and check every block
   flist ls|cat -m FL PATH         list a directory / print a file, without mounting
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)

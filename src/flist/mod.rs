@@ -8,6 +8,7 @@ pub mod fuse;
 pub mod meta;
 pub mod mount;
 pub mod pack;
+pub mod prefetch;
 pub mod router;
 pub mod source;
 pub mod store;

@@ -275,6 +275,29 @@ pub fn pack(
     }
 }
 
+/// Replaces the routes of an existing flist (an operator's override: routes baked into
+/// an `.fl` are a known pain). Passwords are kept as given: a read credential is the
+/// point. The old rows are vacuumed away so no old URL lingers in free space.
+pub fn set_routes(flist: &Path, stores: &[PackStore]) -> Result<(), String> {
+    if stores.is_empty() {
+        return Err("name at least one store: [xx-yy=]URL".into());
+    }
+    super::meta::Manifest::open(flist).map_err(|e| e.to_string())?;
+    let sql = |e: rusqlite::Error| format!("{}: {e}", flist.display());
+    let mut conn = Connection::open(flist).map_err(sql)?;
+    let tx = conn.transaction().map_err(sql)?;
+    tx.execute("DELETE FROM route", []).map_err(sql)?;
+    for spec in stores {
+        tx.execute(
+            "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
+            params![spec.start, spec.end, spec.url],
+        )
+        .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    conn.execute_batch("VACUUM").map_err(sql)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,93 @@
+//! Prefetch: fetch the blocks of given files (or whole directories) into the cache,
+//! concurrently and bounded, within a deadline — so that what stage 1 is about to load
+//! (modules, firmware) is already local when the kernel asks for it.
+
+use super::fs::FlistFs;
+use super::meta::BlockRef;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Parallel fetches at most.
+const WORKERS: usize = 8;
+
+/// What a prefetch did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct PrefetchReport {
+    /// Files whose blocks were wanted.
+    pub files: u64,
+    /// Distinct blocks wanted.
+    pub blocks: u64,
+    /// Blocks fetched from stores now.
+    pub fetched: u64,
+    /// Blocks already cached.
+    pub cached: u64,
+    /// Blocks that could not be had.
+    pub failed: u64,
+    /// The deadline passed before every block was had.
+    pub timed_out: bool,
+    /// Paths that are not in the flist.
+    pub not_found: Vec<String>,
+}
+
+/// Prefetches files and directory trees given as paths inside the flist.
+pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> PrefetchReport {
+    let mut report = PrefetchReport::default();
+    let mut files = Vec::new();
+    for path in paths {
+        match fs.manifest.resolve(path) {
+            Some(inode) => {
+                let mut pending = vec![inode.ino];
+                while let Some(ino) = pending.pop() {
+                    let Some(inode) = fs.manifest.inode(ino) else {
+                        continue;
+                    };
+                    if inode.is_dir() {
+                        pending.extend_from_slice(fs.manifest.children(ino));
+                    } else if inode.is_file() {
+                        files.push(ino);
+                    }
+                }
+            }
+            None => report.not_found.push(path.clone()),
+        }
+    }
+    files.sort_unstable();
+    files.dedup();
+    report.files = files.len() as u64;
+    let mut seen = HashSet::new();
+    let mut blocks: Vec<BlockRef> = Vec::new();
+    for ino in files {
+        if let Ok(list) = fs.blocks_of(ino) {
+            blocks.extend(list.iter().filter(|b| seen.insert(b.id)).copied());
+        }
+    }
+    report.blocks = blocks.len() as u64;
+    let stats_before = fs.source.stats();
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicU64::new(0);
+    let timed_out = Mutex::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..WORKERS.min(blocks.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(block) = blocks.get(i) else { return };
+                if started.elapsed() > deadline {
+                    *timed_out.lock().unwrap_or_else(|p| p.into_inner()) = true;
+                    return;
+                }
+                if fs.source.block(block).is_err() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let stats = fs.source.stats();
+    report.fetched = stats.fetched - stats_before.fetched;
+    report.failed = failed.load(Ordering::Relaxed);
+    report.timed_out = *timed_out.lock().unwrap_or_else(|p| p.into_inner());
+    report.cached = report.blocks.saturating_sub(report.fetched + report.failed);
+    report
+}
