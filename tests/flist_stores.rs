@@ -259,3 +259,143 @@ fn zdb_through_redis() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with openssl.
+fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat()
+    .iter()
+    .chain(&["-days", "2", "-subj", "/CN=initagent test CA"])
+    .copied()
+    .collect::<Vec<_>>());
+    run(&[
+        &["req"],
+        &ec[..],
+        &["-keyout", "srv.key", "-out", "srv.csr"],
+    ]
+    .concat()
+    .iter()
+    .chain(&["-subj", "/CN=127.0.0.1"])
+    .copied()
+    .collect::<Vec<_>>());
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// Python's http.server over TLS, serving `root`.
+fn https_server(root: &Path, cert: &Path, key: &Path) -> (Killed, u16) {
+    let port = common::servers::free_port();
+    let script = format!(
+        "import functools, http.server, ssl\n\
+         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory={root:?})\n\
+         s = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), h)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({cert:?}, {key:?})\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        root = root.display().to_string(),
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    (Killed(child), port)
+}
+
+#[test]
+fn https_store_behind_a_private_ca_needs_the_ca_file_and_is_never_unverified() {
+    let dir = common::scratch("https-private-ca");
+    let (ca, cert, key) = private_ca(&dir);
+    let (_server, port) = https_server(&fixtures().join("odd-tree/store"), &cert, &key);
+    let flist = fixtures().join("odd-tree/odd-tree.fl");
+    let fl = flist.to_str().unwrap();
+    let store = format!("https://127.0.0.1:{port}/");
+    // The web roots do not know this CA: refused, and the error says it is about trust.
+    let out = agent(&[
+        "flist",
+        "cat",
+        "-m",
+        fl,
+        "--store",
+        &store,
+        "--store-timeout",
+        "2",
+        "/hello.txt",
+    ]);
+    assert_ne!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(
+        err.contains("certificate") || err.contains("issuer"),
+        "{err}"
+    );
+    // A file with no certificate in it is an error naming the file.
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let out = agent(&[
+        "flist",
+        "cat",
+        "-m",
+        fl,
+        "--store",
+        &store,
+        "--ca-file",
+        junk.to_str().unwrap(),
+        "/hello.txt",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("junk.pem"),
+        "{out:?}"
+    );
+    // With the CA file, the daemon (which gets the option passed on) serves the whole tree.
+    mount_and_compare(
+        "https-private-ca-mount",
+        &flist,
+        &["--store", &store, "--ca-file", ca.to_str().unwrap()],
+        &odd_tree_source("https-private-ca-src"),
+    );
+}

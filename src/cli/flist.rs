@@ -18,6 +18,7 @@ pub(crate) struct FlistOptions {
     pub foreground: bool,
     pub lazy: bool,
     pub store_timeout: Option<u64>,
+    pub ca_file: Option<PathBuf>,
     pub keep_passwords: bool,
 }
 
@@ -31,6 +32,7 @@ fn open_options(options: &FlistOptions) -> Result<OpenOptions, String> {
     open.stores = options.stores.clone();
     open.cache_dir = options.cache.clone();
     open.store_timeout = options.store_timeout.map(Duration::from_secs);
+    open.ca_file = options.ca_file.clone();
     for rewrite in &options.rewrites {
         let (from, to) = rewrite.split_once('=').ok_or_else(|| {
             format!("--store-rewrite {rewrite:?}: expected FROM=TO (URL prefixes)")
@@ -158,6 +160,9 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     }
     if let Some(seconds) = options.store_timeout {
         argv.extend(["--store-timeout".into(), seconds.to_string()]);
+    }
+    if let Some(ca_file) = &options.ca_file {
+        argv.extend(["--ca-file".into(), ca_file.display().to_string()]);
     }
     argv.push(target.display().to_string());
     let child = crate::sys::process::spawn(

@@ -30,6 +30,7 @@ commands:
   flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
                           [--cache DIR] [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
                           [--store-timeout SECS: deadline of one store request, default 15]
+                          [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
   flist umount DIR [--lazy]
   flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
   flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
@@ -130,6 +131,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("lazy") => options.flist.lazy = true,
             Long("no-strip-password") => options.flist.keep_passwords = true,
             Long("store-timeout") => options.flist.store_timeout = Some(parser.value()?.parse()?),
+            Long("ca-file") => options.flist.ca_file = Some(PathBuf::from(parser.value()?)),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),

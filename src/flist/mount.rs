@@ -32,6 +32,9 @@ pub struct OpenOptions {
     pub memory_bytes: u64,
     /// Deadline of one store request (a block gets two of them, over every store).
     pub store_timeout: Option<std::time::Duration>,
+    /// PEM file of the CAs that HTTPS/S3 stores are verified against instead of the
+    /// bundled web roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl OpenOptions {
@@ -87,11 +90,12 @@ pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String>
             flist.display()
         ));
     }
-    let (store_options, policy) = match options.store_timeout {
+    let (mut store_options, policy) = match options.store_timeout {
         Some(timeout) => (
             StoreOptions {
                 connect_timeout: timeout.min(std::time::Duration::from_secs(3)),
                 request_timeout: timeout,
+                private_roots: None,
             },
             RetryPolicy {
                 rounds: 2,
@@ -101,6 +105,9 @@ pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String>
         ),
         None => (StoreOptions::default(), RetryPolicy::default()),
     };
+    if let Some(ca_file) = &options.ca_file {
+        store_options.private_roots = Some(Arc::new(super::store::load_ca_file(ca_file)?));
+    }
     let router = Router::new(&routes, &store_options, policy)
         .map_err(|e| format!("{}: {e}", flist.display()))?;
     let disk = match &options.cache_dir {

@@ -48,15 +48,10 @@ impl HttpStore {
                 redact(url)
             )));
         }
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(options.connect_timeout))
-            .timeout_global(Some(options.request_timeout))
-            .http_status_as_error(false)
-            .build();
         Ok(HttpStore {
             base: base.to_string(),
             shown: redact(url),
-            agent: config.new_agent(),
+            agent: options.http_agent(),
             layout,
         })
     }

@@ -58,6 +58,9 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// Time for a whole request.
     pub request_timeout: Duration,
+    /// Certificate authorities trusted instead of the bundled web roots (a private store's
+    /// CA, from `--ca-file`).
+    pub private_roots: Option<Arc<Vec<ureq::tls::Certificate<'static>>>>,
 }
 
 impl Default for StoreOptions {
@@ -65,8 +68,49 @@ impl Default for StoreOptions {
         StoreOptions {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(15),
+            private_roots: None,
         }
     }
+}
+
+impl StoreOptions {
+    /// An HTTP agent with these deadlines and this trust. Certificates are always verified:
+    /// against the bundled web roots, or against the private CAs when some were given.
+    pub(crate) fn http_agent(&self) -> ureq::Agent {
+        let roots = match &self.private_roots {
+            Some(certs) => ureq::tls::RootCerts::Specific(certs.clone()),
+            None => ureq::tls::RootCerts::WebPki,
+        };
+        ureq::Agent::config_builder()
+            .timeout_connect(Some(self.connect_timeout))
+            .timeout_global(Some(self.request_timeout))
+            .http_status_as_error(false)
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+            .build()
+            .new_agent()
+    }
+}
+
+/// Reads the PEM certificates of a CA file (for stores behind a private CA).
+pub fn load_ca_file(
+    path: &std::path::Path,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("CA file {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("CA file {}: {e}", path.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!(
+            "CA file {}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
 }
 
 /// Removes the password (and, for S3, the secret) from a URL for display.

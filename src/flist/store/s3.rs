@@ -120,11 +120,6 @@ impl S3Store {
         if path.is_empty() {
             return Err(bad("no bucket in the path"));
         }
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(options.connect_timeout))
-            .timeout_global(Some(options.request_timeout))
-            .http_status_as_error(false)
-            .build();
         Ok(S3Store {
             endpoint: format!("{http}://{host}"),
             host: host.to_string(),
@@ -133,7 +128,7 @@ impl S3Store {
             access_key,
             secret_key,
             shown,
-            agent: config.new_agent(),
+            agent: options.http_agent(),
         })
     }
 
