@@ -36,6 +36,7 @@ demo: release
 bench: release
 	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests
 	bash benches/depmod.sh
+	INITAGENT_BIN=$(CURDIR)/$(BIN) bash benches/flist.sh
 	bash benches/size.sh
 
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain).

@@ -13,6 +13,9 @@ done | awk -v stripped="$stripped" '
   {
     size = $1; name = $0
     if (name ~ /initagent::kmod::|lzma_rs::|ruzstd::|flate2::|miniz_oxide::|crc32fast::|twox_hash::/) part = "kernel modules (kmod, xz/zstd/gzip)"
+    else if (name ~ /initagent::flist::|fuser::|snap::|blake2b_simd::/) part = "flists (FUSE, codec, stores)"
+    else if (name ~ /rusqlite::|sqlite3/) part = "SQLite (rusqlite, bundled)"
+    else if (name ~ /ureq|rustls|ring_core|ring::|webpki|http::/) part = "HTTP and TLS (ureq, rustls, ring)"
     else if (name ~ /initagent::/) part = "initagent: the rest"
     else if (name ~ /serde_json::|serde::|toml::|toml_parser::|winnow::/) part = "serde, serde_json, toml"
     else part = "std, musl and other crates"

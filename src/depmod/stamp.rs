@@ -7,8 +7,6 @@
 //! fetched), or on a plain directory by size and mtime.
 
 use super::view::{FoundModule, TreeView};
-use blake2::digest::consts::U32;
-use blake2::{Blake2b, Digest};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The stamp's file name in the module directory.
@@ -32,9 +30,10 @@ const HEADER: &str = "# initagent module stamp v1";
 
 /// BLAKE2b with a 32-byte digest (what rfs uses for block ids and keys).
 pub fn blake2b256(data: &[u8]) -> [u8; 32] {
-    let mut hasher = Blake2b::<U32>::new();
-    hasher.update(data);
-    hasher.finalize().into()
+    let hash = blake2b_simd::Params::new().hash_length(32).hash(data);
+    let mut digest = [0u8; 32];
+    digest.copy_from_slice(hash.as_bytes());
+    digest
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -3,8 +3,7 @@
 //! `id = BLAKE2b-256(stored)`. Decoding checks both hashes and the size, so a block
 //! that does not match its manifest row is an error, never wrong data.
 
-use aes_gcm::aead::Aead;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
 /// Plaintext bytes per block (every block but a file's last is exactly this long).
 pub const BLOCK_SIZE: usize = 512 * 1024;
@@ -56,17 +55,17 @@ pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: &[u8]) -> Result<Vec<u8>, C
     if &hash(stored) != id {
         return Err(CodecError::IdMismatch);
     }
-    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| CodecError::Decrypt)?;
-    let compressed = cipher
-        .decrypt(Nonce::from_slice(&key[..12]), stored)
+    let mut sealed = stored.to_vec();
+    let compressed = cipher(key)
+        .open_in_place(nonce(key), Aad::empty(), &mut sealed)
         .map_err(|_| CodecError::Decrypt)?;
-    let length = snap::raw::decompress_len(&compressed)
+    let length = snap::raw::decompress_len(compressed)
         .map_err(|e| CodecError::Decompress(e.to_string()))?;
     if length > BLOCK_SIZE {
         return Err(CodecError::TooLarge(length));
     }
     let plain = snap::raw::Decoder::new()
-        .decompress_vec(&compressed)
+        .decompress_vec(compressed)
         .map_err(|e| CodecError::Decompress(e.to_string()))?;
     if &hash(&plain) != key {
         return Err(CodecError::KeyMismatch);
@@ -77,19 +76,25 @@ pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: &[u8]) -> Result<Vec<u8>, C
 /// Encodes a plaintext block as rfs does: (id, key, stored). Deterministic.
 pub fn encode(plain: &[u8]) -> ([u8; 32], [u8; 32], Vec<u8>) {
     let key = hash(plain);
-    let compressed = snap::raw::Encoder::new()
+    let mut stored = snap::raw::Encoder::new()
         .compress_vec(plain)
         .unwrap_or_default();
-    let cipher = Aes256Gcm::new_from_slice(&key).unwrap_or_else(|_| unreachable_key());
-    let stored = cipher
-        .encrypt(Nonce::from_slice(&key[..12]), compressed.as_slice())
-        .unwrap_or_default();
+    // Sealing fails only for inputs of more than 64 GiB; a block is 512 KiB.
+    let _ = cipher(&key).seal_in_place_append_tag(nonce(&key), Aad::empty(), &mut stored);
     (hash(&stored), key, stored)
 }
 
-fn unreachable_key() -> Aes256Gcm {
-    // A 32-byte key always fits AES-256; this is never reached.
-    Aes256Gcm::new(&[0u8; 32].into())
+/// AES-256-GCM keyed with the block key (always 32 bytes, so the key is always valid).
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    let unbound = UnboundKey::new(&AES_256_GCM, key).unwrap_or_else(|_| unreachable!());
+    LessSafeKey::new(unbound)
+}
+
+/// rfs's nonce: the first 12 bytes of the block key.
+fn nonce(key: &[u8; 32]) -> Nonce {
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&key[..12]);
+    Nonce::assume_unique_for_key(bytes)
 }
 
 #[cfg(test)]

@@ -1,0 +1,144 @@
+#!/bin/bash
+# Benchmark (not a test): reading flists over FUSE from a real HTTP store (nginx on
+# loopback), side by side with what a user would otherwise do: `curl` of the same blobs
+# (one connection, and 8 in parallel) and reading the plain tree from tmpfs. Three data
+# sets, each packed into its own store: a 100 MiB file of random bytes, Debian's whole
+# kernel-modules tree, a directory of 5,000 files (for `ls -l`). Cold = fresh mount, no
+# disk cache; warm = fresh mount over a disk cache filled by an earlier read. The real
+# `rfs mount` cannot run here (no binary, no network to fetch one): its figures are the
+# ones measured on this machine kind, quoted from the issue and the flist reference.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${INITAGENT_BIN:-target/x86_64-unknown-linux-musl/release/initagent}
+KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
+RELEASE=$(cat "$KCACHE/kver")
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/initagent-bench-flist.XXXXXX")
+SHM=$(mktemp -d /dev/shm/initagent-bench-flist.XXXXXX)
+chmod 755 "$WORK" # nginx workers run unprivileged
+cleanup() {
+  for m in "$WORK"/mnt-*; do "$BIN" flist umount --lazy "$m" > /dev/null 2>&1 || true; done
+  [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2> /dev/null || true
+  rm -rf "$WORK" "$SHM"
+}
+trap cleanup EXIT
+
+# Data sets.
+mkdir -p "$WORK/big" "$WORK/many"
+head -c $((100 << 20)) /dev/urandom > "$WORK/big/random-100m.bin"
+python3 -c '
+import os, sys
+for i in range(5000):
+    with open(os.path.join(sys.argv[1], f"entry-{i:04d}"), "w") as f:
+        f.write(f"{i}\n")' "$WORK/many"
+for set in big many; do
+  "$BIN" flist pack -m "$WORK/$set.fl" --store "dir://$WORK/store/$set" "$WORK/$set" > /dev/null
+done
+"$BIN" flist pack -m "$WORK/modules.fl" --store "dir://$WORK/store/modules" \
+  "$KCACHE/root/lib/modules/$RELEASE" > /dev/null
+
+# nginx on loopback over the stores.
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$WORK/nginx-tmp"
+cat > "$WORK/nginx.conf" << EOF
+daemon on;
+worker_processes 2;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 512; }
+http {
+  access_log off;
+  sendfile on;
+  keepalive_requests 100000;
+  client_body_temp_path $WORK/nginx-tmp;
+  proxy_temp_path $WORK/nginx-tmp;
+  fastcgi_temp_path $WORK/nginx-tmp;
+  uwsgi_temp_path $WORK/nginx-tmp;
+  scgi_temp_path $WORK/nginx-tmp;
+  server { listen 127.0.0.1:$PORT; root $WORK/store; }
+}
+EOF
+nginx -p "$WORK" -c "$WORK/nginx.conf"
+for _ in $(seq 50); do (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null && break; sleep 0.1; done
+
+now_us() { echo $(($(date +%s%N) / 1000)); }
+mbps() { python3 -c "print(f'{$1 / 1048576 / ($2 / 1e6):7.1f}')"; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+read_tree() { tar -C "$1" -cf - . | wc -c; } # every byte of every file, one reader
+
+mount_set() { # set [mount options...]: prints the mount point
+  local set=$1 target="$WORK/mnt-$1"
+  shift
+  "$BIN" flist umount --lazy "$target" > /dev/null 2>&1 || true
+  mkdir -p "$target"
+  "$BIN" flist mount -m "$WORK/$set.fl" --store "http://127.0.0.1:$PORT/$set" "$@" "$target" > /dev/null
+  echo "$target"
+}
+daemon_peak_kib() { # mount point: peak RSS of the daemon serving it
+  local pid
+  pid=$(pgrep -f -- "flist mount .*--foreground.*$1\$" | head -1 || true)
+  [ -n "$pid" ] && awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" || echo 0
+}
+timed_read() { # dir: prints "bytes microseconds"
+  local start bytes
+  start=$(now_us)
+  bytes=$(read_tree "$1")
+  echo "$bytes $(($(now_us) - start))"
+}
+curl_blobs() { # set parallel(0|8): prints microseconds to fetch every blob of the set
+  local set=$1 start
+  (cd "$WORK/store/$set" && find . -type f | sed "s|^\.|url = http://127.0.0.1:$PORT/$set|") > "$WORK/urls-$set"
+  sed -i 's|^url = \(.*\)$|url = "\1"\noutput = "/dev/null"|' "$WORK/urls-$set"
+  start=$(now_us)
+  if [ "$2" = 0 ]; then curl -sS -K "$WORK/urls-$set"; else curl -sS -Z --parallel-max "$2" -K "$WORK/urls-$set" 2> /dev/null; fi
+  echo $(($(now_us) - start))
+}
+
+declare -A result
+for set in big modules; do
+  blobs=$(find "$WORK/store/$set" -type f | wc -l)
+  stored=$(du -sb "$WORK/store/$set" | cut -f1)
+  mnt=$(mount_set "$set")
+  read -r bytes cold_us < <(timed_read "$mnt")
+  cold_kib=$(daemon_peak_kib "$mnt")
+  mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
+  timed_read "$mnt" > /dev/null # fills the disk cache
+  mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
+  read -r _ warm_us < <(timed_read "$mnt")
+  "$BIN" flist umount --lazy "$mnt" > /dev/null
+  curl1_us=$(curl_blobs "$set" 0)
+  curl8_us=$(curl_blobs "$set" 8)
+  if [ "$set" = big ]; then cp -r "$WORK/big" "$SHM/$set"; else cp -r "$KCACHE/root/lib/modules/$RELEASE" "$SHM/$set"; fi
+  read -r _ tmpfs_us < <(timed_read "$SHM/$set")
+  echo "$set: $bytes bytes in files, $blobs blobs ($stored bytes stored), MB/s (MiB/s) over the file bytes:"
+  printf '  initagent, cold (no cache):        %s   daemon peak RSS %d KiB (memory cache bound 65536 KiB)\n' "$(mbps "$bytes" "$cold_us")" "$cold_kib"
+  printf '  initagent, warm disk cache:        %s\n' "$(mbps "$bytes" "$warm_us")"
+  printf '  curl of the blobs, 1 connection:   %s\n' "$(mbps "$bytes" "$curl1_us")"
+  printf '  curl of the blobs, 8 parallel:     %s\n' "$(mbps "$bytes" "$curl8_us")"
+  printf '  plain tree on tmpfs:               %s\n' "$(mbps "$bytes" "$tmpfs_us")"
+  result[$set-cold]=$cold_us result[$set-curl1]=$curl1_us result[$set-curl8]=$curl8_us
+  result[$set-bytes]=$bytes result[$set-warm]=$warm_us
+done
+
+# ls -l of 5,000 entries on a fresh mount: every entry's attributes, nothing cached.
+mnt=$(mount_set many)
+start=$(now_us)
+entries=$(ls -l "$mnt" | tail -n +2 | wc -l)
+ls_us=$(($(now_us) - start))
+start=$(now_us)
+ls -l "$mnt" > /dev/null
+ls_again_us=$(($(now_us) - start))
+"$BIN" flist umount --lazy "$mnt" > /dev/null
+printf 'ls -l of %d entries, fresh mount: %.1f ms (again: %.1f ms)\n' "$entries" "$(ratio "$ls_us" 1000)" "$(ratio "$ls_again_us" 1000)"
+
+# Ratios; rfs mount's figures are those measured on this machine kind (see the header).
+cold_mbps=$(mbps "${result[big-bytes]}" "${result[big-cold]}")
+warm_mbps=$(mbps "${result[big-bytes]}" "${result[big-warm]}")
+echo "ratios (100 MiB file):"
+echo "  cold vs rfs mount (30-34 MB/s, best case 34):   $(ratio "$cold_mbps" 34)x  (goal >= 3)"
+echo "  warm vs rfs mount (41-53 MB/s, best case 53):   $(ratio "$warm_mbps" 53)x"
+echo "  cold vs curl, 1 connection:                     $(ratio "${result[big-curl1]}" "${result[big-cold]}")  (goal >= 0.7)"
+echo "  cold vs curl, 8 parallel:                       $(ratio "${result[big-curl8]}" "${result[big-cold]}")"
+echo "ratios (modules tree):"
+echo "  cold vs curl, 1 connection:                     $(ratio "${result[modules-curl1]}" "${result[modules-cold]}")"
+echo "  cold vs curl, 8 parallel:                       $(ratio "${result[modules-curl8]}" "${result[modules-cold]}")"
+echo "ls -l of 5,000 entries vs rfs mount (28-41 s, best case 28 s): $(ratio 28000000 "$ls_us")x  (goal >= 10)"
