@@ -59,8 +59,8 @@ pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: &[u8]) -> Result<Vec<u8>, C
     let compressed = cipher(key)
         .open_in_place(nonce(key), Aad::empty(), &mut sealed)
         .map_err(|_| CodecError::Decrypt)?;
-    let length = snap::raw::decompress_len(compressed)
-        .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    let length =
+        snap::raw::decompress_len(compressed).map_err(|e| CodecError::Decompress(e.to_string()))?;
     if length > BLOCK_SIZE {
         return Err(CodecError::TooLarge(length));
     }

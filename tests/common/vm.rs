@@ -13,6 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The port of [`Vm::serve_dir`]'s server, in the run's own namespace.
+pub const SERVED_PORT: u16 = 8080;
+
 /// Kernel command line every test boot starts with: serial console, reboot (and so
 /// QEMU exit, with -no-reboot) on panic, and the trims that save about a second
 /// under TCG.
@@ -59,6 +62,7 @@ pub struct Vm {
     symlinks: Vec<(String, String)>,
     cpus: u32,
     after_maps: Vec<Extra>,
+    served: Option<PathBuf>,
 }
 
 /// What a boot produced.
@@ -83,6 +87,7 @@ impl Vm {
             symlinks: Vec::new(),
             cpus: 1,
             after_maps: Vec::new(),
+            served: None,
         }
     }
 
@@ -110,6 +115,14 @@ impl Vm {
     /// Gives the guest `cpus` virtual CPUs (multi-threaded TCG; default 1).
     pub fn cpus(mut self, cpus: u32) -> Vm {
         self.cpus = cpus;
+        self
+    }
+
+    /// Gives the guest a virtio NIC on QEMU's user network (inside the run's namespace)
+    /// and serves `dir` over HTTP on the namespace's loopback, port [`SERVED_PORT`]: the
+    /// guest reaches it as `http://10.0.2.2:8080/`.
+    pub fn serve_dir(mut self, dir: &Path) -> Vm {
+        self.served = Some(dir.to_path_buf());
         self
     }
 
@@ -208,6 +221,28 @@ impl Vm {
         std::fs::create_dir_all(&out).unwrap();
         let initrd = self.build_initramfs(&out);
         let netns = NetNs::create();
+        let server = self.served.as_ref().map(|dir| {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &netns.name, "python3", "-m", "http.server"])
+                .arg(SERVED_PORT.to_string())
+                .args(["--bind", "127.0.0.1", "--directory"])
+                .arg(dir)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(out.join("http.log")).unwrap())
+                .spawn()
+                .expect("python3");
+            Killed(child)
+        });
+        let nic: &[&str] = if self.served.is_some() {
+            &[
+                "-netdev",
+                "user,id=n0",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ]
+        } else {
+            &[]
+        };
         let socket = out.join("console.sock");
         let results_path = out.join("results.log");
         let qemu = Command::new("ip")
@@ -222,6 +257,7 @@ impl Vm {
                 "none",
                 "-no-reboot",
             ])
+            .args(nic)
             .arg("-chardev")
             .arg(format!(
                 "socket,id=con,path={},server=on,wait=on",
@@ -245,6 +281,7 @@ impl Vm {
             .expect("qemu-system-x86_64 (run `make test` to install it)");
         let mut guard = Running {
             qemu,
+            _server: server,
             _netns: netns,
         };
         let started = Instant::now();
@@ -396,7 +433,19 @@ impl Boot {
 
 struct Running {
     qemu: Child,
+    // Dropped before the namespace.
+    _server: Option<Killed>,
     _netns: NetNs,
+}
+
+/// A helper process, killed on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Running {

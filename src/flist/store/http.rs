@@ -49,7 +49,7 @@ impl HttpStore {
             )));
         }
         Ok(HttpStore {
-            base: base.to_string(),
+            base: base.trim_end_matches('/').to_string(),
             shown: redact(url),
             agent: options.http_agent(),
             layout,
@@ -99,10 +99,7 @@ impl BlockStore for HttpStore {
                 format!("{}/{}/{name}", self.base, &name[..2]),
                 format!("{}/{name}", self.base),
             ],
-            Layout::Server => vec![format!(
-                "{}/api/v1/block/{name}",
-                self.base.trim_end_matches('/')
-            )],
+            Layout::Server => vec![format!("{}/api/v1/block/{name}", self.base)],
         };
         for url in urls {
             if let Some(data) = self.fetch(&url)? {

@@ -1,0 +1,32 @@
+#!/bin/sh
+# Stand-in for zinit in the flist VM test: configures the NIC on QEMU's user network,
+# mounts the modules flist from the host's HTTP store over FUSE on /lib/modules/<kver>,
+# prints every file's sha256 (the host compares them with the fixture's manifest), then
+# checks the maps on the mount and loads a module from it with finit_module.
+out=/dev/ttyS1
+say() { echo "$*" > $out; }
+kver=$(uname -r)
+ip link set lo up
+ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+say "net rc=$?"
+/sbin/initagent flist mount -m /modules.fl --store http://10.0.2.2:8080/ \
+  --cache /run/flist-cache "/lib/modules/$kver" > /tmp/mount.txt 2>&1
+say "mount rc=$?"
+sed 's/^/mount: /' /tmp/mount.txt > $out
+grep " /lib/modules/$kver " /proc/mounts | sed 's/^/mounted: /' > $out
+cd "/lib/modules/$kver" || exit 1
+find . -type f | while read -r path; do
+  say "sum $(sha256sum "$path" | cut -d' ' -f1) ${path#.}"
+done
+find . -type l | while read -r path; do say "link ${path#.} $(readlink "$path")"; done
+cd /
+/sbin/initagent depmod check > /tmp/check.txt 2>&1
+say "depmod_check rc=$?"
+sed 's/^/check: /' /tmp/check.txt > $out
+/sbin/initagent modules load loop > /tmp/load.txt 2>&1
+say "load_loop rc=$? loaded=$(grep -c '^loop ' /proc/modules)"
+sed 's/^/load: /' /tmp/load.txt > $out
+/sbin/initagent flist umount "/lib/modules/$kver" > /tmp/umount.txt 2>&1
+say "umount rc=$?"
+say "done rc=0"
+poweroff -f

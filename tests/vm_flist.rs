@@ -1,0 +1,84 @@
+//! Flists on Debian's real kernel in QEMU: the rfs-made modules flist (`modules-mini`),
+//! its blocks served over HTTP by the host inside the run's network namespace, mounted over
+//! FUSE on `/lib/modules/<kver>` by the agent in the guest; every file read back through
+//! the mount equals the fixture's manifest; the maps check on the mount and a module is
+//! loaded from it with `finit_module`.
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use common::vm::Vm;
+use std::collections::BTreeMap;
+
+#[test]
+fn modules_flist_from_a_host_store_mounts_and_reads_back_in_the_vm() {
+    let fixture = common::vm::repo_root()
+        .join("../shared/fixtures/modules-mini")
+        .canonicalize()
+        .unwrap();
+    let (_, release) = common::kernel::debian_tree();
+    let flist = fixture.join(format!("modules-{release}.fl"));
+    assert!(
+        flist.exists(),
+        "{} is missing: the fixture is for another kernel",
+        flist.display()
+    );
+    let boot = Vm::new("flist-modules")
+        .repo_file("/sbin/zinit", "tests/vm/guest/flist-check.sh", 0o755)
+        .file("/modules.fl", std::fs::read(&flist).unwrap(), 0o644)
+        .serve_dir(&fixture.join("store"))
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    assert_eq!(boot.result("net rc="), Some("0"), "{}", boot.explain());
+    assert_eq!(boot.result("mount rc="), Some("0"), "{}", boot.explain());
+    assert!(
+        boot.results
+            .iter()
+            .any(|l| l.starts_with("mounted: ") && l.contains("fuse.initagent ro,nosuid,nodev")),
+        "{}",
+        boot.explain()
+    );
+
+    // Every regular file and link equals the manifest; nothing is missing or extra.
+    let manifest = std::fs::read_to_string(fixture.join("MANIFEST.txt")).unwrap();
+    let mut expected = BTreeMap::new();
+    for line in manifest.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields.as_slice() {
+            [path, "file", .., sum] => expected.insert(format!("sum {path}"), sum.to_string()),
+            [path, "symlink", .., target] => {
+                expected.insert(format!("link {path}"), target.to_string())
+            }
+            _ => None,
+        };
+    }
+    let mut seen = BTreeMap::new();
+    for line in &boot.results {
+        if let Some(rest) = line.strip_prefix("sum ") {
+            if let Some((sum, path)) = rest.split_once(' ') {
+                seen.insert(format!("sum {path}"), sum.to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix("link ") {
+            if let Some((path, target)) = rest.split_once(' ') {
+                seen.insert(format!("link {path}"), target.to_string());
+            }
+        }
+    }
+    assert!(expected.len() > 40, "manifest read wrongly: {expected:?}");
+    assert_eq!(seen, expected, "{}", boot.explain());
+
+    assert_eq!(
+        boot.result("depmod_check rc="),
+        Some("0"),
+        "{}",
+        boot.explain()
+    );
+    assert_eq!(
+        boot.result("load_loop rc="),
+        Some("0 loaded=1"),
+        "{}",
+        boot.explain()
+    );
+    assert_eq!(boot.result("umount rc="), Some("0"), "{}", boot.explain());
+}
