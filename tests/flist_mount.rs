@@ -513,3 +513,49 @@ fn a_killed_daemon_leaves_a_stale_mount_that_the_next_mount_replaces() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn subtype_and_allow_other_are_the_operators_choice() {
+    let f = fixtures();
+    let flist = f.join("odd-tree/odd-tree.fl");
+    let out = agent(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        "--fs-subtype",
+        "Bad Name",
+        "/tmp",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(text(&out.stderr).contains("--fs-subtype"), "{out:?}");
+    let extra = [
+        "--store-rewrite",
+        &rewrite(),
+        "--fs-subtype",
+        "nodeflist",
+        "--no-allow-other",
+    ];
+    let mounted = mount("fl-subtype", &flist, &extra);
+    let target = mounted.target.canonicalize().unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.contains(&format!(" {} ", target.display())))
+        .expect("mounted");
+    assert!(line.contains(" - fuse.nodeflist "), "{line}");
+    assert!(line.contains(" ro,"), "{line}");
+    assert!(!line.contains("allow_other"), "{line}");
+    // Mounting the same flist again is a success, under the same subtype.
+    let mut again = vec!["flist", "mount", "-m", flist.to_str().unwrap()];
+    again.extend_from_slice(&extra);
+    again.push(target.to_str().unwrap());
+    let out = agent(&again);
+    assert!(text(&out.stdout).contains("already serves"), "{out:?}");
+    // umount knows an flist mount of any subtype.
+    let out = agent(&["flist", "umount", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(&format!(" {} ", target.display())));
+}

@@ -20,6 +20,8 @@ pub(crate) struct FlistOptions {
     pub store_timeout: Option<u64>,
     pub ca_file: Option<PathBuf>,
     pub keep_passwords: bool,
+    pub fs_subtype: Option<String>,
+    pub no_allow_other: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
@@ -40,6 +42,15 @@ fn open_options(options: &FlistOptions) -> Result<OpenOptions, String> {
         open.rewrites.push((from.to_string(), to.to_string()));
     }
     Ok(open)
+}
+
+fn fuse_options(options: &FlistOptions) -> Result<mount::FuseOptions, String> {
+    let mut fuse = match &options.fs_subtype {
+        Some(subtype) => mount::FuseOptions::with_subtype(subtype)?,
+        None => mount::FuseOptions::default(),
+    };
+    fuse.allow_other = !options.no_allow_other;
+    Ok(fuse)
 }
 
 fn meta_path(options: &FlistOptions) -> Result<PathBuf, String> {
@@ -99,7 +110,8 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     );
     let meta = meta_path(options)?;
     let source = meta.display().to_string();
-    match mount::state(&target) {
+    let fuse = fuse_options(options)?;
+    match mount::state(&target, &fuse.subtype) {
         MountState::Ours { source: mounted } if mounted == source => {
             println!("{} already serves {source}", target.display());
             return Ok(0);
@@ -135,7 +147,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
         if crate::logging::attach_kmsg(false).is_err() {
             log::debug!("no /dev/kmsg; logging to stderr");
         }
-        mount::serve(fs, &source, &target, 4)?;
+        mount::serve(fs, &source, &target, 4, &fuse)?;
         return Ok(0);
     }
     drop(fs);
@@ -164,6 +176,10 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     if let Some(ca_file) = &options.ca_file {
         argv.extend(["--ca-file".into(), ca_file.display().to_string()]);
     }
+    argv.extend(["--fs-subtype".into(), fuse.subtype.clone()]);
+    if !fuse.allow_other {
+        argv.push("--no-allow-other".into());
+    }
     argv.push(target.display().to_string());
     let child = crate::sys::process::spawn(
         &argv,
@@ -176,7 +192,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     .map_err(|e| format!("starting the mount daemon: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let MountState::Ours { source: mounted } = mount::state(&target) {
+        if let MountState::Ours { source: mounted } = mount::state(&target, &fuse.subtype) {
             if mounted == source && std::fs::read_dir(&target).is_ok() {
                 println!(
                     "{} serves {source} (daemon pid {})",
@@ -202,12 +218,18 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
 
 fn umount(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
     let target = PathBuf::from(args.first().ok_or("flist umount: name the mount point")?);
-    match mount::state(&target) {
+    match mount::state(&target, &fuse_options(options)?.subtype) {
         MountState::Absent => Err(format!("{}: nothing is mounted there", target.display())),
-        MountState::Other { fstype, .. } => Err(format!(
-            "{}: a {fstype} mount, not an flist; not touching it",
-            target.display()
-        )),
+        // An flist mounted under another --fs-subtype still names its flist as the source.
+        MountState::Other { fstype, source }
+            if !(fstype.starts_with("fuse.")
+                && crate::flist::meta::Manifest::open(std::path::Path::new(&source)).is_ok()) =>
+        {
+            Err(format!(
+                "{}: a {fstype} mount, not an flist; not touching it",
+                target.display()
+            ))
+        }
         _ => {
             crate::sys::mount::unmount(&target, options.lazy).map_err(|e| {
                 if e.raw_os_error() == Some(nix::libc::EBUSY) {

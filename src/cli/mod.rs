@@ -31,6 +31,7 @@ commands:
                           [--cache DIR] [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
                           [--store-timeout SECS: deadline of one store request, default 15]
                           [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
+                          [--fs-subtype NAME: shows as fuse.NAME, default initagent] [--no-allow-other]
   flist umount DIR [--lazy]
   flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
   flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
@@ -132,6 +133,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("no-strip-password") => options.flist.keep_passwords = true,
             Long("store-timeout") => options.flist.store_timeout = Some(parser.value()?.parse()?),
             Long("ca-file") => options.flist.ca_file = Some(PathBuf::from(parser.value()?)),
+            Long("fs-subtype") => options.flist.fs_subtype = Some(parser.value()?.string()?),
+            Long("no-allow-other") => options.flist.no_allow_other = true,
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),

@@ -458,11 +458,15 @@ struct FlistBacking {
 fn flist_backing(dir: &Path) -> Option<FlistBacking> {
     let dir = dir.canonicalize().ok()?;
     let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let fstype = format!("fuse.{}", crate::flist::mount::SUBTYPE);
+    // The innermost mount holding `dir` (the last of equals is the one on top); an flist
+    // mount of any subtype names its flist as the source.
     let entry = crate::mountinfo::parse(&text)
         .into_iter()
-        .filter(|e| e.fstype == fstype && dir.starts_with(&e.mount_point))
+        .filter(|e| dir.starts_with(&e.mount_point))
         .max_by_key(|e| e.mount_point.len())?;
+    if !entry.fstype.starts_with("fuse.") {
+        return None;
+    }
     let inside = dir
         .strip_prefix(&entry.mount_point)
         .ok()?

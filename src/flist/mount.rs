@@ -14,8 +14,46 @@ use crate::mountinfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The FUSE subtype our mounts carry (`fuse.initagent` in /proc/mounts).
+/// The FUSE subtype our mounts carry by default (`fuse.initagent` in /proc/mounts).
 pub const SUBTYPE: &str = "initagent";
+
+/// How the FUSE mount itself is made.
+#[derive(Debug, Clone)]
+pub struct FuseOptions {
+    /// The subtype: the mount shows as `fuse.<subtype>`.
+    pub subtype: String,
+    /// Let users other than root read the mount (`allow_other`).
+    pub allow_other: bool,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions {
+            subtype: SUBTYPE.to_string(),
+            allow_other: true,
+        }
+    }
+}
+
+impl FuseOptions {
+    /// Checks an operator's subtype: a short word of `[a-z0-9_-]`.
+    pub fn with_subtype(subtype: &str) -> Result<FuseOptions, String> {
+        let valid = !subtype.is_empty()
+            && subtype.len() <= 32
+            && subtype
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !valid {
+            return Err(format!(
+                "--fs-subtype {subtype:?}: use 1 to 32 characters of a-z, 0-9, _ and -"
+            ));
+        }
+        Ok(FuseOptions {
+            subtype: subtype.to_string(),
+            ..FuseOptions::default()
+        })
+    }
+}
 
 /// How to open an flist.
 #[derive(Debug, Clone, Default)]
@@ -145,8 +183,8 @@ pub enum MountState {
     },
 }
 
-/// Inspects `target`.
-pub fn state(target: &Path) -> MountState {
+/// Inspects `target`; a FUSE mount of type `fuse.<subtype>` is ours.
+pub fn state(target: &Path, subtype: &str) -> MountState {
     let target = target
         .canonicalize()
         .unwrap_or_else(|_| target.to_path_buf());
@@ -166,7 +204,7 @@ pub fn state(target: &Path) -> MountState {
             }
         }
     }
-    if entry.fstype == format!("fuse.{SUBTYPE}") {
+    if entry.fstype == format!("fuse.{subtype}") {
         MountState::Ours {
             source: entry.source.clone(),
         }
@@ -184,8 +222,9 @@ pub fn serve(
     source_name: &str,
     target: &Path,
     threads: usize,
+    fuse: &FuseOptions,
 ) -> Result<(), String> {
-    let fd = crate::sys::mount::fuse_mount(source_name, target, SUBTYPE, true)
+    let fd = crate::sys::mount::fuse_mount(source_name, target, &fuse.subtype, fuse.allow_other)
         .map_err(|e| e.to_string())?;
     let mut config = fuser::Config::default();
     config.n_threads = Some(threads.max(1));
