@@ -322,50 +322,23 @@ fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
 
-/// Python's http.server over TLS, serving `root`.
-fn https_server(root: &Path, cert: &Path, key: &Path) -> (Killed, u16) {
-    let port = common::servers::free_port();
-    let script = format!(
-        "import functools, http.server, ssl\n\
-         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory={root:?})\n\
-         s = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), h)\n\
-         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({cert:?}, {key:?})\n\
-         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
-         s.serve_forever()\n",
-        root = root.display().to_string(),
-        cert = cert.display().to_string(),
-        key = key.display().to_string(),
-    );
-    let child = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_port(port);
-    (Killed(child), port)
-}
-
 #[test]
 fn https_store_behind_a_private_ca_needs_the_ca_file_and_is_never_unverified() {
     let dir = common::scratch("https-private-ca");
     let (ca, cert, key) = private_ca(&dir);
-    let (_server, port) = https_server(&fixtures().join("odd-tree/store"), &cert, &key);
+    let server = common::servers::https_dir(&fixtures().join("odd-tree/store"), &cert, &key);
+    let port = server.port;
     let flist = fixtures().join("odd-tree/odd-tree.fl");
     let fl = flist.to_str().unwrap();
     let store = format!("https://127.0.0.1:{port}/");
+    let cat = |extra: &[&str]| {
+        let mut args = vec!["flist", "cat", "-m", fl, "--store", &store];
+        args.extend_from_slice(extra);
+        args.push("/hello.txt");
+        agent(&args)
+    };
     // The web roots do not know this CA: refused, and the error says it is about trust.
-    let out = agent(&[
-        "flist",
-        "cat",
-        "-m",
-        fl,
-        "--store",
-        &store,
-        "--store-timeout",
-        "2",
-        "/hello.txt",
-    ]);
+    let out = cat(&["--store-timeout", "2"]);
     assert_ne!(out.status.code(), Some(0), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
     assert!(
@@ -375,17 +348,7 @@ fn https_store_behind_a_private_ca_needs_the_ca_file_and_is_never_unverified() {
     // A file with no certificate in it is an error naming the file.
     let junk = dir.join("junk.pem");
     std::fs::write(&junk, "not a certificate\n").unwrap();
-    let out = agent(&[
-        "flist",
-        "cat",
-        "-m",
-        fl,
-        "--store",
-        &store,
-        "--ca-file",
-        junk.to_str().unwrap(),
-        "/hello.txt",
-    ]);
+    let out = cat(&["--ca-file", junk.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("junk.pem"),

@@ -82,6 +82,35 @@ pub fn http_dir_logged(dir: &Path, log: &Path) -> Server {
     Server { child, port }
 }
 
+/// A Python script that serves on `port`, once it listens.
+fn python_server(script: &str, port: u16) -> Server {
+    let child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    Server { child, port }
+}
+
+/// Python's http.server over TLS (certificate and key in PEM), serving `dir`.
+pub fn https_dir(dir: &Path, cert: &Path, key: &Path) -> Server {
+    let port = free_port();
+    let script = format!(
+        "import functools, http.server, ssl\n\
+         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory={dir:?})\n\
+         s = http.server.ThreadingHTTPServer(('127.0.0.1', {port}), h)\n\
+         c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); c.load_cert_chain({cert:?}, {key:?})\n\
+         s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+         s.serve_forever()\n",
+        dir = dir.display().to_string(),
+        cert = cert.display().to_string(),
+        key = key.display().to_string(),
+    );
+    python_server(&script, port)
+}
+
 /// An HTTP server that answers every request with this status.
 pub fn http_status(status: u16) -> Server {
     let port = free_port();
@@ -93,14 +122,7 @@ pub fn http_status(status: u16) -> Server {
          \x20   def log_message(self, *a): pass\n\
          http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
     );
-    let child = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    Server { child, port }
+    python_server(&script, port)
 }
 
 /// A TCP server that accepts connections and never answers.
@@ -114,12 +136,5 @@ pub fn silent() -> Server {
          while True:\n\
          \x20   c, _ = s.accept(); held.append(c)\n"
     );
-    let child = Command::new("/usr/bin/python3")
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    Server { child, port }
+    python_server(&script, port)
 }
