@@ -33,6 +33,9 @@ pub struct SourceStats {
     pub corrupt: u64,
 }
 
+/// Background block fetches at most, per mounted flist.
+const MAX_PREFETCHING: usize = 8;
+
 /// Block reads for one mounted flist.
 pub struct BlockSource {
     router: Router,
@@ -198,7 +201,17 @@ impl BlockSource {
     /// Fetches blocks into the cache in the background (bounded; skips cached ones).
     pub fn prefetch(self: &Arc<Self>, blocks: &[BlockRef]) {
         for block in blocks {
-            if self.memory.contains(&block.id) || self.prefetching.load(Ordering::Relaxed) >= 8 {
+            if self.prefetching.load(Ordering::Relaxed) >= MAX_PREFETCHING {
+                break;
+            }
+            // Cached, or already on its way: another thread would only wait for it.
+            if self.memory.contains(&block.id)
+                || self
+                    .inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains_key(&block.id)
+            {
                 continue;
             }
             self.prefetching.fetch_add(1, Ordering::Relaxed);
