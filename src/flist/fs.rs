@@ -223,13 +223,25 @@ impl FlistFs {
 
     /// Reads file content; short at EOF.
     pub fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        self.read_with(ino, offset, size, <[u8]>::to_vec)
+    }
+
+    /// Reads file content and hands it to `consume` (lent from the block cache when the
+    /// range is inside one block); short at EOF.
+    pub fn read_with<R>(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        consume: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, FsError> {
         let inode = self.manifest.inode(ino).ok_or(FsError::NotFound)?;
         if inode.is_dir() {
             return Err(FsError::IsDir);
         }
         let blocks = self.block_list(ino)?;
         self.source
-            .read(&blocks, inode.size, offset, size)
+            .read_with(&blocks, inode.size, offset, size, consume)
             .map_err(FsError::Io)
     }
 

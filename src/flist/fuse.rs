@@ -130,9 +130,15 @@ impl Filesystem for FuseAdapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(&e)),
+        // The bytes go to the kernel straight from the cached block where they can.
+        let mut reply = Some(reply);
+        let result = self.fs.read_with(ino.0, offset, size, |data| {
+            if let Some(reply) = reply.take() {
+                reply.data(data);
+            }
+        });
+        if let (Err(e), Some(reply)) = (result, reply.take()) {
+            reply.error(errno(&e));
         }
     }
 

@@ -145,48 +145,62 @@ impl BlockSource {
         offset: u64,
         len: u32,
     ) -> Result<Vec<u8>, String> {
+        self.read_with(blocks, size, offset, len, <[u8]>::to_vec)
+    }
+
+    /// Like [`BlockSource::read`], handing the bytes to `consume`: a range inside one block
+    /// is lent straight from the cached block, without a copy or an allocation (the
+    /// common FUSE read).
+    pub fn read_with<R>(
+        self: &Arc<Self>,
+        blocks: &[BlockRef],
+        size: u64,
+        offset: u64,
+        len: u32,
+        consume: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, String> {
         if offset >= size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(consume(&[]));
         }
         let end = size.min(offset + u64::from(len));
         let first = (offset / BLOCK_SIZE as u64) as usize;
         let last = ((end - 1) / BLOCK_SIZE as u64) as usize;
         if first >= blocks.len() {
-            return Ok(Vec::new());
+            return Ok(consume(&[]));
         }
         let last = last.min(blocks.len() - 1);
+        if first == last {
+            let data = self.block(&blocks[first]).map_err(|e| e.to_string())?;
+            check_block_length(first, blocks.len(), &data)?;
+            let block_start = first as u64 * BLOCK_SIZE as u64;
+            let from = (offset - block_start) as usize;
+            let to = ((end - block_start) as usize).min(data.len());
+            self.prefetch(&blocks[last + 1..blocks.len().min(last + 1 + self.readahead)]);
+            return Ok(consume(data.get(from..to).unwrap_or_default()));
+        }
         let wanted = &blocks[first..=last];
-        let fetched: Vec<Fetched> = if wanted.len() == 1 {
-            vec![self.block(&wanted[0])]
-        } else {
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = wanted
-                    .iter()
-                    .map(|b| scope.spawn(move || self.block(b)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(FetchError {
-                                id: String::new(),
-                                attempts: vec!["fetch thread panicked".into()],
-                            })
+        let fetched: Vec<Fetched> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wanted
+                .iter()
+                .map(|b| scope.spawn(move || self.block(b)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(FetchError {
+                            id: String::new(),
+                            attempts: vec!["fetch thread panicked".into()],
                         })
                     })
-                    .collect()
-            })
-        };
+                })
+                .collect()
+        });
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (i, result) in fetched.into_iter().enumerate() {
             let index = first + i;
             let data = result.map_err(|e| e.to_string())?;
-            if index + 1 < blocks.len() && data.len() != BLOCK_SIZE {
-                return Err(format!(
-                    "block {index} holds {} bytes; every block but the last holds {BLOCK_SIZE}",
-                    data.len()
-                ));
-            }
+            check_block_length(index, blocks.len(), &data)?;
             let block_start = index as u64 * BLOCK_SIZE as u64;
             let from = offset.saturating_sub(block_start) as usize;
             let to = ((end - block_start) as usize).min(data.len());
@@ -195,7 +209,7 @@ impl BlockSource {
             }
         }
         self.prefetch(&blocks[last + 1..blocks.len().min(last + 1 + self.readahead)]);
-        Ok(out)
+        Ok(consume(&out))
     }
 
     /// Fetches blocks into the cache in the background (bounded; skips cached ones).
@@ -228,4 +242,15 @@ impl BlockSource {
             }
         }
     }
+}
+
+/// Every block of a file but the last holds exactly [`BLOCK_SIZE`] bytes.
+fn check_block_length(index: usize, count: usize, data: &[u8]) -> Result<(), String> {
+    if index + 1 < count && data.len() != BLOCK_SIZE {
+        return Err(format!(
+            "block {index} holds {} bytes; every block but the last holds {BLOCK_SIZE}",
+            data.len()
+        ));
+    }
+    Ok(())
 }
