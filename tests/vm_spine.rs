@@ -105,8 +105,10 @@ fn missing_handoff_target_reboots_after_countdown() {
 fn missing_handoff_target_gives_a_rescue_shell() {
     let boot = Vm::new("spine-missing-shell")
         .append("initagent.on_failure=shell initagent.reboot_delay=0")
+        // Typed once the shell shows its prompt: text typed earlier, while the shell sets
+        // up the terminal, can be discarded.
         .type_after(
-            "leave it to reboot",
+            "(initagent rescue) #",
             "\necho report-begin > /dev/ttyS1; initagent status --json > /dev/ttyS1; \
              echo report-end > /dev/ttyS1; echo rescue-ok pid=$$ > /dev/ttyS1; exit\n",
         )
