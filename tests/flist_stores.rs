@@ -252,6 +252,7 @@ fn zdb_through_redis() {
         "/hello.txt",
     ]);
     assert_eq!(out.status.code(), Some(1));
+    // A hang check, not a speed check: the deadlines add up to a few seconds.
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("refused"),

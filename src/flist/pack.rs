@@ -68,18 +68,9 @@ pub fn parse_store_spec(spec: &str) -> Result<PackStore, String> {
 
 /// Removes the password from a URL's userinfo (rfs does this before writing routes).
 pub fn strip_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
+    super::store::map_userinfo(url, |userinfo| {
+        userinfo.split(':').next().unwrap_or_default().to_string()
+    })
 }
 
 /// What a pack did.

@@ -115,21 +115,21 @@ pub fn load_ca_file(
 
 /// Removes the password (and, for S3, the secret) from a URL for display.
 pub fn redact(url: &str) -> String {
+    map_userinfo(url, |userinfo| match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None => userinfo.to_string(),
+    })
+}
+
+/// Rewrites the `user[:password]` part of a URL's authority, if it has one.
+pub(crate) fn map_userinfo(url: &str, rewrite: impl Fn(&str) -> String) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let hidden = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                user.to_string()
-            };
-            format!("{scheme}://{hidden}@{host}{tail}")
-        }
+        Some((userinfo, host)) => format!("{scheme}://{}@{host}{tail}", rewrite(userinfo)),
         None => url.to_string(),
     }
 }
