@@ -9,10 +9,12 @@
 
 mod common;
 
+use common::{agent, fixtures};
+
 use sha2_free::sha256_file;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// SHA-256 without a crate: the coreutils tool.
@@ -32,25 +34,11 @@ mod sha2_free {
     }
 }
 
-fn fixtures() -> PathBuf {
-    common::vm::repo_root()
-        .join("../shared/fixtures")
-        .canonicalize()
-        .expect("../shared/fixtures")
-}
-
 fn rewrite() -> String {
     format!(
         "dir:///srv/initagent-fixtures/=dir://{}/",
         fixtures().display()
     )
-}
-
-fn agent(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_initagent"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {

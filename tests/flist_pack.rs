@@ -5,17 +5,12 @@
 
 mod common;
 
+use common::{agent, fixtures};
+
 use initagent::flist::meta::Manifest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn fixtures() -> PathBuf {
-    common::vm::repo_root()
-        .join("../shared/fixtures")
-        .canonicalize()
-        .unwrap()
-}
 
 fn unpack_source(name: &str, fixture: &str) -> PathBuf {
     let dir = common::scratch(name);
@@ -192,13 +187,6 @@ fn a_failed_pack_leaves_nothing_behind() {
         .file_name()
         .to_string_lossy()
         .contains("partial")));
-}
-
-fn agent(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_initagent"))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]

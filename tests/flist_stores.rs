@@ -5,22 +5,10 @@
 
 mod common;
 
+use common::{agent, fixtures};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-
-fn fixtures() -> PathBuf {
-    common::vm::repo_root()
-        .join("../shared/fixtures")
-        .canonicalize()
-        .unwrap()
-}
-
-fn agent(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_initagent"))
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 struct Killed(Child);
 

@@ -12,10 +12,7 @@ use std::collections::BTreeMap;
 
 #[test]
 fn modules_flist_from_a_host_store_mounts_and_reads_back_in_the_vm() {
-    let fixture = common::vm::repo_root()
-        .join("../shared/fixtures/modules-mini")
-        .canonicalize()
-        .unwrap();
+    let fixture = common::fixtures().join("modules-mini");
     let (_, release) = common::kernel::debian_tree();
     let flist = fixture.join(format!("modules-{release}.fl"));
     assert!(

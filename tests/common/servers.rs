@@ -41,27 +41,15 @@ fn wait_listening(port: u16) {
 
 /// `python3 -m http.server` serving `dir`.
 pub fn http_dir(dir: &Path) -> Server {
-    let port = free_port();
-    let child = Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    wait_listening(port);
-    Server { child, port }
+    http_server(dir, Stdio::null())
 }
 
 /// `python3 -m http.server` serving `dir`, its request log (stderr) written to `log`.
 pub fn http_dir_logged(dir: &Path, log: &Path) -> Server {
+    http_server(dir, Stdio::from(std::fs::File::create(log).unwrap()))
+}
+
+fn http_server(dir: &Path, request_log: Stdio) -> Server {
     let port = free_port();
     let child = Command::new("/usr/bin/python3")
         .args([
@@ -75,7 +63,7 @@ pub fn http_dir_logged(dir: &Path, log: &Path) -> Server {
         ])
         .arg(dir)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
+        .stderr(request_log)
         .spawn()
         .expect("python3");
     wait_listening(port);

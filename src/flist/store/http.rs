@@ -1,14 +1,10 @@
 //! `http(s)://base`: `GET base/hh/H`, and on a 404 `GET base/H` (flat stores), the way
 //! rfs appends path segments. `server://`: rfs's fl-server, `GET base/api/v1/block/H`.
-//! One agent per store, so connections are reused; TLS verified with the bundled web
-//! roots.
+//! One agent per store, so connections are reused; TLS always verified (bundled web
+//! roots, or the CAs of `--ca-file`).
 
 use super::{redact, BlockStore, StoreError, StoreOptions};
 use crate::flist::codec::hex;
-use std::io::Read;
-
-/// The largest blob accepted (a 512 KiB block plus snappy and GCM overhead).
-const MAX_BLOB: u64 = 1024 * 1024;
 
 enum Layout {
     /// `base/hh/H`, then `base/H`.
@@ -63,31 +59,7 @@ impl HttpStore {
             .get(url)
             .call()
             .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
-        let status = response.status().as_u16();
-        if status == 404 {
-            return Ok(None);
-        }
-        if status == 401 || status == 403 {
-            return Err(StoreError::Denied(format!(
-                "{shown}: HTTP {status} (access denied)"
-            )));
-        }
-        if status != 200 {
-            return Err(StoreError::Unavailable(format!("{shown}: HTTP {status}")));
-        }
-        let mut data = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .take(MAX_BLOB + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| StoreError::Unavailable(format!("{shown}: {e}")))?;
-        if data.len() as u64 > MAX_BLOB {
-            return Err(StoreError::Unavailable(format!(
-                "{shown}: blob larger than {MAX_BLOB} bytes"
-            )));
-        }
-        Ok(Some(data))
+        super::http_blob(response, &format!("{shown}: "), "access denied")
     }
 }
 

@@ -9,8 +9,13 @@ mod http;
 mod s3;
 mod zdb;
 
+use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The largest stored blob a store may return (a 512 KiB block, compressed and sealed,
+/// is never near it); more is refused rather than buffered.
+pub(crate) const MAX_BLOB: usize = 1024 * 1024;
 
 /// A store that holds encrypted blobs by id.
 pub trait BlockStore: Send + Sync {
@@ -111,6 +116,38 @@ pub fn load_ca_file(
         ));
     }
     Ok(certs)
+}
+
+/// A blob from an HTTP response: `None` on 404; 401/403 denied (with `denied_hint`), any
+/// other status unavailable; the body bounded by [`MAX_BLOB`]. `context` prefixes errors.
+pub(crate) fn http_blob(
+    response: ureq::http::Response<ureq::Body>,
+    context: &str,
+    denied_hint: &str,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    match response.status().as_u16() {
+        200 => {}
+        404 => return Ok(None),
+        status @ (401 | 403) => {
+            return Err(StoreError::Denied(format!(
+                "{context}HTTP {status} ({denied_hint})"
+            )))
+        }
+        status => return Err(StoreError::Unavailable(format!("{context}HTTP {status}"))),
+    }
+    let mut data = Vec::new();
+    response
+        .into_body()
+        .into_reader()
+        .take(MAX_BLOB as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| StoreError::Unavailable(format!("{context}{e}")))?;
+    if data.len() > MAX_BLOB {
+        return Err(StoreError::Unavailable(format!(
+            "{context}blob larger than {MAX_BLOB} bytes"
+        )));
+    }
+    Ok(Some(data))
 }
 
 /// Removes the password (and, for S3, the secret) from a URL for display.

@@ -7,10 +7,8 @@ use super::{redact, BlockStore, StoreError, StoreOptions};
 use crate::flist::codec::hex;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-const MAX_BLOB: u64 = 1024 * 1024;
 
 /// An S3 bucket (or a prefix in one).
 pub struct S3Store {
@@ -200,30 +198,8 @@ impl BlockStore for S3Store {
         let response = request
             .call()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        match response.status().as_u16() {
-            200 => {}
-            404 => return Err(StoreError::NotFound),
-            401 | 403 => {
-                return Err(StoreError::Denied(format!(
-                    "HTTP {} (access denied: wrong credentials or region?)",
-                    response.status().as_u16()
-                )))
-            }
-            status => return Err(StoreError::Unavailable(format!("HTTP {status}"))),
-        }
-        let mut data = Vec::new();
-        response
-            .into_body()
-            .into_reader()
-            .take(MAX_BLOB + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        if data.len() as u64 > MAX_BLOB {
-            return Err(StoreError::Unavailable(format!(
-                "blob larger than {MAX_BLOB} bytes"
-            )));
-        }
-        Ok(data)
+        super::http_blob(response, "", "access denied: wrong credentials or region?")?
+            .ok_or(StoreError::NotFound)
     }
 
     fn put(&self, id: &[u8; 32], blob: &[u8]) -> Result<(), StoreError> {

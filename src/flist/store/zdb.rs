@@ -3,13 +3,11 @@
 //! `EXISTS`. One connection, reused, re-established after an error; every read and
 //! write has a deadline.
 
-use super::{redact, BlockStore, StoreError, StoreOptions};
+use super::{redact, BlockStore, StoreError, StoreOptions, MAX_BLOB};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::Duration;
-
-const MAX_BLOB: usize = 1024 * 1024;
 
 /// A 0-db namespace.
 pub struct ZdbStore {
