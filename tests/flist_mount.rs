@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{agent, fixtures};
+use common::{agent, fixtures, mount};
 
 use sha2_free::sha256_file;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -43,33 +43,6 @@ fn rewrite() -> String {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A mounted flist, unmounted (lazily) on drop.
-struct Mounted {
-    target: PathBuf,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = agent(&["flist", "umount", "--lazy", self.target.to_str().unwrap()]);
-    }
-}
-
-fn mount(name: &str, flist: &Path, extra: &[&str]) -> Mounted {
-    let target = common::scratch(name).join("mnt");
-    std::fs::create_dir_all(&target).unwrap();
-    let mut args = vec!["flist", "mount", "-m", flist.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push(target.to_str().unwrap());
-    let out = agent(&args);
-    assert!(
-        out.status.success(),
-        "mount {name}: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    Mounted { target }
 }
 
 struct Entry {

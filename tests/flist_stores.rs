@@ -76,24 +76,14 @@ fn redis_server() -> (Killed, u16) {
 
 /// Mounts, compares every file's content with the source tree, unmounts.
 fn mount_and_compare(name: &str, flist: &Path, extra: &[&str], source: &Path) {
-    let target = common::scratch(name).join("mnt");
-    std::fs::create_dir_all(&target).unwrap();
-    let mut args = vec!["flist", "mount", "-m", flist.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    args.push(target.to_str().unwrap());
-    let out = agent(&args);
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mounted = common::mount(name, flist, extra);
     let diff = Command::new("diff")
         .args(["-r", "--no-dereference", "-x", "fifo"])
         .arg(source)
-        .arg(&target)
+        .arg(&mounted.target)
         .output()
         .unwrap();
-    let _ = agent(&["flist", "umount", "--lazy", target.to_str().unwrap()]);
+    drop(mounted);
     assert!(
         diff.status.success(),
         "{name}: {}",

@@ -28,3 +28,31 @@ pub fn agent(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// A mounted flist, unmounted (lazily) on drop.
+pub struct Mounted {
+    pub target: std::path::PathBuf,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = agent(&["flist", "umount", "--lazy", self.target.to_str().unwrap()]);
+    }
+}
+
+/// `initagent flist mount` of `flist` (with `extra` options) on a fresh scratch directory.
+pub fn mount(name: &str, flist: &std::path::Path, extra: &[&str]) -> Mounted {
+    let target = scratch(name).join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let mut args = vec!["flist", "mount", "-m", flist.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    args.push(target.to_str().unwrap());
+    let out = agent(&args);
+    assert!(
+        out.status.success(),
+        "mount {name}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Mounted { target }
+}
