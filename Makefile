@@ -34,7 +34,7 @@ demo: release
 
 # Benchmarks (never timed assertions): each prints both tools and the ratio.
 bench: release
-	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests
+	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests --bench modules_vm
 	bash benches/depmod.sh
 	INITAGENT_BIN=$(CURDIR)/$(BIN) bash benches/flist.sh
 	bash benches/size.sh

@@ -21,7 +21,7 @@ pub struct KeyDef {
 pub const KEYS: &[KeyDef] = &[
     KeyDef {
         name: "log",
-        help: "log level: error, warn, info (default), debug, trace",
+        help: "log level: error, warn, info (default), debug, trace (as debug in release builds)",
         apply: |config, raw| {
             config.log_level = match text(raw)? {
                 "error" => LogLevel::Error,

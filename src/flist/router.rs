@@ -166,7 +166,7 @@ impl Router {
                         self.stats
                             .bytes
                             .fetch_add(stored.len() as u64, Ordering::Relaxed);
-                        match codec::decode(&block.id, &block.key, &stored) {
+                        match codec::decode(&block.id, &block.key, stored) {
                             Ok(plain) => {
                                 candidate.failures.store(0, Ordering::Relaxed);
                                 return Ok(plain);

@@ -3,6 +3,7 @@
 //! wrappers, which return errors that name what they acted on.
 #![allow(unsafe_code)]
 
+pub mod alloc;
 pub mod console;
 pub mod module;
 pub mod mount;

@@ -135,7 +135,15 @@ pub(crate) fn http_blob(
         }
         status => return Err(StoreError::Unavailable(format!("{context}HTTP {status}"))),
     }
-    let mut data = Vec::new();
+    // Sized once from Content-Length (bounded): growing by doubling would map and
+    // copy the blob several times over.
+    let announced = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut data = Vec::with_capacity(announced.min(MAX_BLOB + 1));
     response
         .into_body()
         .into_reader()
