@@ -15,6 +15,7 @@ done | awk -v stripped="$stripped" '
     if (name ~ /initagent::kmod::|lzma_rs::|ruzstd::|flate2::|miniz_oxide::|crc32fast::|twox_hash::/) part = "kernel modules (kmod, xz/zstd/gzip)"
     else if (name ~ /initagent::flist::|fuser::|snap::|blake2b_simd::/) part = "flists (FUSE, codec, stores)"
     else if (name ~ /rusqlite::|sqlite3/) part = "SQLite (rusqlite, bundled)"
+    else if (name ~ /initagent::net::|dhcproto|netlink_|hickory_proto::|icu_|idna::|ipnet::/) part = "network (DHCP, netlink, dhcproto deps)"
     else if (name ~ /ureq|rustls|ring_core|ring::|webpki|http::/) part = "HTTP and TLS (ureq, rustls, ring)"
     else if (name ~ /initagent::/) part = "initagent: the rest"
     else if (name ~ /serde_json::|serde::|toml::|toml_parser::|winnow::/) part = "serde, serde_json, toml"

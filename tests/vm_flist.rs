@@ -27,7 +27,36 @@ fn modules_flist_from_a_host_store_mounts_and_reads_back_in_the_vm() {
         .boot();
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    // Stage 1 brought the network up: DHCP from QEMU's user network on the virtio NIC,
+    // applied, the lease handed over, the resolver written.
     assert_eq!(boot.result("net rc="), Some("0"), "{}", boot.explain());
+    let eth0 = boot
+        .results
+        .iter()
+        .find(|l| l.starts_with("net: eth0 "))
+        .unwrap_or_else(|| panic!("no eth0 in net status: {}", boot.explain()));
+    assert!(
+        eth0.contains("up carrier 10.0.2.15/24") && eth0.contains("lease 10.0.2.15 from 10.0.2.2"),
+        "{eth0}"
+    );
+    assert!(
+        boot.results
+            .iter()
+            .any(|l| l == "resolv: nameserver 10.0.2.3"),
+        "{}",
+        boot.explain()
+    );
+    let step = boot
+        .results
+        .iter()
+        .find(|l| l.starts_with("step: "))
+        .unwrap_or_else(|| panic!("no net step in the report: {}", boot.explain()));
+    assert!(
+        step.contains(" net ")
+            && step.contains(" ok ")
+            && step.contains("eth0 10.0.2.15/24 via 10.0.2.2"),
+        "{step}"
+    );
     assert_eq!(boot.result("mount rc="), Some("0"), "{}", boot.explain());
     assert!(
         boot.results

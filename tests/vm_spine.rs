@@ -29,7 +29,7 @@ fn assert_console(boot: &Boot, expected: &[&str]) {
 
 fn assert_timeline(report: &Value, boot: &Boot) {
     let mut previous_end = 0;
-    for name in ["pseudofs", "config", "depmod", "modules", "handoff"] {
+    for name in ["pseudofs", "config", "depmod", "modules", "net", "handoff"] {
         let s = step(report, name);
         let start = s["start_us"].as_u64().unwrap();
         let end = s["end_us"]
@@ -65,7 +65,17 @@ fn stage1_mounts_records_and_hands_off() {
     assert_eq!(pseudofs["counters"]["mounted"], 5, "{pseudofs:#}");
     assert_eq!(step(&report, "config")["outcome"], "ok");
     assert_eq!(step(&report, "handoff")["outcome"], "ok");
-    assert_eq!(step(&report, "handoff")["after"][0], "modules");
+    assert_eq!(step(&report, "handoff")["after"][0], "net");
+    // No NIC in this VM: the network step says so at once and the boot goes on.
+    let net = step(&report, "net");
+    assert_eq!(net["outcome"], "degraded", "{net:#}");
+    assert!(
+        net["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no candidate link"),
+        "{net:#}"
+    );
     assert_eq!(report["result"]["status"], "handed-off");
     assert_eq!(report["result"]["detail"], "/sbin/zinit init");
     assert!(report["kernel_release"]

@@ -5,6 +5,7 @@
 mod depmod;
 mod flist;
 mod modules;
+mod net;
 
 use crate::config::{self, cmdline::Cmdline, Config, KEYS};
 use crate::report;
@@ -38,6 +39,17 @@ commands:
   flist route list|set -m FL [[xx-yy=]URL...]   show or replace the routes baked into an flist
   flist inspect|verify -m FL      routes, counts / fetch and check every block
   flist ls|cat -m FL PATH         list a directory / print a file, without mounting
+  net up [--json]         bring the network up: every candidate link at once, DHCPv4 (or the
+                          kernel's ip=), the zos choice, address/routes/DNS, lease file
+                          [--links A,B: these links only, virtual ones allowed] [--iface NAME|MAC]
+                          [--carrier-timeout S] [--dhcp-timeout S] [--settle S] [--ipv6-timeout S]
+                          [--run-dir DIR: lease files, default /run/initagent/net]
+                          [--resolv-conf FILE: default /etc/resolv.conf]
+                          [--check URL|FL: reach this store (or an flist's stores) over TCP]...
+  net status [--json]     links, addresses and the leases handed over
+  net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
+                          granting server, at T2 to any, a fresh lease if one is lost; same
+                          client id and address. --once: renew every lease now and exit
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
                           [--deep: parse every map even when the stamp proves them]
   depmod stamp            record each module's size, mtime and content digests (image build)
@@ -50,7 +62,7 @@ options:
   --report FILE           boot report (default /run/initagent/report.json)
   --profile FILE          target profile (default /etc/initagent/config.toml)
   --cmdline-file FILE     kernel command line (default /proc/cmdline)
-  --cmdline TEXT          use TEXT as the kernel command line (config only)
+  --cmdline TEXT          use TEXT as the kernel command line (config, net up)
   --root DIR              module tree under DIR/lib/modules (like modprobe -d)
   --kernel KVER           kernel release (like modprobe -S; default: uname -r)
   --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
@@ -72,6 +84,7 @@ pub(crate) struct Options {
     pub in_process: bool,
     pub deep: bool,
     pub flist: flist::FlistOptions,
+    pub net: net::NetOptions,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -94,6 +107,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         in_process: false,
         deep: false,
         flist: flist::FlistOptions::default(),
+        net: net::NetOptions::default(),
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -135,6 +149,16 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("ca-file") => options.flist.ca_file = Some(PathBuf::from(parser.value()?)),
             Long("fs-subtype") => options.flist.fs_subtype = Some(parser.value()?.string()?),
             Long("no-allow-other") => options.flist.no_allow_other = true,
+            Long("links") => options.net.links = Some(parser.value()?.string()?),
+            Long("iface") => options.net.iface = Some(parser.value()?.string()?),
+            Long("carrier-timeout") => options.net.carrier_timeout = Some(parser.value()?.parse()?),
+            Long("dhcp-timeout") => options.net.dhcp_timeout = Some(parser.value()?.parse()?),
+            Long("settle") => options.net.settle = Some(parser.value()?.parse()?),
+            Long("ipv6-timeout") => options.net.ipv6_timeout = Some(parser.value()?.parse()?),
+            Long("run-dir") => options.net.run_dir = Some(PathBuf::from(parser.value()?)),
+            Long("resolv-conf") => options.net.resolv_conf = Some(PathBuf::from(parser.value()?)),
+            Long("once") => options.net.once = true,
+            Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
             Value(value) if options.command.is_none() => options.command = Some(value.string()?),
@@ -174,6 +198,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("modules") => modules::run(&options),
         Some("depmod") => depmod::run(&options),
         Some("flist") => flist::run(&options),
+        Some("net") => net::run(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));
@@ -247,17 +272,7 @@ fn show_config(options: &Options) -> i32 {
         }
         return 0;
     }
-    let config: Config = match &options.cmdline_text {
-        Some(text) => {
-            let profile = std::fs::read_to_string(&options.paths.profile).ok();
-            let path = options.paths.profile.display().to_string();
-            Config::build(
-                &Cmdline::parse(text),
-                profile.as_deref().map(|t| (path.as_str(), t)),
-            )
-        }
-        None => stage1::load_config(&options.paths).config,
-    };
+    let config = effective_config(options);
     if options.json {
         let value = serde_json::json!({ "config": config, "warnings": config.warnings });
         println!(
@@ -278,6 +293,22 @@ fn show_config(options: &Options) -> i32 {
         }
     }
     0
+}
+
+/// The configuration from the profile and the kernel command line, or from `--cmdline
+/// TEXT` in place of the kernel's.
+pub(crate) fn effective_config(options: &Options) -> Config {
+    match &options.cmdline_text {
+        Some(text) => {
+            let profile = std::fs::read_to_string(&options.paths.profile).ok();
+            let path = options.paths.profile.display().to_string();
+            Config::build(
+                &Cmdline::parse(text),
+                profile.as_deref().map(|t| (path.as_str(), t)),
+            )
+        }
+        None => stage1::load_config(&options.paths).config,
+    }
 }
 
 fn handoff(options: &Options) -> i32 {

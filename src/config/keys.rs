@@ -3,7 +3,7 @@
 //! `docs/cmdline.md` (a unit test keeps the two in step).
 
 use super::cmdline::split_argv;
-use super::{Config, FailurePolicy, LogLevel, RawValue};
+use super::{Config, FailurePolicy, LogLevel, NetLayout, RawValue};
 
 /// One configuration key.
 pub struct KeyDef {
@@ -139,10 +139,99 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.skip.join(",")),
     },
+    KeyDef {
+        name: "net.links",
+        help: "comma-separated links to try for the network, virtual ones allowed (default: every physical link)",
+        apply: |config, raw| {
+            let names = list(raw)?;
+            if names.is_empty() {
+                return Err("no link named".into());
+            }
+            config.net.links = Some(names);
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.net.links.as_ref().map(|l| l.join(",")).unwrap_or_default()),
+    },
+    KeyDef {
+        name: "net.iface",
+        help: "the link to use when it gets a lease: a name or a MAC (default: the zos rule)",
+        apply: |config, raw| {
+            config.net.iface = Some(text(raw)?.to_string());
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.net.iface.clone().unwrap_or_default()),
+    },
+    KeyDef {
+        name: "net.carrier_timeout",
+        help: "seconds a link may take to show carrier (1-300, default 10)",
+        apply: |config, raw| {
+            config.net.carrier_timeout_s = seconds(raw, 1, 300)?;
+            Ok(())
+        },
+        show: |config| config.net.carrier_timeout_s.to_string(),
+    },
+    KeyDef {
+        name: "net.dhcp_timeout",
+        help: "seconds DHCP may take on a link after carrier (1-600, default 30)",
+        apply: |config, raw| {
+            config.net.dhcp_timeout_s = seconds(raw, 1, 600)?;
+            Ok(())
+        },
+        show: |config| config.net.dhcp_timeout_s.to_string(),
+    },
+    KeyDef {
+        name: "net.settle",
+        help: "seconds the other links still get after the first lease with a gateway (0-60, default 1)",
+        apply: |config, raw| {
+            config.net.settle_s = seconds(raw, 0, 60)?;
+            Ok(())
+        },
+        show: |config| config.net.settle_s.to_string(),
+    },
+    KeyDef {
+        name: "net.ipv6_timeout",
+        help: "seconds from the start of the step a SLAAC address is waited for, only to report it (0-60, default 2)",
+        apply: |config, raw| {
+            config.net.ipv6_timeout_s = seconds(raw, 0, 60)?;
+            Ok(())
+        },
+        show: |config| config.net.ipv6_timeout_s.to_string(),
+    },
+    KeyDef {
+        name: "net.layout",
+        help: "plain (the address on the NIC, default) or zos (bridge zos with the NIC's MAC, NIC enslaved, address on the bridge)",
+        apply: |config, raw| {
+            config.net.layout = match text(raw)? {
+                "plain" => NetLayout::Plain,
+                "zos" => NetLayout::Zos,
+                _ => return Err("not a layout (plain, zos)".into()),
+            };
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.net.layout).to_lowercase(),
+    },
+    KeyDef {
+        name: "net.check",
+        help: "comma-separated store URLs, or flists whose stores, to reach over TCP once the network is up",
+        apply: |config, raw| {
+            config.net.check = list(raw)?;
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.net.check.join(",")),
+    },
+    KeyDef {
+        name: "net.check_timeout",
+        help: "seconds the store reachability check may take (1-300, default 5)",
+        apply: |config, raw| {
+            config.net.check_timeout_s = seconds(raw, 1, 300)?;
+            Ok(())
+        },
+        show: |config| config.net.check_timeout_s.to_string(),
+    },
 ];
 
 /// Stage-1 steps an operator may skip (the others are what make a boot possible).
-pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules"];
+pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules", "net"];
 
 fn boolean(raw: &RawValue) -> Result<bool, String> {
     match raw {
@@ -163,6 +252,18 @@ fn seconds(raw: &RawValue, low: u32, high: u32) -> Result<u32, String> {
         return Err(format!("outside {low}-{high} seconds"));
     }
     Ok(value)
+}
+
+/// A profile array, or comma-separated text.
+fn list(raw: &RawValue) -> Result<Vec<String>, String> {
+    Ok(match raw {
+        RawValue::List(items) => items.clone(),
+        _ => text(raw)?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
 }
 
 fn text(raw: &RawValue) -> Result<&str, String> {

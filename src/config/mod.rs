@@ -9,6 +9,8 @@ pub mod cmdline;
 mod keys;
 pub mod profile;
 
+use crate::net::ipconfig::IpParam;
+use crate::net::select::Preferred;
 use cmdline::Cmdline;
 pub use keys::{KeyDef, KEYS};
 use serde::Serialize;
@@ -112,6 +114,62 @@ impl Default for ZosParams {
     }
 }
 
+/// Network settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetConfig {
+    /// `initagent.net.links`: candidate links by name.
+    pub links: Option<Vec<String>>,
+    /// `initagent.net.iface`: the preferred link (name or MAC).
+    pub iface: Option<String>,
+    /// `initagent.net.carrier_timeout`, seconds.
+    pub carrier_timeout_s: u32,
+    /// `initagent.net.dhcp_timeout`, seconds.
+    pub dhcp_timeout_s: u32,
+    /// `initagent.net.settle`, seconds.
+    pub settle_s: u32,
+    /// `initagent.net.ipv6_timeout`, seconds.
+    pub ipv6_timeout_s: u32,
+    /// `initagent.net.check`: stores (URLs or flists) to reach once configured.
+    pub check: Vec<String>,
+    /// `initagent.net.check_timeout`, seconds.
+    pub check_timeout_s: u32,
+    /// `initagent.net.layout`: where the address goes.
+    pub layout: NetLayout,
+    /// The kernel's `ip=` (the last one), when it could be read.
+    pub ip: Option<IpParam>,
+    /// The kernel's `BOOTIF=` (pxelinux), when it could be read.
+    pub bootif: Option<Preferred>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            links: None,
+            iface: None,
+            carrier_timeout_s: 10,
+            dhcp_timeout_s: 30,
+            settle_s: 1,
+            ipv6_timeout_s: 2,
+            check: Vec::new(),
+            check_timeout_s: 5,
+            layout: NetLayout::Plain,
+            ip: None,
+            bootif: None,
+        }
+    }
+}
+
+/// Where the chosen configuration goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetLayout {
+    /// On the chosen NIC itself.
+    Plain,
+    /// zos's: a bridge `zos` with the NIC's MAC, the NIC enslaved to it, the address on
+    /// the bridge.
+    Zos,
+}
+
 /// Which layer set a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -147,6 +205,8 @@ pub struct Config {
     pub skip: Vec<String>,
     /// zos keys from the command line.
     pub zos: ZosParams,
+    /// `initagent.net.*`, and the kernel's `ip=` and `BOOTIF=`.
+    pub net: NetConfig,
     /// The layer that set each `initagent.*` key last.
     pub sources: BTreeMap<&'static str, Layer>,
     /// Everything that was ignored or replaced by a default, one line each.
@@ -166,6 +226,7 @@ impl Default for Config {
             depmod_deadline_s: 30,
             skip: Vec::new(),
             zos: ZosParams::default(),
+            net: NetConfig::default(),
             sources: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -202,6 +263,7 @@ impl Config {
             config.warnings.push(anomaly.to_string());
         }
         config.zos = read_zos_params(cmdline, &mut config.warnings);
+        read_net_params(cmdline, &mut config.net, &mut config.warnings);
         if config.zos.debug {
             // A debug node has someone at the console; a production node reboots and retries.
             config.on_failure = FailurePolicy::Shell;
@@ -246,6 +308,24 @@ impl Config {
                     "{origin}: {CMDLINE_PREFIX}.{key}={value}: {why}; kept {kept}"
                 ));
             }
+        }
+    }
+}
+
+fn read_net_params(cmdline: &Cmdline, net: &mut NetConfig, warnings: &mut Vec<String>) {
+    if let Some(value) = cmdline.last("ip") {
+        match crate::net::ipconfig::parse(value.unwrap_or("")) {
+            Ok(param) => net.ip = Some(param),
+            Err(e) => warnings.push(format!("kernel command line: {e}; using DHCP")),
+        }
+    }
+    if let Some(value) = cmdline.last("BOOTIF") {
+        match Preferred::from_bootif(value.unwrap_or("")) {
+            Some(preferred) => net.bootif = Some(preferred),
+            None => warnings.push(format!(
+                "kernel command line: BOOTIF={:?} is not 01-aa-bb-cc-dd-ee-ff; ignored",
+                value.unwrap_or("")
+            )),
         }
     }
 }

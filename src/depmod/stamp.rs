@@ -281,12 +281,7 @@ pub fn create(view: &TreeView, release: &str) -> Result<Stamp, String> {
 
 /// Writes the stamp into the tree atomically.
 pub fn write(view: &TreeView, stamp: &Stamp) -> std::io::Result<()> {
-    let path = view.dir.join(STAMP_FILE);
-    let temporary = view
-        .dir
-        .join(format!(".{STAMP_FILE}.{}", std::process::id()));
-    std::fs::write(&temporary, stamp.render())?;
-    std::fs::rename(&temporary, path)
+    crate::fsutil::write_atomic(&view.dir.join(STAMP_FILE), stamp.render().as_bytes())
 }
 
 /// Same time at the precision both sides have: seconds always, nanoseconds when both

@@ -58,12 +58,7 @@ fn save_outcomes(report: &load::Report) -> std::io::Result<()> {
     if !path.parent().is_some_and(Path::is_dir) {
         return Ok(()); // not a booted initagent system (a build host)
     }
-    let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(
-        &temporary,
-        serde_json::to_vec_pretty(report).unwrap_or_default(),
-    )?;
-    std::fs::rename(&temporary, path)
+    crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(report).unwrap_or_default())
 }
 
 /// A module tree with the modprobe configuration that applies to it.

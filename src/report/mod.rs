@@ -10,7 +10,7 @@ mod render;
 pub use render::{critical_path, render_text};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where stage 1 and every step write the report.
@@ -173,20 +173,9 @@ pub fn store(path: &Path, report: &Report) -> Result<(), ReportError> {
     let fail = |e: io::Error| ReportError::Write(path.into(), e);
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(format!(".{}.tmp", std::process::id()));
-    let temporary = PathBuf::from(temporary);
-    let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        serde_json::to_writer_pretty(&mut file, report).map_err(io::Error::other)?;
-        file.write_all(b"\n")?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map_err(fail)
+    let mut text = serde_json::to_vec_pretty(report).map_err(|e| fail(io::Error::other(e)))?;
+    text.push(b'\n');
+    crate::fsutil::write_atomic(path, &text).map_err(fail)
 }
 
 /// Read-modify-write of the report under an exclusive lock (`<path>.lock`), for steps

@@ -9,10 +9,12 @@ mod depmod;
 mod failure;
 pub mod handoff;
 pub mod modules;
+mod net;
 mod pseudofs;
 pub mod runner;
 
 use crate::config::{self, cmdline::Cmdline, Config};
+use crate::net::up::UpOptions;
 use crate::report::{Report, SCHEMA};
 use crate::sys;
 use runner::{StepDone, StepRunner};
@@ -168,6 +170,20 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
             &module_cmdline,
             std::path::Path::new(crate::kmod::DEFAULT_LIST),
         )
+    });
+
+    // After the modules: the NIC drivers are among them. Only as PID 1: `initagent
+    // stage1` on a running system must not touch its links (`net up` is there for that).
+    let net_config = config.clone();
+    let deadline = UpOptions::from_config(&config.net).worst_case();
+    runner.run_bounded("net", deadline, move || {
+        if pid1 {
+            net::bring_up(&net_config)
+        } else {
+            Ok(StepDone::skipped(
+                "not PID 1: the network of a running system is left alone (use `initagent net up`)",
+            ))
+        }
     });
 
     let why = handoff::handoff(&mut runner, &config.handoff);

@@ -7,6 +7,7 @@ pub mod alloc;
 pub mod console;
 pub mod module;
 pub mod mount;
+pub mod packet;
 pub mod power;
 pub mod process;
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod kernel;
+pub mod netns;
 pub mod servers;
 pub mod vm;
 

@@ -1,14 +1,16 @@
 #!/bin/sh
-# Stand-in for zinit in the flist VM test: configures the NIC on QEMU's user network,
-# mounts the modules flist from the host's HTTP store over FUSE on /lib/modules/<kver>,
+# Stand-in for zinit in the flist VM test: reports the network stage 1 brought up (DHCP
+# from QEMU's user network on the virtio NIC), mounts the modules flist from the host's HTTP store over FUSE on /lib/modules/<kver>,
 # prints every file's sha256 (the host compares them with the fixture's manifest), then
 # checks the maps on the mount and loads a module from it with finit_module.
 out=/dev/ttyS1
 say() { echo "$*" > $out; }
 kver=$(uname -r)
-ip link set lo up
-ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+/sbin/initagent net status > /tmp/net.txt 2>&1
 say "net rc=$?"
+sed 's/^/net: /' /tmp/net.txt > $out
+sed 's/^/resolv: /' /etc/resolv.conf > $out
+/sbin/initagent status | grep -E '^ +[0-9.]+s +net ' | sed 's/^ */step: /' > $out
 /sbin/initagent flist mount -m /modules.fl --store http://10.0.2.2:8080/ \
   --cache /run/flist-cache "/lib/modules/$kver" > /tmp/mount.txt 2>&1
 say "mount rc=$?"
