@@ -84,13 +84,30 @@ timed_read() { # dir: prints "bytes microseconds"
   bytes=$(read_tree "$1")
   echo "$bytes $(($(now_us) - start))"
 }
-curl_blobs() { # set parallel(0|8): prints microseconds to fetch every blob of the set
-  local set=$1 start
+nginx_cpu_ticks() { # user + system clock ticks of every nginx process so far
+  local total=0 pid
+  for pid in $(pgrep -f "nginx.*$WORK" || true); do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2> /dev/null || echo 0)))
+  done
+  echo "$total"
+}
+curl_blobs() { # set parallel(0|8): prints microseconds to fetch every blob of the set, and
+  # the CPU seconds the transfer cost (curl and nginx together)
+  local set=$1 start ticks
   (cd "$WORK/store/$set" && find . -type f | sed "s|^\.|url = http://127.0.0.1:$PORT/$set|") > "$WORK/urls-$set"
   sed -i 's|^url = \(.*\)$|url = "\1"\noutput = "/dev/null"|' "$WORK/urls-$set"
+  ticks=$(nginx_cpu_ticks)
   start=$(now_us)
-  if [ "$2" = 0 ]; then curl -sS -K "$WORK/urls-$set"; else curl -sS -Z --parallel-max "$2" -K "$WORK/urls-$set" 2> /dev/null; fi
-  echo $(($(now_us) - start))
+  if [ "$2" = 0 ]; then
+    (curl -sS -K "$WORK/urls-$set"; times > "$WORK/curl-times")
+  else
+    (curl -sS -Z --parallel-max "$2" -K "$WORK/urls-$set" 2> /dev/null; times > "$WORK/curl-times")
+  fi
+  echo "$(($(now_us) - start)) $(python3 -c "
+import re
+children = open('$WORK/curl-times').read().splitlines()[1]
+cpu = sum(int(m) * 60 + float(s) for m, s in re.findall(r'(\d+)m([\d.]+)s', children))
+print(cpu + ($(nginx_cpu_ticks) - $ticks) / $(getconf CLK_TCK))")"
 }
 
 declare -A result
@@ -105,8 +122,8 @@ for set in big modules; do
   mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
   read -r _ warm_us < <(timed_read "$mnt")
   "$BIN" flist umount --lazy "$mnt" > /dev/null
-  curl1_us=$(curl_blobs "$set" 0)
-  curl8_us=$(curl_blobs "$set" 8)
+  read -r curl1_us transfer_cpu < <(curl_blobs "$set" 0)
+  read -r curl8_us _ < <(curl_blobs "$set" 8)
   if [ "$set" = big ]; then cp -r "$WORK/big" "$SHM/$set"; else cp -r "$KCACHE/root/lib/modules/$RELEASE" "$SHM/$set"; fi
   read -r _ tmpfs_us < <(timed_read "$SHM/$set")
   echo "$set: $bytes bytes in files, $blobs blobs ($stored bytes stored), MB/s (MiB/s) over the file bytes:"
@@ -116,7 +133,7 @@ for set in big modules; do
   printf '  curl of the blobs, 8 parallel:     %s\n' "$(mbps "$bytes" "$curl8_us")"
   printf '  plain tree on tmpfs:               %s\n' "$(mbps "$bytes" "$tmpfs_us")"
   result[$set-cold]=$cold_us result[$set-curl1]=$curl1_us result[$set-curl8]=$curl8_us
-  result[$set-bytes]=$bytes result[$set-warm]=$warm_us
+  result[$set-bytes]=$bytes result[$set-warm]=$warm_us result[$set-transfer-cpu]=$transfer_cpu
 done
 
 # ls -l of 5,000 entries on a fresh mount: every entry's attributes, nothing cached.
@@ -138,15 +155,22 @@ echo "  cold vs rfs mount (30-34 MB/s, best case 34):   $(ratio "$cold_mbps" 34)
 echo "  warm vs rfs mount (41-53 MB/s, best case 53):   $(ratio "$warm_mbps" 53)x"
 echo "  cold vs curl, 1 connection:                     $(ratio "${result[big-curl1]}" "${result[big-cold]}")  (goal >= 0.7)"
 echo "  cold vs curl, 8 parallel:                       $(ratio "${result[big-curl8]}" "${result[big-cold]}")"
-# What verification alone allows on this machine (the shipped musl build's codec): the
-# goal of 0.7x curl is out of reach when it exceeds this bound.
+# The most any rfs-compatible reader can do on this machine: every byte must be fetched
+# (the CPU curl and nginx spent on the same blobs, measured above) and verified and decoded
+# (the shipped musl build's codec, benches/codec.rs), on this machine's cores, with FUSE and
+# the reading program free. The goal of 0.7x curl is out of reach when it exceeds this.
 codec=$(cargo bench -q --bench codec --target x86_64-unknown-linux-musl 2> /dev/null || true)
 echo "$codec" | sed 's/^/  /'
-bound=$(echo "$codec" | sed -n 's/^bound for a verifying reader on [0-9]* cores: \([0-9.]*\) MB\/s.*/\1/p')
+decode=$(echo "$codec" | sed -n 's/^ *verified decode.*: *\([0-9.]*\) MB\/s.*/\1/p')
 python3 -c "
+cores = $(nproc)
+mb = ${result[big-bytes]} / 1e6
 curl = ${result[big-bytes]} / 1048576 / (${result[big-curl1]} / 1e6)
-bound = float('${bound:-0}') * 1e6 / 1048576
-print(f'  0.7x curl needs {0.7 * curl:.0f} MiB/s; decoding alone (FUSE, HTTP, nginx, reader free) allows {bound:.0f} MiB/s = {bound / curl:.2f}x curl')"
+transfer = ${result[big-transfer-cpu]} / mb          # core-seconds per MB, curl + nginx
+decode = 1 / float('${decode:-0}' or 'inf')           # core-seconds per MB, verify + decode
+bound = cores / (transfer + decode) / 1.048576         # MiB/s
+print(f'  per MB: transfer {transfer * 1e3:.2f} core-ms (curl + nginx), decode {decode * 1e3:.2f} core-ms')
+print(f'  bound for any verifying reader on {cores} cores: {bound:.0f} MiB/s = {bound / curl:.2f}x curl; 0.7x curl needs {0.7 * curl:.0f} MiB/s')"
 echo "ratios (modules tree):"
 echo "  cold vs curl, 1 connection:                     $(ratio "${result[modules-curl1]}" "${result[modules-cold]}")"
 echo "  cold vs curl, 8 parallel:                       $(ratio "${result[modules-curl8]}" "${result[modules-cold]}")"

@@ -66,10 +66,7 @@ pub(crate) fn run(options: &Options) -> i32 {
         Some("check") => {
             let report = check::check(&root, &release, live.as_deref(), options.deep);
             if options.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
+                super::print_json(&report);
             } else {
                 print_check(&report);
             }
@@ -129,10 +126,7 @@ pub(crate) fn run(options: &Options) -> i32 {
             match ensure::ensure(&ensure_options) {
                 Ok(report) => {
                     if options.json {
-                        println!(
-                            "{}",
-                            serde_json::to_string_pretty(&report).unwrap_or_default()
-                        );
+                        super::print_json(&report);
                     } else {
                         print_check(&report.check);
                         println!("action: {}", report.action);

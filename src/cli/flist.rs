@@ -268,10 +268,7 @@ fn inspect(options: &FlistOptions, json: bool) -> Result<i32, String> {
             "other": other, "bytes": bytes, "blocks": blocks.len(), "distinct_blocks": distinct.len(),
             "routes": shown, "tags": manifest.tags(),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        super::print_json(&value);
     } else {
         println!("{}", meta.display());
         println!("entries {} (files {files}, directories {dirs}, symlinks {links}, other {other}), {bytes} bytes", manifest.len());
@@ -358,10 +355,7 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
         .collect::<Result<Vec<_>, _>>()?;
     let report = crate::flist::pack::pack(&source, &output, &stores, options.keep_passwords)?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        super::print_json(&report);
     } else {
         println!(
             "{}: {} entries, {} files, {} bytes in {} blocks ({} bytes stored)",

@@ -219,6 +219,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// Prints a value as pretty JSON on stdout (`--json`).
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
@@ -275,10 +283,7 @@ fn show_config(options: &Options) -> i32 {
     let config = effective_config(options);
     if options.json {
         let value = serde_json::json!({ "config": config, "warnings": config.warnings });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        print_json(&value);
     } else {
         println!("log          = {:?}", config.log_level);
         println!("on_failure   = {:?}", config.on_failure);

@@ -97,10 +97,7 @@ fn resolve(context: &Modules, inputs: &[String], options: &Options) -> i32 {
         .collect();
     let missing = resolutions.iter().filter(|r| r.probes.is_empty()).count();
     if options.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&resolutions).unwrap_or_default()
-        );
+        super::print_json(&resolutions);
     } else if options.modules.show_depends {
         for line in resolutions.iter().flat_map(Resolution::show_depends) {
             println!("{line}");
@@ -175,10 +172,7 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
         blacklist_mode(&options.modules),
     );
     if options.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
+        super::print_json(&report);
     } else {
         for (name, outcome) in &report.modules {
             println!("{}", crate::kmod::describe_outcome(name, outcome));
@@ -227,10 +221,7 @@ fn status(context: &Modules, json: bool) -> i32 {
             "tree": context.tree.dir, "loaded": loaded, "builtin_count": builtin,
             "failed": failed, "index_problems": context.tree.problems,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        super::print_json(&value);
     } else {
         println!("tree: {}", context.tree.dir.display());
         println!("loaded ({}): {}", loaded.len(), loaded.join(" "));
@@ -293,10 +284,7 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
             .map(|(k, v)| serde_json::json!([k, v]))
             .collect();
         let value = serde_json::json!({"filename": path, "compression": format.kernel_name(), "size": data.len(), "fields": fields});
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        );
+        super::print_json(&value);
     } else {
         println!("{:<12} {}", "filename:", path.display());
         println!(

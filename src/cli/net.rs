@@ -97,10 +97,7 @@ fn net_up(options: &Options) -> i32 {
     match up(&up_options) {
         Ok(report) => {
             if options.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
+                super::print_json(&report);
             } else {
                 print_up(&report);
             }
@@ -238,10 +235,7 @@ fn net_status(options: &Options) -> i32 {
         }
     }
     if options.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
+        super::print_json(&rows);
     }
     0
 }

@@ -281,15 +281,7 @@ pub fn apply_static(
 ) -> Result<Applied, String> {
     rtnl.add_address(link, config.address, config.prefix_len)
         .map_err(|e| e.to_string())?;
-    let routes: Vec<Route> = config
-        .gateway
-        .map(|gateway| Route {
-            destination: Ipv4Addr::UNSPECIFIED,
-            prefix_len: 0,
-            gateway,
-        })
-        .into_iter()
-        .collect();
+    let routes: Vec<Route> = config.gateway.map(Route::default_via).into_iter().collect();
     let installed = install_routes(
         rtnl,
         link,

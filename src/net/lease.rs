@@ -18,6 +18,17 @@ pub struct Route {
     pub gateway: Ipv4Addr,
 }
 
+impl Route {
+    /// The default route through `gateway`.
+    pub fn default_via(gateway: Ipv4Addr) -> Route {
+        Route {
+            destination: Ipv4Addr::UNSPECIFIED,
+            prefix_len: 0,
+            gateway,
+        }
+    }
+}
+
 /// What an ACK granted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
@@ -77,14 +88,7 @@ impl Lease {
             _ => None,
         };
         let (gateway, routes) = if classless.is_empty() {
-            let routes = router
-                .map(|gateway| Route {
-                    destination: Ipv4Addr::UNSPECIFIED,
-                    prefix_len: 0,
-                    gateway,
-                })
-                .into_iter()
-                .collect();
+            let routes = router.map(Route::default_via).into_iter().collect();
             (router, routes)
         } else {
             let default = classless

@@ -10,6 +10,7 @@ pub mod ipconfig;
 pub mod keep;
 pub mod lease;
 pub mod netlink;
+pub mod probe;
 pub mod reach;
 pub mod renew;
 pub mod select;

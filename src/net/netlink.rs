@@ -175,20 +175,27 @@ impl Rtnl {
         }
     }
 
+    /// A dump request: every answer `pick` keeps.
+    fn dump<T>(
+        &mut self,
+        what: &str,
+        message: RouteNetlinkMessage,
+        pick: impl Fn(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>, NetlinkError> {
+        Ok(self
+            .request(what, message, NLM_F_DUMP)?
+            .into_iter()
+            .filter_map(pick)
+            .collect())
+    }
+
     /// Every link.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let answers = self.request(
-            "list links",
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|answer| match answer {
-                RouteNetlinkMessage::NewLink(link) => Some(link_of(&link)),
-                _ => None,
-            })
-            .collect())
+        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
+        self.dump("list links", request, |answer| match answer {
+            RouteNetlinkMessage::NewLink(link) => Some(link_of(&link)),
+            _ => None,
+        })
     }
 
     /// One link by name.
@@ -268,38 +275,11 @@ impl Rtnl {
 
     /// Every address (both families).
     pub fn addresses(&mut self) -> Result<Vec<Address>, NetlinkError> {
-        let answers = self.request(
-            "list addresses",
-            RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(answers
-            .into_iter()
-            .filter_map(|answer| match answer {
-                RouteNetlinkMessage::NewAddress(message) => {
-                    let address = message.attributes.iter().find_map(|a| match a {
-                        AddressAttribute::Local(ip) => Some(*ip),
-                        _ => None,
-                    });
-                    let address = address.or_else(|| {
-                        message.attributes.iter().find_map(|a| match a {
-                            AddressAttribute::Address(ip) => Some(*ip),
-                            _ => None,
-                        })
-                    })?;
-                    Some(Address {
-                        index: message.header.index,
-                        address,
-                        prefix_len: message.header.prefix_len,
-                        global: matches!(
-                            message.header.scope,
-                            AddressScope::Universe | AddressScope::Site
-                        ),
-                    })
-                }
-                _ => None,
-            })
-            .collect())
+        let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+        self.dump("list addresses", request, |answer| match answer {
+            RouteNetlinkMessage::NewAddress(message) => address_of(&message),
+            _ => None,
+        })
     }
 
     /// Adds an IPv4 address with its broadcast address; already there is success.
@@ -309,14 +289,8 @@ impl Rtnl {
         address: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet;
-        message.header.prefix_len = prefix_len;
-        message.header.index = link.index;
+        let mut message = ipv4_address_message(link, address, prefix_len);
         message.header.scope = AddressScope::Universe;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(address)));
         message
             .attributes
             .push(AddressAttribute::Address(IpAddr::V4(address)));
@@ -345,13 +319,7 @@ impl Rtnl {
         address: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let mut message = AddressMessage::default();
-        message.header.family = AddressFamily::Inet;
-        message.header.prefix_len = prefix_len;
-        message.header.index = link.index;
-        message
-            .attributes
-            .push(AddressAttribute::Local(IpAddr::V4(address)));
+        let message = ipv4_address_message(link, address, prefix_len);
         let what = format!("remove {address}/{prefix_len} from {}", link.name);
         match self.request(&what, RouteNetlinkMessage::DelAddress(message), NLM_F_ACK) {
             Err(e) if e.errno == Some(nix::libc::EADDRNOTAVAIL) => Ok(()),
@@ -440,6 +408,37 @@ fn link_of(message: &LinkMessage) -> Link {
         }
     }
     link
+}
+
+/// An address message naming `address/prefix_len` on `link`.
+fn ipv4_address_message(link: &Link, address: Ipv4Addr, prefix_len: u8) -> AddressMessage {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message.header.prefix_len = prefix_len;
+    message.header.index = link.index;
+    message
+        .attributes
+        .push(AddressAttribute::Local(IpAddr::V4(address)));
+    message
+}
+
+fn address_of(message: &AddressMessage) -> Option<Address> {
+    let find = |local: bool| {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    Some(Address {
+        index: message.header.index,
+        address: find(true).or_else(|| find(false))?,
+        prefix_len: message.header.prefix_len,
+        global: matches!(
+            message.header.scope,
+            AddressScope::Universe | AddressScope::Site
+        ),
+    })
 }
 
 fn kind_name(kind: &InfoKind) -> String {

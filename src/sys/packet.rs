@@ -40,31 +40,8 @@ impl PacketSocket {
     pub fn open(ifindex: u32) -> io::Result<PacketSocket> {
         let ifindex = i32::try_from(ifindex)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "link index out of range"))?;
-        // SAFETY: plain socket(2) with constant arguments; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_IP.to_be()),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let addr = link_address(ifindex, [0; 6]);
-        // SAFETY: `addr` is a valid sockaddr_ll and the length passed is its size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = new_socket(libc::AF_PACKET, i32::from(ETH_P_IP.to_be()))?;
+        bind(&fd, &link_address(ifindex, [0; 6]))?;
         set_int_option(&fd, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
         Ok(PacketSocket { fd, ifindex })
     }
@@ -164,6 +141,38 @@ impl PacketSocket {
     }
 }
 
+/// A datagram socket of `domain` for `protocol`, closed on exec.
+fn new_socket(domain: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) with integer arguments; the result is checked.
+    let raw = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, protocol) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// A socket address the kernel reads in bind(2).
+trait SocketAddress {}
+impl SocketAddress for libc::sockaddr_ll {}
+impl SocketAddress for libc::sockaddr_in {}
+
+fn bind<A: SocketAddress>(fd: &OwnedFd, address: &A) -> io::Result<()> {
+    // SAFETY: `address` is a live sockaddr_ll or sockaddr_in (the only SocketAddress types)
+    // and the length passed is its size; the kernel only reads it.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (address as *const A).cast(),
+            std::mem::size_of::<A>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn set_int_option(
     fd: &OwnedFd,
     level: libc::c_int,
@@ -189,13 +198,7 @@ fn set_int_option(
 /// A UDP socket on `0.0.0.0:port` that sends and receives only through `link`, with
 /// broadcast allowed (several links may each have one on the same port).
 pub fn udp_socket_on_link(link: &str, port: u16) -> io::Result<std::net::UdpSocket> {
-    // SAFETY: plain socket(2) with constant arguments; the result is checked.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = new_socket(libc::AF_INET, 0)?;
     set_int_option(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     set_int_option(&fd, libc::SOL_SOCKET, libc::SO_BROADCAST, 1)?;
     // SAFETY: SO_BINDTODEVICE reads the name's bytes for the length given.
@@ -217,17 +220,7 @@ pub fn udp_socket_on_link(link: &str, port: u16) -> io::Result<std::net::UdpSock
         sin_addr: libc::in_addr { s_addr: 0 },
         sin_zero: [0; 8],
     };
-    // SAFETY: `address` is a valid sockaddr_in and the length passed is its size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&address as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    bind(&fd, &address)?;
     Ok(std::net::UdpSocket::from(fd))
 }
 
