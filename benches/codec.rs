@@ -8,10 +8,6 @@ use initagent::flist::codec::{decode, encode, hash, BLOCK_SIZE};
 use std::hint::black_box;
 use std::time::Instant;
 
-/// The shipped binary's allocator, so the figures are the daemon's.
-#[global_allocator]
-static ALLOCATOR: initagent::sys::alloc::BlockReuse = initagent::sys::alloc::BlockReuse::new();
-
 /// MB/s of `work` over `bytes` bytes a call, best of five rounds of 64 calls, each call
 /// given an input made by `input` before the clock starts.
 fn throughput<T>(bytes: usize, input: impl Fn() -> T, mut work: impl FnMut(T)) -> f64 {

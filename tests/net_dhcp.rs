@@ -680,3 +680,22 @@ fn slaac_address_is_reported_when_a_router_advertises() {
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["applied"]["ipv6"], serde_json::json!([]));
 }
+
+#[test]
+fn virtual_links_are_no_candidates_unless_named() {
+    let lab = Lab::new("net-virtual", 1);
+    let _server = lab.serve(0, &[]);
+    let (code, report) = lab.net_up(&[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["detail"], "no candidate link");
+    let skipped = report["skipped"].as_array().unwrap();
+    assert!(
+        skipped.contains(&serde_json::json!(["v0", "virtual (veth)"])),
+        "{report:#}"
+    );
+    assert!(
+        skipped.contains(&serde_json::json!(["lo", "loopback"])),
+        "{report:#}"
+    );
+    assert!(!lab.addresses("v0").contains("inet "));
+}

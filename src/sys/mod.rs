@@ -3,7 +3,6 @@
 //! wrappers, which return errors that name what they acted on.
 #![allow(unsafe_code)]
 
-pub mod alloc;
 pub mod console;
 pub mod module;
 pub mod mount;
