@@ -8,6 +8,7 @@
 //! call and every `unsafe`), `cli` (subcommands).
 
 pub mod cli;
+pub mod coldplug;
 pub mod config;
 pub mod depmod;
 pub mod flist;

@@ -108,13 +108,15 @@ fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
         .iter()
         .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps.len(), 6, "{steps:?}");
-    // Off PID 1 the host's network is left alone (no DHCP on a live machine's links).
+    assert_eq!(steps.len(), 7, "{steps:?}");
+    // Off PID 1 the host's network and devices are left alone (no DHCP on a live
+    // machine's links, no driver loading).
     assert_eq!(
         &steps[3..],
         [
             ("modules", "skipped"),
             ("net", "skipped"),
+            ("coldplug", "skipped"),
             ("handoff", "failed")
         ]
     );

@@ -29,7 +29,9 @@ fn assert_console(boot: &Boot, expected: &[&str]) {
 
 fn assert_timeline(report: &Value, boot: &Boot) {
     let mut previous_end = 0;
-    for name in ["pseudofs", "config", "depmod", "modules", "net", "handoff"] {
+    for name in [
+        "pseudofs", "config", "depmod", "modules", "net", "coldplug", "handoff",
+    ] {
         let s = step(report, name);
         let start = s["start_us"].as_u64().unwrap();
         let end = s["end_us"]
@@ -65,7 +67,7 @@ fn stage1_mounts_records_and_hands_off() {
     assert_eq!(pseudofs["counters"]["mounted"], 5, "{pseudofs:#}");
     assert_eq!(step(&report, "config")["outcome"], "ok");
     assert_eq!(step(&report, "handoff")["outcome"], "ok");
-    assert_eq!(step(&report, "handoff")["after"][0], "net");
+    assert_eq!(step(&report, "handoff")["after"][0], "coldplug");
     // No NIC in this VM: the network step says so at once and the boot goes on.
     let net = step(&report, "net");
     assert_eq!(net["outcome"], "degraded", "{net:#}");
@@ -203,5 +205,32 @@ fn garbage_cmdline_boots_with_defaults_and_warnings() {
         report["config"]["log_level"], "debug",
         "the unterminated value still counts"
     );
+    assert_eq!(report["result"]["status"], "handed-off");
+}
+
+#[test]
+fn break_stops_before_the_step_with_a_shell_and_goes_on() {
+    let boot = Vm::new("spine-break")
+        .repo_file("/sbin/zinit", STAND_IN, 0o755)
+        .append("initagent.break=net")
+        .type_after(
+            "(initagent break before net) #",
+            "\necho in-break modules=$(initagent status --json | grep -c '\"name\": \"modules\"') \
+             net=$(initagent status --json | grep -c '\"name\": \"net\"') > /dev/ttyS1; exit\n",
+        )
+        .boot();
+    boot.assert_clean();
+    // In the shell, the steps before had run and `net` had not started.
+    assert_eq!(
+        boot.result("in-break "),
+        Some("modules=1 net=0"),
+        "{}",
+        boot.explain()
+    );
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let report = boot.report();
+    let pause = step(&report, "break");
+    assert_eq!(pause["detail"], "shell before net (initagent.break=net)");
+    assert_eq!(step(&report, "net")["after"][0], "break");
     assert_eq!(report["result"]["status"], "handed-off");
 }

@@ -2,6 +2,7 @@
 //! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
 //! failed, 2 the command line was wrong.
 
+mod coldplug;
 mod depmod;
 mod flist;
 mod modules;
@@ -50,6 +51,9 @@ commands:
   net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
                           granting server, at T2 to any, a fresh lease if one is lost; same
                           client id and address. --once: renew every lease now and exit
+  coldplug [--json]       load the drivers of the devices present (no udevd needed): scan
+                          /sys/devices modaliases, then new devices' events until quiet;
+                          lists devices without a driver [--deadline S, default 30]
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
                           [--deep: parse every map even when the stamp proves them]
   depmod stamp            record each module's size, mtime and content digests (image build)
@@ -85,6 +89,7 @@ pub(crate) struct Options {
     pub deep: bool,
     pub flist: flist::FlistOptions,
     pub net: net::NetOptions,
+    pub deadline: Option<u32>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -108,6 +113,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         deep: false,
         flist: flist::FlistOptions::default(),
         net: net::NetOptions::default(),
+        deadline: None,
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -158,6 +164,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("run-dir") => options.net.run_dir = Some(PathBuf::from(parser.value()?)),
             Long("resolv-conf") => options.net.resolv_conf = Some(PathBuf::from(parser.value()?)),
             Long("once") => options.net.once = true,
+            Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
             Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
@@ -199,6 +206,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("depmod") => depmod::run(&options),
         Some("flist") => flist::run(&options),
         Some("net") => net::run(&options),
+        Some("coldplug") => coldplug::run(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));

@@ -24,7 +24,7 @@ pub(crate) struct ModuleOptions {
 }
 
 /// Opens the tree named by the options and reads modprobe.d and the kernel command line.
-fn open(options: &ModuleOptions, cmdline_path: &Path) -> Result<Modules, String> {
+pub(crate) fn open(options: &ModuleOptions, cmdline_path: &Path) -> Result<Modules, String> {
     let root = if options.root.as_os_str().is_empty() {
         PathBuf::from("/")
     } else {

@@ -54,9 +54,7 @@ fn net_renew(options: &Options) -> i32 {
     let config = super::effective_config(options);
     let mut up_options = UpOptions::from_config(&config.net);
     up_options.run_dir = run_dir.clone();
-    crate::net::keep::keep_all(&run_dir, &up_options);
-    // Only when there was nothing to keep: zinit restarts the service later.
-    1
+    crate::net::keep::keep_all(&run_dir, &up_options)
 }
 
 fn net_up(options: &Options) -> i32 {

@@ -124,6 +124,28 @@ pub const KEYS: &[KeyDef] = &[
         show: |config| config.depmod_deadline_s.to_string(),
     },
     KeyDef {
+        name: "coldplug_deadline",
+        help: "seconds coldplug may take loading the drivers of the devices found (1-600, default 30)",
+        apply: |config, raw| {
+            config.coldplug_deadline_s = seconds(raw, 1, 600)?;
+            Ok(())
+        },
+        show: |config| config.coldplug_deadline_s.to_string(),
+    },
+    KeyDef {
+        name: "break",
+        help: "stop before this stage-1 step with a shell on the console; the boot goes on when it exits (like rd.break)",
+        apply: |config, raw| {
+            let step = text(raw)?;
+            if !BREAKABLE_STEPS.contains(&step) {
+                return Err(format!("{step} is not a step to stop before ({})", BREAKABLE_STEPS.join(", ")));
+            }
+            config.break_before = Some(step.to_string());
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.break_before.clone().unwrap_or_default()),
+    },
+    KeyDef {
         name: "skip",
         help: "comma-separated stage-1 steps not to run (depmod, modules); recorded as skipped",
         apply: |config, raw| {
@@ -230,8 +252,11 @@ pub const KEYS: &[KeyDef] = &[
     },
 ];
 
+/// Stage-1 steps stage 1 can stop before (the ones after the configuration is read).
+pub const BREAKABLE_STEPS: &[&str] = &["depmod", "modules", "net", "coldplug", "handoff"];
+
 /// Stage-1 steps an operator may skip (the others are what make a boot possible).
-pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules", "net"];
+pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules", "net", "coldplug"];
 
 fn boolean(raw: &RawValue) -> Result<bool, String> {
     match raw {

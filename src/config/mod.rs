@@ -201,8 +201,12 @@ pub struct Config {
     pub modules_deadline_s: u32,
     /// `initagent.depmod_deadline`: seconds the depmod step may take.
     pub depmod_deadline_s: u32,
+    /// `initagent.coldplug_deadline`: seconds coldplug may take.
+    pub coldplug_deadline_s: u32,
     /// `initagent.skip`: steps not to run.
     pub skip: Vec<String>,
+    /// `initagent.break`: the step to stop before with a shell.
+    pub break_before: Option<String>,
     /// zos keys from the command line.
     pub zos: ZosParams,
     /// `initagent.net.*`, and the kernel's `ip=` and `BOOTIF=`.
@@ -224,7 +228,9 @@ impl Default for Config {
             modules_sequential: Vec::new(),
             modules_deadline_s: 60,
             depmod_deadline_s: 30,
+            coldplug_deadline_s: 30,
             skip: Vec::new(),
+            break_before: None,
             zos: ZosParams::default(),
             net: NetConfig::default(),
             sources: BTreeMap::new(),

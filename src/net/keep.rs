@@ -174,17 +174,30 @@ pub fn renew_all_now(run_dir: &Path, timeout: Duration) -> (Vec<String>, bool) {
     )
 }
 
-/// `net renew`: keeps every lease for as long as the process runs.
-pub fn keep_all(run_dir: &Path, up_options: &UpOptions) {
-    let files = lease_files(run_dir);
-    if files.is_empty() {
-        log::warn!("{}: no lease files; nothing to renew", run_dir.display());
-    }
-    std::thread::scope(|scope| {
-        for path in &files {
-            scope.spawn(move || keep_one(run_dir, path, up_options));
+/// `net renew`: keeps every lease for as long as the process runs. Without lease files
+/// (stage 1 configured nothing, or a static `ip=`) it looks again every minute instead of
+/// exiting, so zinit does not restart it in a loop.
+pub fn keep_all(run_dir: &Path, up_options: &UpOptions) -> ! {
+    let mut warned = false;
+    loop {
+        let files = lease_files(run_dir);
+        if files.is_empty() {
+            if !warned {
+                log::warn!(
+                    "{}: no lease files; looking again every minute",
+                    run_dir.display()
+                );
+                warned = true;
+            }
+            std::thread::sleep(Duration::from_secs(60));
+            continue;
         }
-    });
+        std::thread::scope(|scope| {
+            for path in &files {
+                scope.spawn(move || keep_one(run_dir, path, up_options));
+            }
+        });
+    }
 }
 
 fn keep_one(run_dir: &Path, path: &Path, up_options: &UpOptions) {

@@ -15,7 +15,7 @@ pub fn apply(policy: FailurePolicy, reboot_delay_s: u32, what: &str, report_path
     log::error!("boot report: {report_path} (read it with: initagent status)");
     match policy {
         FailurePolicy::Shell => {
-            rescue_shell();
+            shell("(initagent rescue) # ", "leave it to reboot");
             reboot_after(reboot_delay_s)
         }
         FailurePolicy::Reboot => reboot_after(reboot_delay_s),
@@ -28,21 +28,21 @@ pub fn apply(policy: FailurePolicy, reboot_delay_s: u32, what: &str, report_path
     }
 }
 
-fn rescue_shell() {
+/// Runs `/bin/sh` on the console in its own session with `prompt` and waits for it to
+/// end; `then` says what happens when it does. Returns at once when there is no shell.
+pub fn shell(prompt: &str, then: &str) {
     if !crate::sys::is_executable(std::path::Path::new(RESCUE_SHELL)) {
-        log::error!("no rescue shell: {RESCUE_SHELL} is missing from the initramfs");
+        log::error!("no shell: {RESCUE_SHELL} is missing from the initramfs");
         return;
     }
-    log::error!("starting a rescue shell on the console ({RESCUE_SHELL}); leave it to reboot");
+    log::error!("starting a shell on the console ({RESCUE_SHELL}); {then}");
     let env: Vec<String> = [
-        "HOME=/",
-        "TERM=linux",
-        "PATH=/sbin:/bin:/usr/sbin:/usr/bin",
-        "PS1=(initagent rescue) # ",
+        "HOME=/".to_string(),
+        "TERM=linux".to_string(),
+        "PATH=/sbin:/bin:/usr/sbin:/usr/bin".to_string(),
+        format!("PS1={prompt}"),
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    .to_vec();
     let argv = vec![RESCUE_SHELL.to_string()];
     match process::spawn(
         &argv,
@@ -55,9 +55,9 @@ fn rescue_shell() {
         Ok(child) => match process::wait(&child, None) {
             Ok(Some(exit)) => log::error!("rescue shell ended ({exit})"),
             Ok(None) => {}
-            Err(e) => log::error!("rescue shell: {e}"),
+            Err(e) => log::error!("shell: {e}"),
         },
-        Err(e) => log::error!("rescue shell: {e}"),
+        Err(e) => log::error!("shell: {e}"),
     }
 }
 

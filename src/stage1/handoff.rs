@@ -9,6 +9,7 @@ use std::path::Path;
 
 /// Checks the target, writes the report and executes `argv`. Returns the failure.
 pub fn handoff(runner: &mut StepRunner, argv: &[String]) -> String {
+    runner.maybe_break("handoff");
     let start = runner.begin("handoff");
     let problem = match argv.first() {
         None => Some("no handoff command configured".to_string()),

@@ -5,6 +5,8 @@
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
+mod coldplug;
+pub use coldplug::step_done as coldplug_summary;
 mod depmod;
 mod failure;
 pub mod handoff;
@@ -156,6 +158,7 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     }
     describe(&mut runner.report, &loaded);
     runner.skip = loaded.config.skip.clone();
+    runner.break_before = loaded.config.break_before.clone();
     runner.save();
 
     let config = &loaded.config;
@@ -182,6 +185,18 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         } else {
             Ok(StepDone::skipped(
                 "not PID 1: the network of a running system is left alone (use `initagent net up`)",
+            ))
+        }
+    });
+
+    let (coldplug_config, coldplug_cmdline) = (config.clone(), loaded.cmdline.clone());
+    let deadline = std::time::Duration::from_secs(u64::from(config.coldplug_deadline_s) + 5);
+    runner.run_bounded("coldplug", deadline, move || {
+        if pid1 {
+            coldplug::run(&coldplug_config, &coldplug_cmdline)
+        } else {
+            Ok(StepDone::skipped(
+                "not PID 1: a running system's devices are left alone (use `initagent coldplug`)",
             ))
         }
     });

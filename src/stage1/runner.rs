@@ -57,6 +57,8 @@ pub struct StepRunner {
     pub report: Report,
     /// Steps to record as skipped instead of running (`initagent.skip`).
     pub skip: Vec<String>,
+    /// The step to stop before with a shell (`initagent.break`).
+    pub break_before: Option<String>,
     path: PathBuf,
     persist: bool,
     last_step: Option<String>,
@@ -69,6 +71,7 @@ impl StepRunner {
         StepRunner {
             report,
             skip: Vec::new(),
+            break_before: None,
             path,
             persist: false,
             last_step: None,
@@ -98,6 +101,11 @@ impl StepRunner {
 
     /// Starts a step that depends on the previous one, runs `body`, records the result.
     pub fn run(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
+        self.maybe_break(name);
+        self.run_now(name, body)
+    }
+
+    fn run_now(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
         let start = self.begin(name);
         if self.skip.iter().any(|s| s == name) {
             let detail = format!("skipped by {}.skip", crate::config::CMDLINE_PREFIX);
@@ -118,6 +126,21 @@ impl StepRunner {
         outcome
     }
 
+    /// With `initagent.break=<name>`: a shell on the console before the step, recorded as
+    /// the step `break`; the boot goes on when the shell ends.
+    pub fn maybe_break(&mut self, name: &str) {
+        if self.break_before.as_deref() != Some(name) {
+            return;
+        }
+        let start = self.begin("break");
+        super::failure::shell(
+            &format!("(initagent break before {name}) # "),
+            &format!("stage 1 goes on with {name} when it ends"),
+        );
+        let detail = format!("shell before {name} (initagent.break={name})");
+        self.finish("break", start, Outcome::Ok, detail, BTreeMap::new());
+    }
+
     /// Like [`StepRunner::run`], but the boot waits at most `deadline`: past it the step
     /// is recorded as failed and left running on its own thread.
     pub fn run_bounded(
@@ -129,6 +152,7 @@ impl StepRunner {
         if self.skip.iter().any(|s| s == name) {
             return self.run(name, || Ok(StepDone::skipped("")));
         }
+        self.maybe_break(name);
         let (sender, receiver) = std::sync::mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name(name.to_string())
@@ -137,7 +161,7 @@ impl StepRunner {
                     .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
                 let _ = sender.send(result);
             });
-        self.run(name, || {
+        self.run_now(name, || {
             if let Err(e) = spawned {
                 return Err(format!("cannot start a thread: {e}"));
             }

@@ -9,6 +9,7 @@ pub mod mount;
 pub mod packet;
 pub mod power;
 pub mod process;
+pub mod uevent;
 
 /// Monotonic time since boot, in microseconds (the clock kmsg timestamps use), so the
 /// timelines of several processes line up with each other and with `dmesg`.

@@ -70,23 +70,7 @@ impl PacketSocket {
     /// Receives one packet that came in on the link (not one this host sent) into `buf`,
     /// waiting at most `timeout`. `Ok(None)` when the time ran out.
     pub fn receive(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<Received>> {
-        let mut poll = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1.
-        let ready = unsafe { libc::poll(&mut poll, 1, millis) };
-        if ready < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted {
-                Ok(None)
-            } else {
-                Err(error)
-            };
-        }
-        if ready == 0 {
+        if !wait_readable(&self.fd, timeout)? {
             return Ok(None);
         }
         let mut from = link_address(0, [0; 6]);
@@ -141,8 +125,30 @@ impl PacketSocket {
     }
 }
 
+/// Waits until `fd` has something to read; false when `timeout` ran out (or a signal
+/// came).
+pub(super) fn wait_readable(fd: &OwnedFd, timeout: Duration) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let millis = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: one valid pollfd, count 1.
+    let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+    if ready < 0 {
+        let error = io::Error::last_os_error();
+        return if error.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(error)
+        };
+    }
+    Ok(ready > 0)
+}
+
 /// A datagram socket of `domain` for `protocol`, closed on exec.
-fn new_socket(domain: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
+pub(super) fn new_socket(domain: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) with integer arguments; the result is checked.
     let raw = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, protocol) };
     if raw < 0 {
@@ -153,12 +159,14 @@ fn new_socket(domain: libc::c_int, protocol: libc::c_int) -> io::Result<OwnedFd>
 }
 
 /// A socket address the kernel reads in bind(2).
-trait SocketAddress {}
+pub(super) trait SocketAddress {}
 impl SocketAddress for libc::sockaddr_ll {}
 impl SocketAddress for libc::sockaddr_in {}
+impl SocketAddress for libc::sockaddr_nl {}
 
-fn bind<A: SocketAddress>(fd: &OwnedFd, address: &A) -> io::Result<()> {
-    // SAFETY: `address` is a live sockaddr_ll or sockaddr_in (the only SocketAddress types)
+pub(super) fn bind<A: SocketAddress>(fd: &OwnedFd, address: &A) -> io::Result<()> {
+    // SAFETY: `address` is a live sockaddr_ll, sockaddr_in or sockaddr_nl (the only
+    // SocketAddress types)
     // and the length passed is its size; the kernel only reads it.
     let rc = unsafe {
         libc::bind(
@@ -173,7 +181,7 @@ fn bind<A: SocketAddress>(fd: &OwnedFd, address: &A) -> io::Result<()> {
     Ok(())
 }
 
-fn set_int_option(
+pub(super) fn set_int_option(
     fd: &OwnedFd,
     level: libc::c_int,
     name: libc::c_int,

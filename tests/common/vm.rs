@@ -63,6 +63,7 @@ pub struct Vm {
     cpus: u32,
     after_maps: Vec<Extra>,
     served: Option<PathBuf>,
+    qemu_args: Vec<String>,
 }
 
 /// What a boot produced.
@@ -88,6 +89,7 @@ impl Vm {
             cpus: 1,
             after_maps: Vec::new(),
             served: None,
+            qemu_args: Vec::new(),
         }
     }
 
@@ -121,6 +123,12 @@ impl Vm {
     /// Gives the guest a virtio NIC on QEMU's user network (inside the run's namespace)
     /// and serves `dir` over HTTP on the namespace's loopback, port [`SERVED_PORT`]: the
     /// guest reaches it as `http://10.0.2.2:8080/`.
+    /// Extra QEMU arguments (devices for coldplug tests).
+    pub fn qemu(mut self, args: &[&str]) -> Vm {
+        self.qemu_args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
     pub fn serve_dir(mut self, dir: &Path) -> Vm {
         self.served = Some(dir.to_path_buf());
         self
@@ -258,6 +266,7 @@ impl Vm {
                 "-no-reboot",
             ])
             .args(nic)
+            .args(&self.qemu_args)
             .arg("-chardev")
             .arg(format!(
                 "socket,id=con,path={},server=on,wait=on",

@@ -1,0 +1,37 @@
+//! `initagent coldplug`: load the drivers of the devices present, as stage 1 does without
+//! udevd, and list the devices no module in the tree drives.
+
+use super::Options;
+use crate::coldplug::{self, ColdplugOptions};
+use std::time::Duration;
+
+pub(crate) fn run(options: &Options) -> i32 {
+    let modules = match super::modules::open(&options.modules, &options.paths.cmdline) {
+        Ok(modules) => modules,
+        Err(e) => {
+            eprintln!("initagent: coldplug: {e}");
+            return 1;
+        }
+    };
+    let mut coldplug_options = ColdplugOptions::default();
+    if let Some(seconds) = options.deadline {
+        coldplug_options.deadline = Duration::from_secs(seconds.into());
+    }
+    if options.modules.sequential {
+        coldplug_options.load.workers = 1;
+    }
+    let report = coldplug::run(&modules, &coldplug_options);
+    if options.json {
+        super::print_json(&report);
+    } else {
+        let done = crate::stage1::coldplug_summary(&report);
+        println!("{}: {}", done.outcome.as_str(), done.detail);
+        for (name, outcome) in &report.modules {
+            println!("  {}", crate::kmod::describe_outcome(name, outcome));
+        }
+        for device in &report.undriven {
+            println!("  no driver: {} ({})", device.devpath, device.modalias);
+        }
+    }
+    i32::from(report.timed_out || !report.problems.is_empty())
+}

@@ -1,0 +1,76 @@
+//! The `coldplug` step: the drivers of the devices present, loaded by the agent itself
+//! (no udevd in the initramfs). The full result is kept in `/run/initagent/coldplug.json`.
+
+use super::runner::StepDone;
+use crate::coldplug::{self, ColdplugOptions, ColdplugReport};
+use crate::config::{cmdline::Cmdline, Config};
+use crate::kmod::Modules;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where the step's full result goes.
+pub const RESULT_PATH: &str = "/run/initagent/coldplug.json";
+
+/// Coldplug with the running kernel's tree.
+pub fn run(config: &Config, cmdline: &Cmdline) -> Result<StepDone, String> {
+    if Path::new("/run/udev/control").exists() {
+        return Ok(StepDone::skipped(
+            "udevd is running: it loads the drivers (trigger and settle are not done by the agent yet)",
+        ));
+    }
+    let release = crate::sys::kernel_release();
+    let modules =
+        Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
+    let mut options = ColdplugOptions {
+        deadline: Duration::from_secs(config.coldplug_deadline_s.into()),
+        ..ColdplugOptions::default()
+    };
+    options.load.sequential = config.modules_sequential.iter().cloned().collect();
+    let report = coldplug::run(&modules, &options);
+    if let Ok(text) = serde_json::to_vec_pretty(&report) {
+        if let Err(e) = crate::fsutil::write_atomic(Path::new(RESULT_PATH), &text) {
+            log::warn!("{RESULT_PATH}: {e}");
+        }
+    }
+    Ok(step_done(&report))
+}
+
+/// The report line: devices, modules, the devices without a driver, and why degraded.
+pub fn step_done(report: &ColdplugReport) -> StepDone {
+    let counters = report.counters();
+    let failed: Vec<String> = report
+        .modules
+        .iter()
+        .filter_map(|(name, outcome)| match outcome {
+            crate::kmod::load::Outcome::Failed { error } => {
+                Some(format!("{name}: {}", error.message))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut detail = format!(
+        "{} devices, {} aliases, {} loaded, {} without a driver in the tree",
+        report.devices,
+        report.aliases,
+        counters.get("loaded").copied().unwrap_or(0),
+        report.undriven.len()
+    );
+    if report.timed_out {
+        detail.push_str("; deadline passed while devices were still appearing");
+    }
+    for problem in report.problems.iter().chain(&failed) {
+        detail.push_str("; ");
+        detail.push_str(problem);
+    }
+    let mut done = if report.timed_out || !failed.is_empty() {
+        StepDone::degraded(detail)
+    } else {
+        StepDone::ok(detail)
+    };
+    for (key, value) in counters {
+        done = done.count(&key, value);
+    }
+    done.count("devices", report.devices as u64)
+        .count("undriven", report.undriven.len() as u64)
+        .count("events", report.events as u64)
+}

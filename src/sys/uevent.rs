@@ -1,0 +1,72 @@
+//! The kernel's uevent socket (`NETLINK_KOBJECT_UEVENT`, group 1): device events as the
+//! kernel sends them, for coldplug without udevd. Only messages from the kernel itself
+//! (netlink port 0) are returned; udevd's re-broadcasts (group 2) are never joined.
+
+use super::packet::{bind, new_socket, set_int_option, wait_readable};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use nix::libc;
+
+/// Receive buffer asked for: a burst of events while modules load must not overflow it
+/// (udevd and mdev ask for 128 MiB; a few MiB hold thousands of events).
+const RECEIVE_BUFFER: libc::c_int = 16 << 20;
+
+/// A bound uevent socket.
+pub struct UeventSocket {
+    fd: OwnedFd,
+}
+
+impl UeventSocket {
+    /// Opens and binds the socket; events from now on are queued.
+    pub fn open() -> io::Result<UeventSocket> {
+        let fd = new_socket(libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT)?;
+        // SO_RCVBUFFORCE needs CAP_NET_ADMIN; the plain option is capped but still helps.
+        if set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER).is_err() {
+            let _ = set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, RECEIVE_BUFFER);
+        }
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value before the fields.
+        let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        address.nl_groups = 1;
+        bind(&fd, &address)?;
+        Ok(UeventSocket { fd })
+    }
+
+    /// One message from the kernel into `buf`, waiting at most `timeout`; `Ok(None)` when
+    /// the time ran out or the message was not the kernel's. `ENOBUFS` means events were
+    /// lost (the caller rescans).
+    pub fn receive(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+        if !wait_readable(&self.fd, timeout)? {
+            return Ok(None);
+        }
+        // SAFETY: sockaddr_nl is plain data; all-zero is a valid value.
+        let mut from: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut from_len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: `buf` is writable for its length; `from` is a sockaddr_nl and `from_len`
+        // its size, which the kernel updates.
+        let n = unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_DONTWAIT,
+                (&mut from as *mut libc::sockaddr_nl).cast(),
+                &mut from_len,
+            )
+        };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            return if error.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(error)
+            };
+        }
+        if from.nl_pid != 0 {
+            return Ok(None); // not from the kernel
+        }
+        Ok(Some(n as usize))
+    }
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Stand-in for zinit in the coldplug VM test: sends the boot report, coldplug's full
+# result and the loaded modules to the host over the second serial port.
+out=/dev/ttyS1
+echo "report-begin" > $out
+/sbin/initagent status --json > $out 2>&1
+echo "report-end" > $out
+echo "coldplug-begin" > $out
+cat /run/initagent/coldplug.json > $out 2>&1
+echo > $out
+echo "coldplug-end" > $out
+cut -d' ' -f1 /proc/modules | sed 's/^/module: /' > $out
+ls /sys/class/net | sed 's/^/netdev: /' > $out
+ls /sys/block | sed 's/^/block: /' > $out
+echo "done rc=0" > $out
+poweroff -f
