@@ -71,6 +71,8 @@ fn reproducible_and_readable_by_cpio() {
     assert!(line("etc/initagent/config.toml").starts_with("-rw-r--r--"));
     assert!(line("bin/sh").contains("-> /bin/busybox"));
     assert!(line("etc/initagent/modules").starts_with("-rw-r--r--"));
+    assert!(line("etc/zinit/internet.yaml").starts_with("-rw-r--r--"));
+    assert!(line("etc/zinit/net-renew.yaml").starts_with("-rw-r--r--"));
     let (_, release) = common::kernel::debian_tree();
     assert!(line(&format!("lib/modules/{release}/modules.dep.bin")).starts_with("-rw-r--r--"));
     assert!(

@@ -33,5 +33,6 @@ pub(crate) fn run(options: &Options) -> i32 {
             println!("  no driver: {} ({})", device.devpath, device.modalias);
         }
     }
-    i32::from(report.timed_out || !report.problems.is_empty())
+    let degraded = report.timed_out || !report.problems.is_empty();
+    i32::from(degraded && !options.degraded_ok)
 }

@@ -47,6 +47,7 @@ commands:
                           [--run-dir DIR: lease files, default /run/initagent/net]
                           [--resolv-conf FILE: default /etc/resolv.conf]
                           [--check URL|FL: reach this store (or an flist's stores) over TCP]...
+                          [--retry: until it is ok, with backoff up to 60 s (zinit oneshot)]
   net status [--json]     links, addresses and the leases handed over
   net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
                           granting server, at T2 to any, a fresh lease if one is lost; same
@@ -71,6 +72,8 @@ options:
   --kernel KVER           kernel release (like modprobe -S; default: uname -r)
   --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
   --list FILE             module list for `modules load` (default: the profile's)
+  --degraded-ok           `modules load`, `coldplug`: exit 0 when some modules failed but the
+                          boot can go on (for zinit oneshots, whose failure blocks dependents)
 ";
 
 /// Everything the command line said.
@@ -90,6 +93,8 @@ pub(crate) struct Options {
     pub flist: flist::FlistOptions,
     pub net: net::NetOptions,
     pub deadline: Option<u32>,
+    pub degraded_ok: bool,
+    pub retry: bool,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -114,6 +119,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         flist: flist::FlistOptions::default(),
         net: net::NetOptions::default(),
         deadline: None,
+        degraded_ok: false,
+        retry: false,
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -165,6 +172,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("resolv-conf") => options.net.resolv_conf = Some(PathBuf::from(parser.value()?)),
             Long("once") => options.net.once = true,
             Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
+            Long("degraded-ok") => options.degraded_ok = true,
+            Long("retry") => options.retry = true,
             Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),

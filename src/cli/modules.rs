@@ -187,7 +187,11 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
             .collect();
         println!("{} in {} ms", counters.join(" "), report.micros / 1000);
     }
-    i32::from(!report.required_failures(&plan).is_empty())
+    let failed = !report.required_failures(&plan).is_empty();
+    if failed && options.degraded_ok {
+        eprintln!("initagent: some modules failed; going on (--degraded-ok)");
+    }
+    i32::from(failed && !options.degraded_ok)
 }
 
 fn status(context: &Modules, json: bool) -> i32 {
