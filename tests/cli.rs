@@ -121,6 +121,22 @@ fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
         ]
     );
     assert_eq!(steps[2].0, "depmod");
+    // The timeline as an image: one bar per step.
+    let svg = dir.join("timeline.svg");
+    let drawn = initagent(&[
+        "status",
+        "--report",
+        report.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(drawn.status.code(), Some(0), "{}", text(&drawn.stderr));
+    let image = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        image.starts_with("<svg") && image.contains("handoff"),
+        "{image}"
+    );
+    assert_eq!(image.matches("<rect").count(), steps.len());
     // Host-dependent: everything present (ok), or a populated /run left alone (degraded).
     let pseudofs = &value["steps"][0];
     match pseudofs["outcome"].as_str().unwrap() {

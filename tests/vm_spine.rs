@@ -122,7 +122,9 @@ fn missing_handoff_target_gives_a_rescue_shell() {
         .type_after(
             "(initagent rescue) #",
             "\necho report-begin > /dev/ttyS1; initagent status --json > /dev/ttyS1; \
-             echo report-end > /dev/ttyS1; echo rescue-ok pid=$$ > /dev/ttyS1; exit\n",
+             echo report-end > /dev/ttyS1; echo bundle: $(ls /run/initagent/failure) > /dev/ttyS1; \
+             echo kmsg-lines: $(wc -l < /run/initagent/failure/kmsg.txt) > /dev/ttyS1; \
+             echo rescue-ok pid=$$ > /dev/ttyS1; exit\n",
         )
         .boot();
     boot.assert_clean();
@@ -140,6 +142,25 @@ fn missing_handoff_target_gives_a_rescue_shell() {
         .unwrap()
         .contains("on_failure=shell"));
     assert_console(&boot, &["rescue shell ended", "rebooting now"]);
+    // The failure bundle was written before the shell, and its path shown on the console.
+    let bundle = boot.result("bundle: ").unwrap_or_default();
+    for file in ["kmsg.txt", "mountinfo.txt", "report.json"] {
+        assert!(
+            bundle.split(' ').any(|f| f == file),
+            "{file} not in the bundle: {bundle}"
+        );
+    }
+    let kmsg_lines: usize = boot
+        .result("kmsg-lines: ")
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(kmsg_lines > 10, "kernel log tail: {kmsg_lines} lines");
+    assert_console(
+        &boot,
+        &["failure bundle (report, kernel log, mounts, lease, modules): /run/initagent/failure"],
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ commands:
   stage1                  run stage 1 (what PID 1 does): mount, configure, hand off
   handoff [--dry-run]     record the handoff in the report and exec the next init
   status [--json]         show the boot report: steps slowest first, critical path
+                          [--svg FILE: draw the timeline, like systemd-analyze plot]
   config [--json|--keys]  show the effective configuration and its warnings
   modules resolve NAME|ALIAS...   what modprobe would load, in order, and why
                           [--show-depends] like modprobe -D; [--lookup] like modprobe -R
@@ -95,6 +96,7 @@ pub(crate) struct Options {
     pub deadline: Option<u32>,
     pub degraded_ok: bool,
     pub retry: bool,
+    pub svg: Option<PathBuf>,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -121,6 +123,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         deadline: None,
         degraded_ok: false,
         retry: false,
+        svg: None,
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -174,6 +177,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
             Long("degraded-ok") => options.degraded_ok = true,
             Long("retry") => options.retry = true,
+            Long("svg") => options.svg = Some(PathBuf::from(parser.value()?)),
             Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
@@ -266,6 +270,19 @@ fn install_panic_hook() {
 
 fn status(options: &Options) -> i32 {
     match report::load(&options.paths.report) {
+        Ok(report) if options.svg.is_some() => {
+            let path = options.svg.clone().unwrap_or_default();
+            match crate::fsutil::write_atomic(&path, report::svg::render(&report).as_bytes()) {
+                Ok(()) => {
+                    println!("timeline written to {}", path.display());
+                    0
+                }
+                Err(e) => {
+                    eprintln!("initagent: {}: {e}", path.display());
+                    1
+                }
+            }
+        }
         Ok(report) => {
             if options.json {
                 match serde_json::to_string_pretty(&report) {

@@ -6,6 +6,7 @@
 //! commands) merge into the same file under an exclusive `flock`.
 
 mod render;
+pub mod svg;
 
 pub use render::{critical_path, render_text};
 use serde::{Deserialize, Serialize};

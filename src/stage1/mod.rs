@@ -5,6 +5,7 @@
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
+mod bundle;
 mod coldplug;
 pub use coldplug::step_done as coldplug_summary;
 mod depmod;
@@ -213,6 +214,13 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     }
     runner.save();
     if pid1 {
+        match bundle::write(Path::new(bundle::BUNDLE_DIR), runner.path()) {
+            Ok(dir) => log::error!(
+                "failure bundle (report, kernel log, mounts, lease, modules): {}",
+                dir.display()
+            ),
+            Err(e) => log::error!("failure bundle: {e}"),
+        }
         failure::apply(config.on_failure, config.reboot_delay_s, &why, &report_path);
     }
     log::error!("stage 1 failed: {why} (boot report: {report_path})");

@@ -1,0 +1,122 @@
+//! When stage 1 cannot hand off: everything an operator needs to see why, gathered in one
+//! directory before the failure policy runs (`/run/initagent/failure/`): the boot report,
+//! the tail of the kernel log, the mount table, the network and coldplug results, the
+//! module outcomes. Best effort: a file that cannot be copied is named in `missing.txt`.
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where the bundle goes.
+pub const BUNDLE_DIR: &str = "/run/initagent/failure";
+
+/// Kernel log records kept.
+const KMSG_LINES: usize = 300;
+
+/// Writes the bundle into `dir` from `report_path` and the usual result files; returns
+/// the directory.
+pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let mut missing = Vec::new();
+    let copies: [(&Path, &str); 5] = [
+        (report_path, "report.json"),
+        (Path::new(crate::kmod::OUTCOMES_PATH), "modules.json"),
+        (Path::new(super::coldplug::RESULT_PATH), "coldplug.json"),
+        (Path::new("/run/initagent/net/up.json"), "net-up.json"),
+        (Path::new("/proc/self/mountinfo"), "mountinfo.txt"),
+    ];
+    for (from, name) in copies {
+        if let Err(e) =
+            std::fs::read(from).and_then(|data| crate::fsutil::write_atomic(&dir.join(name), &data))
+        {
+            missing.push(format!("{}: {e}", from.display()));
+        }
+    }
+    for lease in crate::net::keep::lease_files(Path::new(crate::net::apply::RUN_DIR)) {
+        if let (Some(name), Ok(data)) = (lease.file_name(), std::fs::read(&lease)) {
+            let target = dir.join(format!("lease-{}", name.to_string_lossy()));
+            if let Err(e) = crate::fsutil::write_atomic(&target, &data) {
+                missing.push(format!("{}: {e}", lease.display()));
+            }
+        }
+    }
+    match kernel_log_tail(KMSG_LINES) {
+        Ok(lines) => {
+            crate::fsutil::write_atomic(&dir.join("kmsg.txt"), lines.join("\n").as_bytes())?
+        }
+        Err(e) => missing.push(format!("/dev/kmsg: {e}")),
+    }
+    if !missing.is_empty() {
+        crate::fsutil::write_atomic(&dir.join("missing.txt"), missing.join("\n").as_bytes())?;
+    }
+    Ok(dir.to_path_buf())
+}
+
+/// The last `keep` records of the kernel log (`/dev/kmsg`, read without blocking), as
+/// `[seconds] message`.
+fn kernel_log_tail(keep: usize) -> std::io::Result<Vec<String>> {
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open("/dev/kmsg")?;
+    let mut lines = std::collections::VecDeque::with_capacity(keep);
+    let mut record = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut record) {
+            Ok(0) => break,
+            Ok(n) => {
+                if lines.len() == keep {
+                    lines.pop_front();
+                }
+                lines.push_back(format_record(&record[..n]));
+            }
+            // EPIPE: a record was overwritten while reading; go on with the next one.
+            Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lines.into())
+}
+
+/// `pri,seq,usec,flags;message\n` → `[seconds] message`.
+fn format_record(record: &[u8]) -> String {
+    let text = String::from_utf8_lossy(record);
+    let (header, message) = text.split_once(';').unwrap_or(("", &text));
+    let micros: u64 = header
+        .split(',')
+        .nth(2)
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(0);
+    let message = message.lines().next().unwrap_or_default();
+    format!(
+        "[{:>5}.{:06}] {message}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmsg_records_become_lines() {
+        assert_eq!(
+            format_record(b"6,1234,3679868,-;reboot: Power down\n SUBSYSTEM=x\n"),
+            "[    3.679868] reboot: Power down"
+        );
+        assert_eq!(format_record(b"garbage"), "[    0.000000] garbage");
+    }
+
+    #[test]
+    fn bundle_names_what_it_could_not_copy() {
+        let dir = std::env::temp_dir().join(format!("initagent-bundle-{}", std::process::id()));
+        let report = dir.join("no-such-report.json");
+        let written = write(&dir.join("failure"), &report).unwrap();
+        let missing = std::fs::read_to_string(written.join("missing.txt")).unwrap();
+        assert!(missing.contains("no-such-report.json"), "{missing}");
+        assert!(written.join("mountinfo.txt").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
