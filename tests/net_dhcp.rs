@@ -698,4 +698,9 @@ fn virtual_links_are_no_candidates_unless_named() {
         "{report:#}"
     );
     assert!(!lab.addresses("v0").contains("inet "));
+
+    // ip=off: nothing to configure is success, with or without candidates.
+    let (code, report) = lab.net_up(&["--cmdline", "ip=off"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["detail"], "ip=off: nothing configured");
 }

@@ -29,11 +29,7 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
 
-    let loaded: Vec<&str> = boot
-        .results
-        .iter()
-        .filter_map(|l| l.strip_prefix("module: "))
-        .collect();
+    let loaded: Vec<&str> = boot.lines("module: ");
     for driver in ["virtio_pci", "virtio_net", "virtio_blk", "e1000"] {
         assert!(
             loaded.contains(&driver),
@@ -42,11 +38,7 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
         );
     }
     // The devices are there: two NICs and the disk.
-    let netdevs: Vec<&str> = boot
-        .results
-        .iter()
-        .filter_map(|l| l.strip_prefix("netdev: "))
-        .collect();
+    let netdevs: Vec<&str> = boot.lines("netdev: ");
     assert!(
         netdevs
             .iter()
@@ -81,22 +73,12 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
     );
 
     let report = boot.report();
-    let step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "coldplug")
-        .unwrap();
+    let step = common::step(&report, "coldplug");
     assert_eq!(step["outcome"], "ok", "{step:#}");
     assert!(
         step["counters"]["loaded"].as_u64().unwrap() >= 4,
         "{step:#}"
     );
-    let modules_step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "modules")
-        .unwrap();
+    let modules_step = common::step(&report, "modules");
     assert_eq!(modules_step["outcome"], "skipped");
 }

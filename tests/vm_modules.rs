@@ -63,11 +63,7 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
 
     // Stage 1 loaded the list and every dependency.
-    let loaded: Vec<&str> = boot
-        .results
-        .iter()
-        .filter_map(|l| l.strip_prefix("module "))
-        .collect();
+    let loaded: Vec<&str> = boot.lines("module ");
     assert!(
         loaded.len() >= 24,
         "only {} modules in /proc/modules: {loaded:?}",
@@ -91,12 +87,7 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
         );
     }
     let report = boot.report();
-    let step = report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "modules")
-        .unwrap();
+    let step = common::step(&report, "modules");
     assert_eq!(step["outcome"], "ok", "{step:#}");
     assert_eq!(step["counters"]["failed"], 0);
     assert!(
@@ -137,11 +128,7 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
         "{}",
         boot.explain()
     );
-    let third: Vec<&str> = boot
-        .results
-        .iter()
-        .filter_map(|l| l.strip_prefix("third: "))
-        .collect();
+    let third: Vec<&str> = boot.lines("third: ");
     let line = |prefix: &str| {
         third
             .iter()

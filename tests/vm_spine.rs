@@ -5,17 +5,11 @@
 
 mod common;
 
+use common::step;
 use common::vm::{Boot, Vm};
 use serde_json::Value;
 
 const STAND_IN: &str = "tests/vm/guest/next-stage.sh";
-
-fn step<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["steps"]
-        .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no step {name} in {report:#}"))
-}
 
 fn assert_console(boot: &Boot, expected: &[&str]) {
     for text in expected {

@@ -198,29 +198,16 @@ fn configure(options: &UpOptions) -> Result<UpReport, String> {
         reachability: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    if links.is_empty() {
-        return Ok(finish(
-            "degraded",
-            "no candidate link".into(),
-            None,
-            None,
-            Vec::new(),
-        ));
+    if options.ip == Some(IpParam::Off) {
+        let detail = "ip=off: nothing configured".into();
+        return Ok(finish("ok", detail, None, None, Vec::new()));
     }
-    match &options.ip {
-        Some(IpParam::Off) => {
-            return Ok(finish(
-                "ok",
-                "ip=off: nothing configured".into(),
-                None,
-                None,
-                Vec::new(),
-            ))
-        }
-        Some(IpParam::Static(config)) => {
-            return Ok(up_static(options, &mut rtnl, &links, config, finish))
-        }
-        _ => {}
+    if links.is_empty() {
+        let detail = "no candidate link".into();
+        return Ok(finish("degraded", detail, None, None, Vec::new()));
+    }
+    if let Some(IpParam::Static(config)) = &options.ip {
+        return Ok(up_static(options, &mut rtnl, &links, config, finish));
     }
     let (links, preferred) = match &options.ip {
         Some(IpParam::Dhcp {

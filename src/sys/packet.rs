@@ -91,14 +91,9 @@ impl PacketSocket {
         // SAFETY: every pointer in `message` refers to a live buffer of the stated size
         // (`from`, `iov` over `buf`, `control`); the kernel writes within them.
         let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut message, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::WouldBlock {
-                Ok(None)
-            } else {
-                Err(error)
-            };
-        }
+        let Some(n) = received(n)? else {
+            return Ok(None);
+        };
         if from.sll_pkttype == libc::PACKET_OUTGOING {
             return Ok(None);
         }
@@ -119,9 +114,23 @@ impl PacketSocket {
             }
         }
         Ok(Some(Received {
-            len: n as usize,
+            len: n,
             checksum_ready,
         }))
+    }
+}
+
+/// The result of a non-blocking receive call: its length, `None` when nothing was there,
+/// or the error.
+pub(super) fn received(n: isize) -> io::Result<Option<usize>> {
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let error = io::Error::last_os_error();
+    if error.kind() == io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(error)
     }
 }
 

@@ -2,7 +2,7 @@
 //! kernel sends them, for coldplug without udevd. Only messages from the kernel itself
 //! (netlink port 0) are returned; udevd's re-broadcasts (group 2) are never joined.
 
-use super::packet::{bind, new_socket, set_int_option, wait_readable};
+use super::packet::{bind, new_socket, received, set_int_option, wait_readable};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -56,17 +56,12 @@ impl UeventSocket {
                 &mut from_len,
             )
         };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::WouldBlock {
-                Ok(None)
-            } else {
-                Err(error)
-            };
-        }
+        let Some(n) = received(n)? else {
+            return Ok(None);
+        };
         if from.nl_pid != 0 {
             return Ok(None); // not from the kernel
         }
-        Ok(Some(n as usize))
+        Ok(Some(n))
     }
 }

@@ -22,6 +22,14 @@ pub fn fixtures() -> std::path::PathBuf {
         .expect("../shared/fixtures")
 }
 
+/// The step called `name` in a boot report (JSON).
+pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("no step {name} in the report: {report:#}"))
+}
+
 /// Runs the agent built for these tests and collects its output.
 pub fn agent(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_initagent"))

@@ -403,6 +403,14 @@ impl Boot {
         self.results.iter().find_map(|l| l.strip_prefix(prefix))
     }
 
+    /// Every result line starting with `prefix`, without the prefix.
+    pub fn lines(&self, prefix: &str) -> Vec<&str> {
+        self.results
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .collect()
+    }
+
     /// Whether a result line starts with `prefix`.
     pub fn has_result(&self, prefix: &str) -> bool {
         self.results.iter().any(|l| l.starts_with(prefix))
