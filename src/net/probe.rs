@@ -173,7 +173,15 @@ fn run_link(
     let mut client = Client::new(config, Duration::ZERO);
     let mut buffer = [0u8; 2048];
     loop {
-        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+        if stop.load(Ordering::Relaxed) {
+            outcome.problem = Some(format!(
+                "stopped after {} s without a lease ({}): another link's lease was chosen",
+                clock.elapsed().as_secs(),
+                client.state_name()
+            ));
+            break;
+        }
+        if Instant::now() >= deadline {
             outcome.problem = Some(format!(
                 "no lease within {} s ({})",
                 options.dhcp_timeout.as_secs(),
