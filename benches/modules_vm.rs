@@ -10,28 +10,7 @@ use common::vm::Vm;
 
 /// kmod's binary and the shared libraries it needs, at their host paths.
 fn kmod_files() -> Vec<(String, Vec<u8>)> {
-    let mut files = vec![(
-        "/opt/kmod/bin/kmod".to_string(),
-        std::fs::read("/usr/bin/kmod").expect("kmod (make setup)"),
-    )];
-    let ldd = std::process::Command::new("ldd")
-        .arg("/usr/bin/kmod")
-        .output()
-        .expect("ldd");
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let path = line
-            .split("=>")
-            .last()
-            .unwrap_or("")
-            .split_whitespace()
-            .next()
-            .unwrap_or("");
-        if path.starts_with('/') {
-            let real = std::fs::canonicalize(path).unwrap();
-            files.push((path.to_string(), std::fs::read(real).unwrap()));
-        }
-    }
-    files
+    common::with_libraries(std::path::Path::new("/usr/bin/kmod"), "/opt/kmod/bin/kmod")
 }
 
 fn median(mut values: Vec<u64>) -> u64 {

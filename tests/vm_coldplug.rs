@@ -1,8 +1,10 @@
-//! Coldplug without udevd on Debian's real kernel in QEMU: the baseline module list is
+//! Coldplug on Debian's real kernel in QEMU, with and without udevd. Without: the baseline module list is
 //! skipped, so every driver the VM's devices need — a virtio NIC, a second NIC of another
 //! model (e1000), a virtio disk — must come from the agent's own coldplug: the scan of
 //! `/sys/devices` modaliases, then the events of devices that appear once virtio_pci
-//! binds. Devices with no module in the image's tree are listed, not fatal.
+//! binds. Devices with no module in the image's tree are listed, not fatal. With Debian's
+//! own udevd copied into the image (binary, libraries, the driver rule): stage 1 starts
+//! it, triggers every device, waits until it has settled, and stops it again.
 #![cfg(feature = "system-tests")]
 
 mod common;
@@ -81,4 +83,51 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
     );
     let modules_step = common::step(&report, "modules");
     assert_eq!(modules_step["outcome"], "skipped");
+}
+
+#[test]
+fn with_debians_udevd_in_the_image_trigger_and_settle_load_the_drivers() {
+    let udev = std::path::Path::new("/var/cache/initagent/udev/root");
+    let mut vm = Vm::new("coldplug-udevd")
+        .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
+        .append("initagent.skip=modules")
+        .qemu(&["-nic", "user,model=e1000"])
+        .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm");
+    for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
+        vm = vm.file(&dest, data, 0o755);
+    }
+    // The rule that makes udevd load drivers: `kmod load $env{MODALIAS}`.
+    let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules")).unwrap();
+    let boot = vm
+        .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let loaded = boot.lines("module: ");
+    assert!(
+        loaded.contains(&"e1000"),
+        "e1000 not loaded by udevd: {loaded:?}\n{}",
+        boot.explain()
+    );
+    let coldplug = boot.json("coldplug");
+    assert_eq!(coldplug["settled"], true, "{coldplug:#}");
+    assert!(
+        coldplug["modules_loaded"].as_u64().unwrap() >= 1,
+        "{coldplug:#}"
+    );
+    assert_eq!(
+        coldplug["started"], "/lib/systemd/systemd-udevd",
+        "{coldplug:#}"
+    );
+    assert!(coldplug["triggered"].as_u64().unwrap() > 10, "{coldplug:#}");
+    assert!(coldplug["processed"].as_u64().unwrap() > 10, "{coldplug:#}");
+    let report = boot.report();
+    let step = common::step(&report, "coldplug");
+    assert_eq!(step["outcome"], "ok", "{step:#}");
+    assert!(
+        step["detail"].as_str().unwrap().starts_with("udevd ("),
+        "{step:#}"
+    );
+    // The udevd started for coldplug is gone before the handoff (zinit runs its own).
+    assert!(!boot.has_result("udevd-running"), "{}", boot.explain());
 }

@@ -6,6 +6,18 @@ use crate::coldplug::{self, ColdplugOptions};
 use std::time::Duration;
 
 pub(crate) fn run(options: &Options) -> i32 {
+    let deadline = Duration::from_secs(options.deadline.unwrap_or(30).into());
+    if std::path::Path::new(crate::coldplug::udev::CONTROL).exists() {
+        // A udevd runs: it loads the drivers; trigger and settle like udevadm.
+        let report = crate::coldplug::udev::run(std::path::Path::new("/sys"), None, deadline);
+        if options.json {
+            super::print_json(&report);
+        } else {
+            let done = crate::stage1::coldplug_udev_summary(&report);
+            println!("{}: {}", done.outcome.as_str(), done.detail);
+        }
+        return i32::from(!report.settled && !options.degraded_ok);
+    }
     let modules = match super::modules::open(&options.modules, &options.paths.cmdline) {
         Ok(modules) => modules,
         Err(e) => {
@@ -13,10 +25,10 @@ pub(crate) fn run(options: &Options) -> i32 {
             return 1;
         }
     };
-    let mut coldplug_options = ColdplugOptions::default();
-    if let Some(seconds) = options.deadline {
-        coldplug_options.deadline = Duration::from_secs(seconds.into());
-    }
+    let mut coldplug_options = ColdplugOptions {
+        deadline,
+        ..ColdplugOptions::default()
+    };
     if options.modules.sequential {
         coldplug_options.load.workers = 1;
     }

@@ -5,6 +5,7 @@
 //! loaded) until a quiet period passes or the deadline. Reports the devices seen, the
 //! modules loaded and the devices no module in the tree drives.
 
+pub mod udev;
 pub mod uevent;
 
 use crate::kmod::kernel::SysKernel;

@@ -62,6 +62,25 @@ pub fn parse(message: &[u8]) -> Option<Uevent> {
     })
 }
 
+/// The `SEQNUM` of an event udevd re-sent after processing it (`libudev\0`, magic
+/// 0xfeedcafe, then offsets to `KEY=VALUE\0` properties in the sender's byte order).
+pub fn udev_processed_seqnum(message: &[u8]) -> Option<u64> {
+    let rest = message.strip_prefix(b"libudev\0")?;
+    if rest.get(..4)? != 0xfeed_cafe_u32.to_be_bytes() {
+        return None;
+    }
+    let word = |at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = rest.get(at..at + 4)?.try_into().ok()?;
+        Some(u32::from_ne_bytes(bytes) as usize)
+    };
+    let (offset, length) = (word(8)?, word(12)?);
+    let properties = message.get(offset..offset.checked_add(length)?)?;
+    properties
+        .split(|&b| b == 0)
+        .find_map(|field| field.strip_prefix(b"SEQNUM="))
+        .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +101,30 @@ MODALIAS=pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\0SEQNUM=1234\0";
         assert_eq!(module.modalias(), None);
         let empty_alias = parse(b"bind@/devices/x\0MODALIAS=\0").unwrap();
         assert_eq!(empty_alias.modalias(), None);
+    }
+
+    #[test]
+    fn seqnum_of_a_udev_processed_event() {
+        let properties = b"ACTION=add\0DEVPATH=/devices/x\0SEQNUM=4711\0";
+        let mut message = b"libudev\0".to_vec();
+        message.extend_from_slice(&0xfeed_cafe_u32.to_be_bytes());
+        message.extend_from_slice(&40u32.to_ne_bytes()); // header size
+        message.extend_from_slice(&40u32.to_ne_bytes()); // properties offset
+        message.extend_from_slice(&(properties.len() as u32).to_ne_bytes());
+        message.resize(40, 0);
+        message.extend_from_slice(properties);
+        assert_eq!(udev_processed_seqnum(&message), Some(4711));
+        assert_eq!(udev_processed_seqnum(b"add@/devices/x\0SEQNUM=1\0"), None);
+        message[8] ^= 1;
+        assert_eq!(udev_processed_seqnum(&message), None, "bad magic");
+        assert_eq!(
+            udev_processed_seqnum(b"libudev\0\xfe\xed\xca\xfe\xff\xff\xff\xff"),
+            None
+        );
+        let mut far = message.clone();
+        far[8] ^= 1;
+        far[16..20].copy_from_slice(&u32::MAX.to_ne_bytes());
+        assert_eq!(udev_processed_seqnum(&far), None, "offset past the end");
     }
 
     #[test]

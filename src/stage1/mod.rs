@@ -7,7 +7,7 @@
 
 mod bundle;
 mod coldplug;
-pub use coldplug::step_done as coldplug_summary;
+pub use coldplug::{step_done as coldplug_summary, udev_step_done as coldplug_udev_summary};
 mod depmod;
 mod failure;
 pub mod handoff;

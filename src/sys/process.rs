@@ -141,6 +141,15 @@ fn nul_error(what: &str) -> impl FnOnce(NulError) -> io::Error + '_ {
     }
 }
 
+/// Asks a child to end (SIGTERM); it is reaped by [`wait`] or the reaper.
+pub fn terminate(child: &Child) -> io::Result<()> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
 /// Starts `argv[0]` with `argv` and `env`, inheriting fds 0–2.
 pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Result<Child> {
     let program = argv

@@ -1,6 +1,6 @@
-//! The kernel's uevent socket (`NETLINK_KOBJECT_UEVENT`, group 1): device events as the
-//! kernel sends them, for coldplug without udevd. Only messages from the kernel itself
-//! (netlink port 0) are returned; udevd's re-broadcasts (group 2) are never joined.
+//! The uevent socket (`NETLINK_KOBJECT_UEVENT`): group 1 carries device events as the
+//! kernel sends them (only messages from the kernel itself, netlink port 0, are returned);
+//! group 2 carries the events udevd has finished (to know when it has settled).
 
 use super::packet::{bind, new_socket, received, set_int_option, wait_readable};
 use std::io;
@@ -16,11 +16,23 @@ const RECEIVE_BUFFER: libc::c_int = 16 << 20;
 /// A bound uevent socket.
 pub struct UeventSocket {
     fd: OwnedFd,
+    group: u32,
 }
+
+/// The kernel's uevent multicast group.
+pub const KERNEL_GROUP: u32 = 1;
+/// udevd's group: events it has processed, re-sent with a `libudev` header.
+pub const UDEV_GROUP: u32 = 2;
 
 impl UeventSocket {
     /// Opens and binds the socket; events from now on are queued.
     pub fn open() -> io::Result<UeventSocket> {
+        Self::open_group(KERNEL_GROUP)
+    }
+
+    /// The socket for `group`: [`KERNEL_GROUP`] (events as the kernel sends them) or
+    /// [`UDEV_GROUP`] (events udevd has finished processing).
+    pub fn open_group(group: u32) -> io::Result<UeventSocket> {
         let fd = new_socket(libc::AF_NETLINK, libc::NETLINK_KOBJECT_UEVENT)?;
         // SO_RCVBUFFORCE needs CAP_NET_ADMIN; the plain option is capped but still helps.
         if set_int_option(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RECEIVE_BUFFER).is_err() {
@@ -29,9 +41,9 @@ impl UeventSocket {
         // SAFETY: sockaddr_nl is plain data; all-zero is a valid value before the fields.
         let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        address.nl_groups = 1;
+        address.nl_groups = group;
         bind(&fd, &address)?;
-        Ok(UeventSocket { fd })
+        Ok(UeventSocket { fd, group })
     }
 
     /// One message from the kernel into `buf`, waiting at most `timeout`; `Ok(None)` when
@@ -59,7 +71,7 @@ impl UeventSocket {
         let Some(n) = received(n)? else {
             return Ok(None);
         };
-        if from.nl_pid != 0 {
+        if self.group == KERNEL_GROUP && from.nl_pid != 0 {
             return Ok(None); // not from the kernel
         }
         Ok(Some(n))

@@ -30,6 +30,34 @@ pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no step {name} in the report: {report:#}"))
 }
 
+/// A dynamically linked host program for a VM image: (`dest`, its bytes), then each
+/// shared library `ldd` names, at its host path.
+pub fn with_libraries(program: &std::path::Path, dest: &str) -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![(
+        dest.to_string(),
+        std::fs::read(program)
+            .unwrap_or_else(|e| panic!("{}: {e} (make setup)", program.display())),
+    )];
+    let ldd = std::process::Command::new("ldd")
+        .arg(program)
+        .output()
+        .expect("ldd");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let path = line
+            .split("=>")
+            .last()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if path.starts_with('/') {
+            let real = std::fs::canonicalize(path).unwrap();
+            files.push((path.to_string(), std::fs::read(real).unwrap()));
+        }
+    }
+    files
+}
+
 /// Runs the agent built for these tests and collects its output.
 pub fn agent(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_initagent"))

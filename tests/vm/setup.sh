@@ -63,3 +63,17 @@ if [ ! -f "$KCACHE/pkg" ] || [ "$(cat "$KCACHE/pkg")" != "$PKG" ] || [ ! -f "$KC
   echo "$PKG" > "$KCACHE/pkg"
 fi
 say "kernel $(cat "$KCACHE/kver") ready in $KCACHE"
+
+# Debian's udevd (the `udev` package, extracted, never installed on this machine): the
+# coldplug VM test copies it into an initramfs to check trigger and settle with a real udevd.
+UCACHE=${INITAGENT_UCACHE:-/var/cache/initagent/udev}
+if [ ! -x "$UCACHE/root/bin/udevadm" ]; then
+  say "fetching udev into $UCACHE"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download udev >&2 2>/dev/null || (cd "$tmp" && apt-get download udev >&2))
+  dpkg-deb -x "$tmp"/udev_*.deb "$tmp/root"
+  rm -rf "$UCACHE" && mkdir -p "$UCACHE"
+  mv "$tmp/root" "$UCACHE/root"
+  rm -rf "$tmp"
+fi
+say "udev ready in $UCACHE"

@@ -12,5 +12,8 @@ echo "coldplug-end" > $out
 cut -d' ' -f1 /proc/modules | sed 's/^/module: /' > $out
 ls /sys/class/net | sed 's/^/netdev: /' > $out
 ls /sys/block | sed 's/^/block: /' > $out
+for p in /proc/[0-9]*; do
+  case "$(cat "$p/comm" 2>/dev/null)" in systemd-udevd|udevadm) echo "udevd-running $p" > $out ;; esac
+done
 echo "done rc=0" > $out
 poweroff -f
