@@ -74,6 +74,14 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
         "{coldplug:#}"
     );
 
+    // `initagent status` points the operator at them.
+    assert_eq!(
+        boot.result("status: devices without a driver: "),
+        Some(format!("{} (/run/initagent/coldplug.json)", undriven.len()).as_str()),
+        "{}",
+        boot.explain()
+    );
+
     let report = boot.report();
     let step = common::step(&report, "coldplug");
     assert_eq!(step["outcome"], "ok", "{step:#}");

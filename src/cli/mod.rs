@@ -240,6 +240,54 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// What the node has now, beside the report: the leases handed over, module outcomes,
+/// devices without a driver (from the files the steps leave in `/run/initagent`).
+fn node_state() -> Vec<String> {
+    let mut lines = Vec::new();
+    let run_dir = std::path::Path::new(crate::net::apply::RUN_DIR);
+    for path in crate::net::keep::lease_files(run_dir) {
+        if let Ok(file) = crate::net::apply::read_lease(&path) {
+            let lease = &file.lease;
+            lines.push(format!(
+                "lease {}: {}/{} from {} (client id {}, {})",
+                file.link,
+                lease.address,
+                lease.prefix_len,
+                lease.server,
+                lease.client_id,
+                lease
+                    .lease_time_s
+                    .map_or("infinite".into(), |s| format!("{s} s"))
+            ));
+        }
+    }
+    let read_json = |path: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    };
+    if let Some(modules) = read_json(crate::kmod::OUTCOMES_PATH) {
+        let outcomes: Vec<&str> = modules["modules"]
+            .as_array()
+            .map(|m| m.iter().filter_map(|e| e[1]["result"].as_str()).collect())
+            .unwrap_or_default();
+        let count = |kind: &str| outcomes.iter().filter(|r| **r == kind).count();
+        lines.push(format!(
+            "modules: {} loaded, {} failed (initagent modules status)",
+            count("loaded"),
+            count("failed")
+        ));
+    }
+    if let Some(coldplug) = read_json(crate::stage1::COLDPLUG_RESULT) {
+        if let Some(undriven) = coldplug["undriven"].as_array().filter(|u| !u.is_empty()) {
+            lines.push(format!(
+                "devices without a driver: {} ({})",
+                undriven.len(),
+                crate::stage1::COLDPLUG_RESULT
+            ));
+        }
+    }
+    lines
+}
+
 /// Prints a value as pretty JSON on stdout (`--json`).
 pub(crate) fn print_json(value: &impl serde::Serialize) {
     println!(
@@ -297,6 +345,9 @@ fn status(options: &Options) -> i32 {
                     "{}",
                     report::render_text(&report, &options.paths.report.display().to_string())
                 );
+                for line in node_state() {
+                    println!("{line}");
+                }
             }
             0
         }

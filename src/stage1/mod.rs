@@ -7,7 +7,10 @@
 
 mod bundle;
 mod coldplug;
-pub use coldplug::{step_done as coldplug_summary, udev_step_done as coldplug_udev_summary};
+pub use coldplug::{
+    step_done as coldplug_summary, udev_step_done as coldplug_udev_summary,
+    RESULT_PATH as COLDPLUG_RESULT,
+};
 mod depmod;
 mod failure;
 pub mod handoff;

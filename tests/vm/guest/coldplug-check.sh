@@ -9,6 +9,7 @@ echo "coldplug-begin" > $out
 cat /run/initagent/coldplug.json > $out 2>&1
 echo > $out
 echo "coldplug-end" > $out
+/sbin/initagent status | grep -E '^devices without a driver' | sed 's/^/status: /' > $out
 cut -d' ' -f1 /proc/modules | sed 's/^/module: /' > $out
 ls /sys/class/net | sed 's/^/netdev: /' > $out
 ls /sys/block | sed 's/^/block: /' > $out

@@ -11,6 +11,7 @@ say "net rc=$?"
 sed 's/^/net: /' /tmp/net.txt > $out
 sed 's/^/resolv: /' /etc/resolv.conf > $out
 /sbin/initagent status | grep -E '^ +[0-9.]+s +net ' | sed 's/^ */step: /' > $out
+/sbin/initagent status | grep -E '^lease ' | sed 's/^/status: /' > $out
 /sbin/initagent flist mount -m /modules.fl --store http://10.0.2.2:8080/ \
   --cache /run/flist-cache "/lib/modules/$kver" > /tmp/mount.txt 2>&1
 say "mount rc=$?"
