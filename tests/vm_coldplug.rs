@@ -139,3 +139,24 @@ fn with_debians_udevd_in_the_image_trigger_and_settle_load_the_drivers() {
     // The udevd started for coldplug is gone before the handoff (zinit runs its own).
     assert!(!boot.has_result("udevd-running"), "{}", boot.explain());
 }
+
+#[test]
+fn a_udevd_that_cannot_run_is_reported_at_once() {
+    // A udevd that exits at start (here busybox's `false`): the step says so and the boot
+    // goes on. Waiting out the coldplug deadline would say "did not create … in time".
+    let boot = Vm::new("coldplug-udevd-broken")
+        .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
+        .append("initagent.skip=modules")
+        .symlink("/lib/systemd/systemd-udevd", "/bin/false")
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let report = boot.report();
+    let step = common::step(&report, "coldplug");
+    assert_eq!(step["outcome"], "degraded", "{step:#}");
+    let detail = step["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("/lib/systemd/systemd-udevd ended at start"),
+        "{detail}"
+    );
+}

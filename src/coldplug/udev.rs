@@ -103,7 +103,19 @@ pub fn run(sysfs: &Path, binary: Option<&Path>, deadline: Duration) -> UdevRepor
                     }
                     Err(e) => report.problems.push(format!("starting {}: {e}", argv[0])),
                 }
-                while !Path::new(CONTROL).exists() && Instant::now() < until {
+                while let Some(child) = &ours {
+                    if Path::new(CONTROL).exists() || Instant::now() >= until {
+                        break;
+                    }
+                    // A udevd that cannot run (a library missing) ends at once: say so
+                    // instead of waiting out the deadline.
+                    if let Ok(Some(exit)) = process::wait(child, Some(Instant::now())) {
+                        report
+                            .problems
+                            .push(format!("{} ended at start ({exit})", argv[0]));
+                        ours = None;
+                        break;
+                    }
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
