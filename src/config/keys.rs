@@ -212,7 +212,7 @@ pub const KEYS: &[KeyDef] = &[
     },
     KeyDef {
         name: "net.ipv6_timeout",
-        help: "seconds from the start of the step a SLAAC address is waited for, only to report it (0-60, default 2)",
+        help: "seconds from the start of the step a SLAAC address is waited for, only to report it (0-60, default 0: never waited for)",
         apply: |config, raw| {
             config.net.ipv6_timeout_s = seconds(raw, 0, 60)?;
             Ok(())

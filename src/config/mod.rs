@@ -149,7 +149,7 @@ impl Default for NetConfig {
             carrier_timeout_s: 10,
             dhcp_timeout_s: 30,
             settle_s: 1,
-            ipv6_timeout_s: 2,
+            ipv6_timeout_s: 0,
             check: Vec::new(),
             check_timeout_s: 5,
             layout: NetLayout::Plain,

@@ -58,7 +58,7 @@ impl Default for UpOptions {
             carrier_timeout: Duration::from_secs(10),
             dhcp_timeout: Duration::from_secs(30),
             settle: Duration::from_secs(1),
-            ipv6_timeout: Duration::from_secs(2),
+            ipv6_timeout: Duration::ZERO,
             run_dir: PathBuf::from(apply::RUN_DIR),
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             check: Vec::new(),
