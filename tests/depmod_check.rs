@@ -45,10 +45,15 @@ fn module_dir(root: &Path) -> PathBuf {
 }
 
 fn check(root: &Path, extra: &[&str]) -> (i32, Value) {
+    check_release(root, RELEASE, extra)
+}
+
+/// `depmod check --json` of `root` for kernel `release`: exit code and report.
+fn check_release(root: &Path, release: &str, extra: &[&str]) -> (i32, Value) {
     let out = Command::new(agent())
         .args(["depmod", "check", "--json", "--root"])
         .arg(root)
-        .args(["--kernel", RELEASE])
+        .args(["--kernel", release])
         .args(extra)
         .output()
         .unwrap();
@@ -213,25 +218,13 @@ fn every_mismatch_class_is_caught_with_its_reason() {
 #[test]
 fn wrong_release_directory_and_wrong_vermagic() {
     let root = tree("depmod-release");
-    let out = Command::new(agent())
-        .args(["depmod", "check", "--json", "--root"])
-        .arg(&root)
-        .args(["--kernel", "6.1.0-99-amd64"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = check_release(&root, "6.1.0-99-amd64", &[]);
+    assert_eq!(code, 1);
     assert_caught(&failed(&report), "release-dir", RELEASE);
 
     // The tree is for 6.1.0-56-amd64 but sits where 6.1.0-99-amd64's should be.
     std::fs::rename(module_dir(&root), root.join("lib/modules/6.1.0-99-amd64")).unwrap();
-    let out = Command::new(agent())
-        .args(["depmod", "check", "--json", "--root"])
-        .arg(&root)
-        .args(["--kernel", "6.1.0-99-amd64"])
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, report) = check_release(&root, "6.1.0-99-amd64", &[]);
     assert_caught(
         &failed(&report),
         "vermagic",
@@ -282,16 +275,7 @@ fn repaired_resolutions(root: &Path, ensure_flags: &str) -> (String, String, Str
         empty = empty.display(),
         names = names.join(" "),
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sh_in_private_mount_namespace(&script);
     let read = |f: &str| std::fs::read_to_string(scratch.join(f)).unwrap();
     (read("ensure.txt"), read("ours.txt"), read("kmod.txt"))
 }

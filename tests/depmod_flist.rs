@@ -14,12 +14,8 @@ use std::process::Command;
 
 const RELEASE: &str = "6.1.0-56-amd64";
 
-fn agent() -> &'static str {
-    env!("CARGO_BIN_EXE_initagent")
-}
-
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(agent()).args(args).output().unwrap()
+    common::agent(args)
 }
 
 /// The fixture's module tree, dated one second (as an image would be), stamped; then
@@ -59,20 +55,7 @@ fn packed_tree(name: &str, damage: impl FnOnce(&Path)) -> (PathBuf, PathBuf, Pat
     damage(&tree);
     let flist = dir.join("modules.fl");
     let store = dir.join("store");
-    let out = run(&[
-        "flist",
-        "pack",
-        "-m",
-        flist.to_str().unwrap(),
-        "--store",
-        &format!("dir://{}", store.display()),
-        tree.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::pack(&flist, &format!("dir://{}", store.display()), &tree);
     (dir, flist, store)
 }
 
@@ -98,6 +81,43 @@ fn mount(dir: &Path, flist: &Path, port: u16) -> PathBuf {
     root
 }
 
+/// `depmod check --json` of the flist mounted from `store` served over HTTP (requests
+/// logged): the exit code, the report and the request log; unmounted afterwards.
+fn check_over_http(
+    dir: &Path,
+    flist: &Path,
+    store: &Path,
+) -> (Option<i32>, serde_json::Value, PathBuf) {
+    let log = dir.join("http.log");
+    let server = common::servers::http_dir_logged(store, &log);
+    let root = mount(dir, flist, server.port);
+    let out = run(&[
+        "depmod",
+        "check",
+        "--json",
+        "--root",
+        root.to_str().unwrap(),
+        "--kernel",
+        RELEASE,
+    ]);
+    let _ = run(&[
+        "flist",
+        "umount",
+        "--lazy",
+        root.join("lib/modules").join(RELEASE).to_str().unwrap(),
+    ]);
+    let report = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.code(), report, log)
+}
+
+/// One check of a `depmod check --json` report, by id.
+fn check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
 fn block_ids_of(flist: &Path, wanted: impl Fn(&str) -> bool) -> HashSet<String> {
     let manifest = Manifest::open(flist).unwrap();
     manifest
@@ -121,33 +141,10 @@ fn requested_ids(log: &Path) -> Vec<String> {
 #[test]
 fn checking_a_valid_mounted_tree_fetches_no_module_block() {
     let (dir, flist, store) = packed_tree("depmod-flist-valid", |_| {});
-    let log = dir.join("http.log");
-    let server = common::servers::http_dir_logged(&store, &log);
-    let root = mount(&dir, &flist, server.port);
-    let out = run(&[
-        "depmod",
-        "check",
-        "--json",
-        "--root",
-        root.to_str().unwrap(),
-        "--kernel",
-        RELEASE,
-    ]);
-    let _ = run(&[
-        "flist",
-        "umount",
-        "--lazy",
-        root.join("lib/modules").join(RELEASE).to_str().unwrap(),
-    ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    let (code, report, log) = check_over_http(&dir, &flist, &store);
+    assert_eq!(code, Some(0), "{report:#}");
     assert_eq!(report["accounting"]["module_bytes_read"], 0);
-    let stamp = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "stamp")
-        .unwrap();
+    let stamp = check(&report, "stamp");
     assert_eq!(stamp["status"], "pass", "{stamp:#}");
     let module_blocks = block_ids_of(&flist, |name| name.ends_with(".ko"));
     let requested = requested_ids(&log);
@@ -185,32 +182,9 @@ fn content_changed_behind_the_stamp_is_seen_through_the_flist_block_keys() {
             .unwrap();
         assert!(status.success());
     });
-    let log = dir.join("http.log");
-    let server = common::servers::http_dir_logged(&store, &log);
-    let root = mount(&dir, &flist, server.port);
-    let out = run(&[
-        "depmod",
-        "check",
-        "--json",
-        "--root",
-        root.to_str().unwrap(),
-        "--kernel",
-        RELEASE,
-    ]);
-    let _ = run(&[
-        "flist",
-        "umount",
-        "--lazy",
-        root.join("lib/modules").join(RELEASE).to_str().unwrap(),
-    ]);
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{report:#}");
-    let stamp = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == "stamp")
-        .unwrap();
+    let (code, report, log) = check_over_http(&dir, &flist, &store);
+    assert_eq!(code, Some(1), "{report:#}");
+    let stamp = check(&report, "stamp");
     assert!(
         stamp["reasons"]
             .to_string()
@@ -248,7 +222,7 @@ fn stale_maps_in_a_mounted_flist_are_regenerated_into_tmpfs() {
          for m in {names}; do modprobe -C {empty} -d {root} -S {RELEASE} --show-depends $m; done > {dir}/kmod.txt\n\
          {agent} flist umount --lazy {target}",
         cmdline = cmdline.display(),
-        agent = agent(),
+        agent = env!("CARGO_BIN_EXE_initagent"),
         flist = flist.display(),
         port = server.port,
         target = target.display(),
@@ -257,16 +231,7 @@ fn stale_maps_in_a_mounted_flist_are_regenerated_into_tmpfs() {
         dir = dir.display(),
         empty = empty.display(),
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::sh_in_private_mount_namespace(&script);
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let ensure = read("ensure.txt");
     assert!(ensure.contains("action: depmod -a"), "{ensure}");

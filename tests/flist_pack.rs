@@ -197,16 +197,11 @@ fn moved_store_is_followed_by_route_set_and_prefetched_blocks_survive_its_loss()
     let moved = dir.join("moved");
     let cache = dir.join("cache");
     let fl = out.to_str().unwrap();
-    let output = agent(&[
-        "flist",
-        "pack",
-        "-m",
-        fl,
-        "--store",
+    common::pack(
+        &out,
         &format!("dir://{}", first.display()),
-        dir.join("src").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{output:?}");
+        &dir.join("src"),
+    );
     std::fs::rename(&first, &moved).unwrap();
     // The route in the flist now points at nothing: reading fails, naming the store.
     let output = agent(&[

@@ -161,20 +161,7 @@ fn packing_into_s3_and_reading_back() {
     let source = odd_tree_source("s3-pack-source");
     let flist = source.parent().unwrap().join("s3.fl");
     let url = format!("s3://WRITEKEY:WRITESECRET@127.0.0.1:{port}/packbucket?region=us-east-1");
-    let out = agent(&[
-        "flist",
-        "pack",
-        "-m",
-        flist.to_str().unwrap(),
-        "--store",
-        &url,
-        source.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::pack(&flist, &url, &source);
     // The route keeps the access key, not the secret (as rfs pack does).
     let routes = initagent::flist::meta::Manifest::open(&flist)
         .unwrap()
@@ -193,20 +180,7 @@ fn zdb_through_redis() {
     let source = odd_tree_source("zdb-source");
     let flist = source.parent().unwrap().join("zdb.fl");
     let url = format!("zdb://127.0.0.1:{port}/3");
-    let out = agent(&[
-        "flist",
-        "pack",
-        "-m",
-        flist.to_str().unwrap(),
-        "--store",
-        &url,
-        source.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::pack(&flist, &url, &source);
     // The blobs are under their raw 32-byte ids in database 3, as 0-db namespaces hold them.
     let keys = Command::new("redis-cli")
         .args(["-p", &port.to_string(), "-n", "3", "DBSIZE"])

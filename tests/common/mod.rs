@@ -58,6 +58,39 @@ pub fn with_libraries(program: &std::path::Path, dest: &str) -> Vec<(String, Vec
     files
 }
 
+/// `initagent flist pack -m FLIST --store STORE SOURCE`, which must succeed.
+pub fn pack(flist: &std::path::Path, store: &str, source: &std::path::Path) {
+    let out = agent(&[
+        "flist",
+        "pack",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store",
+        store,
+        source.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "flist pack: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs a shell script in a private mount namespace (its mounts vanish with it); it must
+/// succeed.
+pub fn sh_in_private_mount_namespace(script: &str) {
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs the agent built for these tests and collects its output.
 pub fn agent(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_initagent"))
