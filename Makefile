@@ -34,6 +34,7 @@ demo: release
 
 # Benchmarks (never timed assertions): each prints both tools and the ratio.
 bench: release
+	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests --bench stage1_vm
 	INITAGENT_BIN=$(CURDIR)/$(BIN) $(CARGO) bench --features system-tests --bench modules_vm
 	bash benches/depmod.sh
 	INITAGENT_BIN=$(CURDIR)/$(BIN) bash benches/flist.sh

@@ -108,19 +108,23 @@ fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
         .iter()
         .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(steps.len(), 7, "{steps:?}");
-    // Off PID 1 the host's network and devices are left alone (no DHCP on a live
-    // machine's links, no driver loading).
+    assert_eq!(steps.len(), 10, "{steps:?}");
+    // Off PID 1 the host's network, trees and devices are left alone (no DHCP on a live
+    // machine's links, no mounts over its module tree, no driver loading); this sandbox
+    // has no module lists, no tree and no flists.
     assert_eq!(
-        &steps[3..],
+        &steps[2..],
         [
-            ("modules", "skipped"),
+            ("bootstrap", "skipped"),
             ("net", "skipped"),
+            ("flists", "skipped"),
+            ("prefetch", "skipped"),
+            ("depmod", "skipped"),
+            ("modules", "skipped"),
             ("coldplug", "skipped"),
             ("handoff", "failed")
         ]
     );
-    assert_eq!(steps[2].0, "depmod");
     // The timeline as an image: one bar per step.
     let svg = dir.join("timeline.svg");
     let drawn = initagent(&[

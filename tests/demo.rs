@@ -1,29 +1,47 @@
-//! The README's main job: build the initramfs for the VM target, boot Debian's kernel in
-//! QEMU with the agent as /init, and print the agent's own `initagent status` from inside
-//! the guest, with the network from QEMU's DHCP. For now the next stage is a stand-in for
-//! zinit that prints the report and powers off; later issues add the flists to this boot.
+//! The README's main job: stamp Debian's module tree (`initagent depmod stamp`, as a node
+//! image pipeline does), pack it and a firmware tree with `initagent flist pack` into a
+//! local store, serve the store from the host inside the run's network namespace, build
+//! the initramfs for the `vm-node` target (the agent, the bootstrap modules, the two
+//! flist manifests), boot Debian's kernel in QEMU with the agent as /init, and print the
+//! boot as the agent reports it: network from QEMU's DHCP, flists mounted lazily, maps
+//! checked, boot-critical prefetch, baseline loaded, devices coldplugged, handoff. The
+//! next stage is a stand-in for zinit (it runs as PID 1 after the exec and says so) that
+//! prints `initagent status` and powers off.
 
 mod common;
 
+use common::node;
 use common::vm::Vm;
 
 fn main() {
-    // A virtio NIC on QEMU's user network (inside the run's own network namespace): the
-    // `net` step gets its lease from QEMU's DHCP server.
+    let (root, release) = common::kernel::debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    println!(
+        "--- stamping and packing {} and the firmware tree into a local store ---",
+        tree.display()
+    );
+    let stamped = node::stamped_copy("demo-tree", &tree, &release);
+    let packed = node::pack("demo-store", &stamped, &release);
     let boot = Vm::new("demo")
-        .repo_file("/sbin/zinit", "tests/vm/guest/next-stage.sh", 0o755)
-        .qemu(&["-nic", "user,model=virtio-net-pci"])
+        .target("vm-node")
+        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
+        .flist(&packed.modules)
+        .flist(&packed.firmware)
+        .serve_dir(&packed.store)
         .boot();
     println!("--- console (agent lines) ---");
-    for line in boot.console.lines().filter(|l| l.contains("initagent:")) {
+    for line in boot.console.lines().filter(|l| l.contains("initagent")) {
         println!("{line}");
     }
-    println!("--- initagent status, run inside the guest after the handoff ---");
-    for line in boot
-        .results
-        .iter()
-        .filter_map(|l| l.strip_prefix("status: "))
-    {
+    println!("--- after the handoff, inside the guest ---");
+    for line in boot.lines("handoff ") {
+        println!("next stage running: {line} (the zinit stand-in, exec'd as PID 1)");
+    }
+    for line in boot.lines("flist-mount: ") {
+        println!("flist mounted: {line}");
+    }
+    println!("--- initagent status, run inside the guest ---");
+    for line in boot.lines("status: ") {
         println!("{line}");
     }
     boot.assert_clean();

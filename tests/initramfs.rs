@@ -87,6 +87,73 @@ fn reproducible_and_readable_by_cpio() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[cfg(feature = "system-tests")]
+#[test]
+fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_baseline() {
+    let (kernel_root, release) = common::kernel::debian_tree();
+    let dir = common::scratch("initramfs-node");
+    let manifest = dir.join(format!("modules-{release}.fl"));
+    std::fs::write(
+        &manifest,
+        b"stand-in manifest: the builder copies it as it is",
+    )
+    .unwrap();
+    // A firmware tree holding what one bootstrap driver names (tg3's tigon firmware) and
+    // a file nothing names.
+    let firmware = dir.join("firmware");
+    std::fs::create_dir_all(firmware.join("tigon")).unwrap();
+    std::fs::write(firmware.join("tigon/tg3_tso5.bin"), b"tso5").unwrap();
+    std::fs::write(firmware.join("unrelated.bin"), b"x").unwrap();
+    let out = dir.join("node.cpio");
+    let result = Command::new("python3")
+        .arg(root().join("initramfs/mkinitramfs.py"))
+        .args(["--target", "generic-x86_64", "--agent"])
+        .arg(common::vm::agent_binary())
+        .arg("--kernel-root")
+        .arg(&kernel_root)
+        .args(["--kernel-release", &release])
+        .arg("--firmware-root")
+        .arg(&firmware)
+        .arg("--flist")
+        .arg(&manifest)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("python3");
+    let breakdown = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{breakdown}");
+    for part in [
+        "initagent",
+        "busybox",
+        "modules and maps",
+        "firmware",
+        "flist manifests",
+    ] {
+        assert!(
+            breakdown.contains(&format!("  {part}\n")),
+            "no {part:?} in:\n{breakdown}"
+        );
+    }
+    let listing = Command::new("cpio")
+        .args(["-it", "--quiet", "-F"])
+        .arg(&out)
+        .output()
+        .expect("cpio");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let has = |suffix: &str| listing.lines().any(|l| l.ends_with(suffix));
+    assert!(has(&format!("etc/initagent/flists/modules-{release}.fl")));
+    assert!(has("etc/initagent/bootstrap") && has("etc/initagent/modules"));
+    assert!(has("lib/firmware/tigon/tg3_tso5.bin"), "{listing}");
+    assert!(!has("lib/firmware/unrelated.bin"));
+    // The bootstrap set is in the image, the baseline is left to the modules flist.
+    for module in ["tg3.ko", "e1000e.ko", "fuse.ko"] {
+        assert!(has(module), "{module} missing");
+    }
+    for module in ["bridge.ko", "vxlan.ko", "nvme.ko"] {
+        assert!(!has(module), "{module} is baseline, not bootstrap");
+    }
+}
+
 #[test]
 fn unknown_target_and_dynamic_binary_are_refused() {
     let out = Command::new("python3")

@@ -400,8 +400,11 @@ fn every_target_module_list_names_modules_of_debians_tree() {
     let modules = oracle.ours();
     let resolver = modules.resolver();
     let targets = common::vm::repo_root().join("targets");
-    for entry in std::fs::read_dir(&targets).unwrap() {
-        let list = entry.unwrap().path().join("modules");
+    let lists = std::fs::read_dir(&targets).unwrap().flat_map(|entry| {
+        let dir = entry.unwrap().path();
+        [dir.join("bootstrap"), dir.join("modules")]
+    });
+    for list in lists {
         let Ok(names) = initagent::kmod::read_list(&list) else {
             continue;
         };

@@ -18,7 +18,7 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
     let drive = format!("file={},if=virtio,format=raw", disk.display());
     let boot = Vm::new("coldplug")
         .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
-        .append("initagent.skip=modules")
+        .append("initagent.skip=bootstrap,modules")
         .qemu(&[
             "-nic",
             "user,model=virtio-net-pci",
@@ -89,8 +89,9 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
         step["counters"]["loaded"].as_u64().unwrap() >= 4,
         "{step:#}"
     );
-    let modules_step = common::step(&report, "modules");
-    assert_eq!(modules_step["outcome"], "skipped");
+    for skipped in ["bootstrap", "modules"] {
+        assert_eq!(common::step(&report, skipped)["outcome"], "skipped");
+    }
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn with_debians_udevd_in_the_image_trigger_and_settle_load_the_drivers() {
     let udev = std::path::Path::new("/var/cache/initagent/udev/root");
     let mut vm = Vm::new("coldplug-udevd")
         .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
-        .append("initagent.skip=modules")
+        .append("initagent.skip=bootstrap,modules")
         .qemu(&["-nic", "user,model=e1000"])
         .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm");
     for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
@@ -146,7 +147,7 @@ fn a_udevd_that_cannot_run_is_reported_at_once() {
     // goes on. Waiting out the coldplug deadline would say "did not create … in time".
     let boot = Vm::new("coldplug-udevd-broken")
         .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
-        .append("initagent.skip=modules")
+        .append("initagent.skip=bootstrap,modules")
         .symlink("/lib/systemd/systemd-udevd", "/bin/false")
         .boot();
     boot.assert_clean();
@@ -158,5 +159,62 @@ fn a_udevd_that_cannot_run_is_reported_at_once() {
     assert!(
         detail.contains("/lib/systemd/systemd-udevd ended at start"),
         "{detail}"
+    );
+}
+
+#[test]
+fn named_devices_and_subsystems_only_and_udev_triggers_subsystems_first() {
+    let udev = std::path::Path::new("/var/cache/initagent/udev/root");
+    let mut vm = Vm::new("coldplug-select")
+        .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-select.sh", 0o755)
+        .append("initagent.skip=bootstrap,modules,coldplug")
+        .qemu(&[
+            "-nic",
+            "user,model=e1000",
+            "-nic",
+            "user,model=virtio-net-pci",
+        ])
+        .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm");
+    for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
+        vm = vm.file(&dest, data, 0o755);
+    }
+    let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules")).unwrap();
+    let boot = vm
+        .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let device = boot.result("e1000-device ").unwrap_or_default();
+    assert!(device.starts_with("/sys/devices/pci"), "{}", boot.explain());
+
+    // The agent's own coldplug, one device named: its driver only.
+    let own = boot
+        .result("own rc=0 modules: ")
+        .unwrap_or_else(|| panic!("{}", boot.explain()));
+    let own: Vec<&str> = own.split_whitespace().collect();
+    assert!(own.contains(&"e1000"), "{own:?}");
+    assert!(!own.contains(&"virtio_pci"), "{own:?}");
+
+    // Through udevd: the pci subsystem only, then everything.
+    assert_eq!(boot.result("pci rc="), Some("0"), "{}", boot.explain());
+    assert_eq!(boot.result("all rc="), Some("0"), "{}", boot.explain());
+    let (pci, all) = (boot.json("pci"), boot.json("all"));
+    assert_eq!(pci["settled"], true, "{pci:#}");
+    assert_eq!(all["settled"], true, "{all:#}");
+    let (pci_triggered, all_triggered) = (
+        pci["triggered"].as_u64().unwrap(),
+        all["triggered"].as_u64().unwrap(),
+    );
+    assert!(
+        pci_triggered >= 2 && pci_triggered < all_triggered / 2,
+        "{pci:#} {all:#}"
+    );
+    // The full trigger sent `add` to the buses (and modules, drivers) before the devices.
+    let buses: u64 = boot.result("buses: ").unwrap().trim().parse().unwrap();
+    assert!(all_triggered > buses, "{all:#}");
+    let after = boot.result("after-udev modules: ").unwrap();
+    assert!(
+        after.split_whitespace().any(|m| m == "virtio_pci"),
+        "{after}"
     );
 }

@@ -23,8 +23,17 @@ fn assert_console(boot: &Boot, expected: &[&str]) {
 
 fn assert_timeline(report: &Value, boot: &Boot) {
     let mut previous_end = 0;
+    // The main line (the prefetch runs beside depmod, and is skipped here: no flists).
     for name in [
-        "pseudofs", "config", "depmod", "modules", "net", "coldplug", "handoff",
+        "pseudofs",
+        "config",
+        "bootstrap",
+        "net",
+        "flists",
+        "depmod",
+        "modules",
+        "coldplug",
+        "handoff",
     ] {
         let s = step(report, name);
         let start = s["start_us"].as_u64().unwrap();
@@ -230,7 +239,7 @@ fn break_stops_before_the_step_with_a_shell_and_goes_on() {
         .append("initagent.break=net")
         .type_after(
             "(initagent break before net) #",
-            "\necho in-break modules=$(initagent status --json | grep -c '\"name\": \"modules\"') \
+            "\necho in-break bootstrap=$(initagent status --json | grep -c '\"name\": \"bootstrap\"') \
              net=$(initagent status --json | grep -c '\"name\": \"net\"') > /dev/ttyS1; exit\n",
         )
         .boot();
@@ -238,7 +247,7 @@ fn break_stops_before_the_step_with_a_shell_and_goes_on() {
     // In the shell, the steps before had run and `net` had not started.
     assert_eq!(
         boot.result("in-break "),
-        Some("modules=1 net=0"),
+        Some("bootstrap=1 net=0"),
         "{}",
         boot.explain()
     );

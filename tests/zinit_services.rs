@@ -125,4 +125,19 @@ fn after_orders_the_steps_like_zos_stage_two() {
     assert!(services["internet"]
         .after
         .contains(&"udev-trigger".to_string()));
+    // A degraded boot heals once the network is usable: the flists, then what needs them.
+    let late = [
+        "internet",
+        "initagent-flists",
+        "initagent-late-modules",
+        "initagent-late-coldplug",
+    ];
+    for pair in late.windows(2) {
+        assert!(
+            services[pair[1]].after.contains(&pair[0].to_string()),
+            "{} must wait for {}",
+            pair[1],
+            pair[0]
+        );
+    }
 }

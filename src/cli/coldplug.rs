@@ -9,7 +9,12 @@ pub(crate) fn run(options: &Options) -> i32 {
     let deadline = Duration::from_secs(options.deadline.unwrap_or(30).into());
     if std::path::Path::new(crate::coldplug::udev::CONTROL).exists() {
         // A udevd runs: it loads the drivers; trigger and settle like udevadm.
-        let report = crate::coldplug::udev::run(std::path::Path::new("/sys"), None, deadline);
+        let report = crate::coldplug::udev::run(
+            std::path::Path::new("/sys"),
+            None,
+            deadline,
+            &options.selection,
+        );
         if options.json {
             super::print_json(&report);
         } else {
@@ -27,6 +32,7 @@ pub(crate) fn run(options: &Options) -> i32 {
     };
     let mut coldplug_options = ColdplugOptions {
         deadline,
+        selection: options.selection.clone(),
         ..ColdplugOptions::default()
     };
     if options.modules.sequential {

@@ -6,7 +6,7 @@ use crate::flist::mount::{self, MountState, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Options of the flist commands.
 #[derive(Debug, Default)]
@@ -22,6 +22,7 @@ pub(crate) struct FlistOptions {
     pub keep_passwords: bool,
     pub fs_subtype: Option<String>,
     pub no_allow_other: bool,
+    pub stats: Option<PathBuf>,
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
@@ -147,73 +148,28 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
         if crate::logging::attach_kmsg(false).is_err() {
             log::debug!("no /dev/kmsg; logging to stderr");
         }
+        if let Some(stats) = &options.stats {
+            crate::flist::daemon::keep_stats(fs.clone(), &source, &target, stats.clone());
+        }
         mount::serve(fs, &source, &target, 4, &fuse)?;
         return Ok(0);
     }
     drop(fs);
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
-    let mut argv = vec![
-        exe.display().to_string(),
-        "flist".into(),
-        "mount".into(),
-        "--foreground".into(),
-        "-m".into(),
-        source.clone(),
-    ];
-    if let Some(cache) = &options.cache {
-        argv.extend(["--cache".into(), cache.display().to_string()]);
-    }
-    for store in &options.stores {
-        argv.extend(["--store".into(), store.clone()]);
-    }
-    for rewrite in &options.rewrites {
-        argv.extend(["--store-rewrite".into(), rewrite.clone()]);
-    }
-    if let Some(seconds) = options.store_timeout {
-        argv.extend(["--store-timeout".into(), seconds.to_string()]);
-    }
-    if let Some(ca_file) = &options.ca_file {
-        argv.extend(["--ca-file".into(), ca_file.display().to_string()]);
-    }
-    argv.extend(["--fs-subtype".into(), fuse.subtype.clone()]);
-    if !fuse.allow_other {
-        argv.push("--no-allow-other".into());
-    }
-    argv.push(target.display().to_string());
-    let child = crate::sys::process::spawn(
-        &argv,
-        &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
-        crate::sys::process::SpawnOptions {
-            detach: true,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| format!("starting the mount daemon: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let MountState::Ours { source: mounted } = mount::state(&target, &fuse.subtype) {
-            if mounted == source && std::fs::read_dir(&target).is_ok() {
-                println!(
-                    "{} serves {source} (daemon pid {})",
-                    target.display(),
-                    child.pid()
-                );
-                return Ok(0);
-            }
-        }
-        if let Ok(Some(exit)) =
-            crate::sys::process::wait(&child, Some(Instant::now() + Duration::from_millis(20)))
-        {
-            return Err(format!(
-                "the mount daemon for {} ended ({exit}); run with --foreground to see why (its log is in dmesg)",
-                target.display()
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("{} was not serving within 10 s", target.display()));
-        }
-    }
+    let request = crate::flist::daemon::DaemonRequest {
+        manifest: meta,
+        target: target.clone(),
+        cache: options.cache.clone(),
+        stores: options.stores.clone(),
+        rewrites: options.rewrites.clone(),
+        store_timeout: options.store_timeout,
+        ca_file: options.ca_file.clone(),
+        subtype: fuse.subtype.clone(),
+        allow_other: fuse.allow_other,
+        stats: options.stats.clone(),
+    };
+    let pid = crate::flist::daemon::start(&request, Duration::from_secs(10))?;
+    println!("{} serves {source} (daemon pid {pid})", target.display());
+    Ok(0)
 }
 
 fn umount(options: &FlistOptions, args: &[String]) -> Result<i32, String> {

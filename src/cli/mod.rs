@@ -2,6 +2,7 @@
 //! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
 //! failed, 2 the command line was wrong.
 
+mod boot;
 mod coldplug;
 mod depmod;
 mod flist;
@@ -35,6 +36,7 @@ commands:
                           [--store-timeout SECS: deadline of one store request, default 15]
                           [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
                           [--fs-subtype NAME: shows as fuse.NAME, default initagent] [--no-allow-other]
+                          [--stats FILE: keep the daemon's counters (bytes fetched, cache hits) there]
   flist umount DIR [--lazy]
   flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
   flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
@@ -53,9 +55,16 @@ commands:
   net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
                           granting server, at T2 to any, a fresh lease if one is lost; same
                           client id and address. --once: renew every lease now and exit
+  flists [--json]         mount the firmware and modules flists of /etc/initagent/flists on
+                          /lib/firmware and /lib/modules/<release>, as stage 1 does (what is
+                          mounted stays) [--retry: until mounted, backoff up to 60 s]
+  prefetch [--json]       fetch into the flists' caches what this node will load: the module
+                          lists, its devices' drivers, their dependencies and firmware
   coldplug [--json]       load the drivers of the devices present (no udevd needed): scan
                           /sys/devices modaliases, then new devices' events until quiet;
-                          lists devices without a driver [--deadline S, default 30]
+                          lists devices without a driver [--deadline S, default 30]; with a
+                          udevd running: trigger (subsystems, then devices) and settle
+                          [--subsystem NAME]... [--device /sys/devices/PATH]...: only these
   depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
                           [--deep: parse every map even when the stamp proves them]
   depmod stamp            record each module's size, mtime and content digests (image build)
@@ -73,7 +82,7 @@ options:
   --kernel KVER           kernel release (like modprobe -S; default: uname -r)
   --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
   --list FILE             module list for `modules load` (default: the profile's)
-  --degraded-ok           `modules load`, `coldplug`: exit 0 when some modules failed but the
+  --degraded-ok           `modules load`, `coldplug`, `flists`, `prefetch`: exit 0 when some modules failed but the
                           boot can go on (for zinit oneshots, whose failure blocks dependents)
 ";
 
@@ -97,6 +106,7 @@ pub(crate) struct Options {
     pub degraded_ok: bool,
     pub retry: bool,
     pub svg: Option<PathBuf>,
+    pub selection: crate::coldplug::select::Selection,
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
@@ -124,6 +134,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         degraded_ok: false,
         retry: false,
         svg: None,
+        selection: Default::default(),
     };
     if as_modprobe {
         options.command = Some("modprobe".into());
@@ -165,6 +176,9 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("ca-file") => options.flist.ca_file = Some(PathBuf::from(parser.value()?)),
             Long("fs-subtype") => options.flist.fs_subtype = Some(parser.value()?.string()?),
             Long("no-allow-other") => options.flist.no_allow_other = true,
+            Long("subsystem") => options.selection.subsystems.push(parser.value()?.string()?),
+            Long("device") => options.selection.add_device(&parser.value()?.string()?),
+            Long("stats") => options.flist.stats = Some(PathBuf::from(parser.value()?)),
             Long("links") => options.net.links = Some(parser.value()?.string()?),
             Long("iface") => options.net.iface = Some(parser.value()?.string()?),
             Long("carrier-timeout") => options.net.carrier_timeout = Some(parser.value()?.parse()?),
@@ -220,6 +234,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("flist") => flist::run(&options),
         Some("net") => net::run(&options),
         Some("coldplug") => coldplug::run(&options),
+        Some("flists") => boot::flists(&options),
+        Some("prefetch") => boot::prefetch(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             println!("initagent {}", env!("CARGO_PKG_VERSION"));
@@ -240,8 +256,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-/// What the node has now, beside the report: the leases handed over, module outcomes,
-/// devices without a driver (from the files the steps leave in `/run/initagent`).
+/// What the node has now, beside the report: the leases handed over, the flists and their
+/// daemons' counters, module outcomes, devices without a driver (from the files the steps leave in `/run/initagent`).
 fn node_state() -> Vec<String> {
     let mut lines = Vec::new();
     let run_dir = std::path::Path::new(crate::net::apply::RUN_DIR);
@@ -260,6 +276,26 @@ fn node_state() -> Vec<String> {
                     .map_or("infinite".into(), |s| format!("{s} s"))
             ));
         }
+    }
+    let stats_dir = std::path::Path::new(crate::flist::daemon::STATS_DIR);
+    for (name, stats) in crate::flist::daemon::read_stats(stats_dir) {
+        let target = std::path::Path::new(&stats.target);
+        let state = match crate::flist::mount::state(target, crate::flist::mount::SUBTYPE) {
+            crate::flist::mount::MountState::Ours { .. } => "mounted",
+            crate::flist::mount::MountState::Stale { .. } => "STALE (its daemon is gone)",
+            _ => "not mounted",
+        };
+        lines.push(format!(
+            "flist {name} on {}: {state}, daemon pid {} (peak RSS {} KiB): {} bytes fetched in {} blocks, cache hits {} memory + {} disk{}",
+            stats.target,
+            stats.pid,
+            stats.peak_rss_kib,
+            stats.bytes_fetched,
+            stats.fetched,
+            stats.memory_hits,
+            stats.disk_hits,
+            if stats.corrupt > 0 { format!(", {} corrupt blobs", stats.corrupt) } else { String::new() }
+        ));
     }
     let read_json = |path: &str| -> Option<serde_json::Value> {
         serde_json::from_slice(&std::fs::read(path).ok()?).ok()

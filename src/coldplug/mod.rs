@@ -5,6 +5,7 @@
 //! loaded) until a quiet period passes or the deadline. Reports the devices seen, the
 //! modules loaded and the devices no module in the tree drives.
 
+pub mod select;
 pub mod udev;
 pub mod uevent;
 
@@ -28,6 +29,8 @@ pub struct ColdplugOptions {
     pub quiet: Duration,
     /// Workers and ordering for loads.
     pub load: LoadOptions,
+    /// The devices to coldplug (default: all).
+    pub selection: select::Selection,
 }
 
 impl Default for ColdplugOptions {
@@ -37,6 +40,7 @@ impl Default for ColdplugOptions {
             deadline: Duration::from_secs(30),
             quiet: Duration::from_millis(300),
             load: LoadOptions::default(),
+            selection: select::Selection::default(),
         }
     }
 }
@@ -83,8 +87,20 @@ impl ColdplugReport {
         };
         let mut counters = report.counters();
         counters.remove("not_found");
+        let declined = self.modules.iter().filter(|(_, o)| declined(o)).count() as u64;
+        if let Some(failed) = counters.get_mut("failed") {
+            *failed = failed.saturating_sub(declined);
+        }
+        counters.insert("declined".into(), declined);
         counters
     }
+}
+
+/// A driver that matched a device's alias but said at init that it drives no device here
+/// (`ENODEV`: CPU-feature aliases such as `acpi_cpufreq` on a VM). udev ignores these
+/// too; they are counted, not failures.
+pub fn declined(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Failed { error } if error.errno == Some(nix::libc::ENODEV))
 }
 
 /// Every `modalias` under `<sysfs>/devices`, without following links: (devpath, alias).
@@ -139,6 +155,11 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
     };
     let (mut pending, problems) = scan(&options.sysfs);
     report.problems.extend(problems);
+    let selected = |devpath: &str| {
+        let dir = options.sysfs.join(devpath.trim_start_matches('/'));
+        options.selection.matches_dir(&options.sysfs, &dir)
+    };
+    pending.retain(|(devpath, _)| selected(devpath));
     let mut seen_devices: HashSet<String> = HashSet::new();
     let mut seen_aliases: HashSet<String> = HashSet::new();
     let mut buffer = vec![0u8; 8192];
@@ -169,7 +190,12 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
                     let Some(event) = uevent::parse(buffer.get(..n).unwrap_or_default()) else {
                         continue;
                     };
-                    if let (true, Some(alias)) = (event.action == "add", event.modalias()) {
+                    let wanted = options
+                        .selection
+                        .matches(&event.devpath, event.var("SUBSYSTEM"));
+                    if let (true, true, Some(alias)) =
+                        (wanted, event.action == "add", event.modalias())
+                    {
                         report.events += 1;
                         pending.push((event.devpath.clone(), alias.to_string()));
                         // Let a burst gather briefly, then load it.
@@ -182,7 +208,7 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
                 Err(e) if e.raw_os_error() == Some(nix::libc::ENOBUFS) => {
                     report.rescans += 1;
                     let (found, _) = scan(&options.sysfs);
-                    pending.extend(found);
+                    pending.extend(found.into_iter().filter(|(devpath, _)| selected(devpath)));
                     break;
                 }
                 Err(e) => {

@@ -1,9 +1,12 @@
 //! Coldplug through udevd, when the image has one: start it if nothing runs it yet, write
-//! `add` to every device's `uevent` file (parents first, as `udevadm trigger` does), and
+//! `add` to every subsystem object's `uevent` (modules, buses, drivers), then to every
+//! device's (parents first), as `udevadm trigger` does — or to the selected devices only —,
+//! and
 //! wait until udevd has processed every event up to the last one triggered and its queue
 //! is empty — `udevadm settle` without udevadm — within a deadline. A udevd started here is
 //! stopped afterwards, so zinit's own udevd service can take over (as zos's `/init` does).
 
+use super::select::Selection;
 use super::uevent::udev_processed_seqnum;
 use crate::sys::process::{self, SpawnOptions};
 use crate::sys::uevent::{UeventSocket, UDEV_GROUP};
@@ -85,8 +88,33 @@ fn kernel_seqnum(sysfs: &Path) -> Option<u64> {
         .ok()
 }
 
-/// Trigger and settle with udevd (started from `binary` when none runs), by `deadline`.
-pub fn run(sysfs: &Path, binary: Option<&Path>, deadline: Duration) -> UdevReport {
+/// The subsystem objects `udevadm trigger --type=subsystems` sends `add` to first:
+/// modules, buses and their drivers.
+fn subsystem_objects(sysfs: &Path) -> Vec<PathBuf> {
+    let children = |dir: PathBuf| -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+    let mut objects = children(sysfs.join("module"));
+    for bus in children(sysfs.join("bus")) {
+        objects.extend(children(bus.join("drivers")));
+        objects.push(bus);
+    }
+    objects.retain(|o| o.join("uevent").is_file());
+    objects
+}
+
+/// Trigger and settle with udevd (started from `binary` when none runs), by `deadline`:
+/// every subsystem object then every device, or only the selected devices.
+pub fn run(
+    sysfs: &Path,
+    binary: Option<&Path>,
+    deadline: Duration,
+    selection: &Selection,
+) -> UdevReport {
     let started = Instant::now();
     let until = started + deadline;
     let mut report = UdevReport::default();
@@ -125,7 +153,7 @@ pub fn run(sysfs: &Path, binary: Option<&Path>, deadline: Duration) -> UdevRepor
         }
     }
     if Path::new(CONTROL).exists() {
-        trigger_and_settle(sysfs, until, &mut report);
+        trigger_and_settle(sysfs, until, selection, &mut report);
     } else if ours.is_some() {
         report
             .problems
@@ -143,7 +171,12 @@ pub fn run(sysfs: &Path, binary: Option<&Path>, deadline: Duration) -> UdevRepor
     report
 }
 
-fn trigger_and_settle(sysfs: &Path, until: Instant, report: &mut UdevReport) {
+fn trigger_and_settle(
+    sysfs: &Path,
+    until: Instant,
+    selection: &Selection,
+    report: &mut UdevReport,
+) {
     // Listen before triggering, so no processed event is missed.
     let socket = match UeventSocket::open_group(UDEV_GROUP) {
         Ok(socket) => Some(socket),
@@ -154,7 +187,17 @@ fn trigger_and_settle(sysfs: &Path, until: Instant, report: &mut UdevReport) {
             None
         }
     };
-    for device in devices(sysfs) {
+    let mut objects = if selection.is_all() {
+        subsystem_objects(sysfs)
+    } else {
+        Vec::new()
+    };
+    objects.extend(
+        devices(sysfs)
+            .into_iter()
+            .filter(|d| selection.matches_dir(sysfs, d)),
+    );
+    for device in objects {
         match std::fs::write(device.join("uevent"), "add") {
             Ok(()) => report.triggered += 1,
             // The device went away, or its driver refuses synthetic events: udevadm

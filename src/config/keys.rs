@@ -133,6 +133,46 @@ pub const KEYS: &[KeyDef] = &[
         show: |config| config.coldplug_deadline_s.to_string(),
     },
     KeyDef {
+        name: "flist.store",
+        help: "comma-separated store URLs that replace the routes of the flists stage 1 mounts (a mirror)",
+        apply: |config, raw| {
+            let stores = list(raw)?;
+            if let Some(bad) = stores.iter().find(|s| !s.contains("://")) {
+                return Err(format!("{bad:?} is not a store URL (dir://, http(s)://, s3://, zdb://)"));
+            }
+            config.flist_stores = stores;
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.flist_stores.join(",")),
+    },
+    KeyDef {
+        name: "flist.store_timeout",
+        help: "seconds one store request of a stage-1 flist may take (1-300, default 5)",
+        apply: |config, raw| {
+            config.flist_store_timeout_s = seconds(raw, 1, 300)?;
+            Ok(())
+        },
+        show: |config| config.flist_store_timeout_s.to_string(),
+    },
+    KeyDef {
+        name: "flists_deadline",
+        help: "seconds mounting the firmware and modules flists may take (1-600, default 30)",
+        apply: |config, raw| {
+            config.flists_deadline_s = seconds(raw, 1, 600)?;
+            Ok(())
+        },
+        show: |config| config.flists_deadline_s.to_string(),
+    },
+    KeyDef {
+        name: "prefetch_deadline",
+        help: "seconds the boot-critical prefetch may take (1-600, default 20)",
+        apply: |config, raw| {
+            config.prefetch_deadline_s = seconds(raw, 1, 600)?;
+            Ok(())
+        },
+        show: |config| config.prefetch_deadline_s.to_string(),
+    },
+    KeyDef {
         name: "break",
         help: "stop before this stage-1 step with a shell on the console; the boot goes on when it exits (like rd.break)",
         apply: |config, raw| {
@@ -147,7 +187,7 @@ pub const KEYS: &[KeyDef] = &[
     },
     KeyDef {
         name: "skip",
-        help: "comma-separated stage-1 steps not to run (depmod, modules); recorded as skipped",
+        help: "comma-separated stage-1 steps not to run (bootstrap, net, flists, depmod, prefetch, modules, coldplug); recorded as skipped",
         apply: |config, raw| {
             let names: Vec<String> = match raw {
                 RawValue::List(items) => items.clone(),
@@ -253,10 +293,27 @@ pub const KEYS: &[KeyDef] = &[
 ];
 
 /// Stage-1 steps stage 1 can stop before (the ones after the configuration is read).
-pub const BREAKABLE_STEPS: &[&str] = &["depmod", "modules", "net", "coldplug", "handoff"];
+pub const BREAKABLE_STEPS: &[&str] = &[
+    "bootstrap",
+    "net",
+    "flists",
+    "depmod",
+    "prefetch",
+    "modules",
+    "coldplug",
+    "handoff",
+];
 
 /// Stage-1 steps an operator may skip (the others are what make a boot possible).
-pub const SKIPPABLE_STEPS: &[&str] = &["depmod", "modules", "net", "coldplug"];
+pub const SKIPPABLE_STEPS: &[&str] = &[
+    "bootstrap",
+    "net",
+    "flists",
+    "depmod",
+    "prefetch",
+    "modules",
+    "coldplug",
+];
 
 fn boolean(raw: &RawValue) -> Result<bool, String> {
     match raw {

@@ -203,6 +203,14 @@ pub struct Config {
     pub depmod_deadline_s: u32,
     /// `initagent.coldplug_deadline`: seconds coldplug may take.
     pub coldplug_deadline_s: u32,
+    /// `initagent.flist.store`: stores replacing the routes of the stage-1 flists.
+    pub flist_stores: Vec<String>,
+    /// `initagent.flist.store_timeout`: seconds one store request may take.
+    pub flist_store_timeout_s: u32,
+    /// `initagent.flists_deadline`: seconds mounting the flists may take.
+    pub flists_deadline_s: u32,
+    /// `initagent.prefetch_deadline`: seconds the boot-critical prefetch may take.
+    pub prefetch_deadline_s: u32,
     /// `initagent.skip`: steps not to run.
     pub skip: Vec<String>,
     /// `initagent.break`: the step to stop before with a shell.
@@ -229,6 +237,10 @@ impl Default for Config {
             modules_deadline_s: 60,
             depmod_deadline_s: 30,
             coldplug_deadline_s: 30,
+            flist_stores: Vec::new(),
+            flist_store_timeout_s: 5,
+            flists_deadline_s: 30,
+            prefetch_deadline_s: 20,
             skip: Vec::new(),
             break_before: None,
             zos: ZosParams::default(),

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod codec;
+pub mod daemon;
 pub mod fs;
 pub mod fuse;
 pub mod meta;

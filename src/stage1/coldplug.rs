@@ -17,7 +17,12 @@ pub fn run(config: &Config, cmdline: &Cmdline) -> Result<StepDone, String> {
     let deadline = Duration::from_secs(config.coldplug_deadline_s.into());
     let udevd = crate::coldplug::udev::udevd_binary();
     if udevd.is_some() || Path::new(crate::coldplug::udev::CONTROL).exists() {
-        let report = crate::coldplug::udev::run(Path::new("/sys"), udevd.as_deref(), deadline);
+        let report = crate::coldplug::udev::run(
+            Path::new("/sys"),
+            udevd.as_deref(),
+            deadline,
+            &Default::default(),
+        );
         save(&report);
         return Ok(udev_step_done(&report));
     }
@@ -78,6 +83,7 @@ pub fn step_done(report: &ColdplugReport) -> StepDone {
     let failed: Vec<String> = report
         .modules
         .iter()
+        .filter(|(_, outcome)| !crate::coldplug::declined(outcome))
         .filter_map(|(name, outcome)| match outcome {
             crate::kmod::load::Outcome::Failed { error } => {
                 Some(format!("{name}: {}", error.message))
@@ -86,10 +92,11 @@ pub fn step_done(report: &ColdplugReport) -> StepDone {
         })
         .collect();
     let mut detail = format!(
-        "{} devices, {} aliases, {} loaded, {} without a driver in the tree",
+        "{} devices, {} aliases, {} loaded, {} declined (no device for them), {} without a driver in the tree",
         report.devices,
         report.aliases,
         counters.get("loaded").copied().unwrap_or(0),
+        counters.get("declined").copied().unwrap_or(0),
         report.undriven.len()
     );
     if report.timed_out {

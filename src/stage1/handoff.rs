@@ -29,12 +29,16 @@ pub fn handoff(runner: &mut StepRunner, argv: &[String]) -> String {
     let why = match problem {
         Some(why) => why,
         None => {
+            // The agent's own peak memory: exec replaces it, so this is the last look.
+            let counters = sys::peak_rss_kib("self")
+                .map(|kib| [("peak_rss_kib".to_string(), kib)].into_iter().collect())
+                .unwrap_or_default();
             runner.finish(
                 "handoff",
                 start,
                 Outcome::Ok,
                 format!("exec {command}"),
-                Default::default(),
+                counters,
             );
             runner.report.result = Some(StageResult {
                 status: "handed-off".into(),

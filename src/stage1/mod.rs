@@ -1,6 +1,8 @@
 //! Stage 1: the agent as PID 1 in the initramfs. It only sequences steps; each step lives
-//! in its own module. Order: pseudo-filesystems → configuration → dependency maps →
-//! modules → handoff. Later steps (network, flists, coldplug) slot in around them.
+//! in its own module. Order: pseudo-filesystems → configuration → bootstrap modules (the
+//! NIC drivers and `fuse` the initramfs carries) → network → firmware and modules flists →
+//! dependency maps, with the boot-critical prefetch beside them → baseline modules →
+//! coldplug → handoff.
 //!
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
@@ -13,9 +15,11 @@ pub use coldplug::{
 };
 mod depmod;
 mod failure;
+pub mod flists;
 pub mod handoff;
 pub mod modules;
 mod net;
+pub mod prefetch;
 mod pseudofs;
 pub mod runner;
 
@@ -166,21 +170,19 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     runner.save();
 
     let config = &loaded.config;
+    let modules_deadline = std::time::Duration::from_secs(u64::from(config.modules_deadline_s));
+    // The bootstrap set: what must work before the lazy trees exist (NIC drivers, fuse).
     let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
-    let deadline = std::time::Duration::from_secs(u64::from(config.depmod_deadline_s));
-    runner.run_bounded("depmod", deadline, depmod::ensure_maps);
-
-    let deadline = std::time::Duration::from_secs(u64::from(config.modules_deadline_s));
-    runner.run_bounded("modules", deadline, move || {
+    runner.run_bounded("bootstrap", modules_deadline, move || {
         modules::load(
             &module_config,
             &module_cmdline,
-            std::path::Path::new(crate::kmod::DEFAULT_LIST),
+            Path::new(modules::BOOTSTRAP_LIST),
         )
     });
 
-    // After the modules: the NIC drivers are among them. Only as PID 1: `initagent
-    // stage1` on a running system must not touch its links (`net up` is there for that).
+    // Only as PID 1: `initagent stage1` on a running system must not touch its links or
+    // mount over its trees (`net up` and `flist mount` are there for that).
     let net_config = config.clone();
     let deadline = UpOptions::from_config(&config.net).worst_case();
     runner.run_bounded("net", deadline, move || {
@@ -191,6 +193,50 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
                 "not PID 1: the network of a running system is left alone (use `initagent net up`)",
             ))
         }
+    });
+
+    let mounted = flists::Shared::default();
+    let (flist_config, flist_shared) = (config.clone(), mounted.clone());
+    let deadline = std::time::Duration::from_secs(u64::from(config.flists_deadline_s) + 5);
+    runner.run_bounded("flists", deadline, move || {
+        if pid1 {
+            flists::mount_all(
+                &flist_config,
+                Path::new(flists::MANIFEST_DIR),
+                &flist_shared,
+            )
+        } else {
+            Ok(StepDone::skipped(
+                "not PID 1: a running system's trees are left alone (use `initagent flist mount`)",
+            ))
+        }
+    });
+
+    // In the background beside the maps check (it only fetches; the loads below use
+    // whatever maps the check leaves), joined before the baseline loads.
+    let (prefetch_config, prefetch_cmdline) = (config.clone(), loaded.cmdline.clone());
+    let deadline = std::time::Duration::from_secs(u64::from(config.prefetch_deadline_s) + 5);
+    let prefetching = runner.start_background("prefetch", deadline, move || {
+        let lists = [
+            Path::new(modules::BOOTSTRAP_LIST),
+            Path::new(crate::kmod::DEFAULT_LIST),
+        ];
+        prefetch::boot_critical(&prefetch_config, &prefetch_cmdline, &lists, &mounted)
+    });
+
+    let deadline = std::time::Duration::from_secs(u64::from(config.depmod_deadline_s));
+    runner.run_bounded("depmod", deadline, depmod::ensure_maps);
+    if let Some(prefetching) = prefetching {
+        runner.join_background(prefetching);
+    }
+
+    let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
+    runner.run_bounded("modules", modules_deadline, move || {
+        modules::load(
+            &module_config,
+            &module_cmdline,
+            Path::new(crate::kmod::DEFAULT_LIST),
+        )
     });
 
     let (coldplug_config, coldplug_cmdline) = (config.clone(), loaded.cmdline.clone());

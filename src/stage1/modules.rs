@@ -1,6 +1,6 @@
-//! The `modules` step: load the target's module list (`/etc/initagent/modules`) with the
-//! agent's own loader, and make the kernel's own module requests (`request_module`) reach
-//! the agent when the image has no modprobe binary.
+//! The `bootstrap` and `modules` steps: load a module list (`/etc/initagent/bootstrap`,
+//! `/etc/initagent/modules`) with the agent's own loader, and make the kernel's own
+//! module requests (`request_module`) reach the agent when the image has no modprobe.
 
 use super::runner::StepDone;
 use crate::config::{cmdline::Cmdline, Config};
@@ -15,6 +15,9 @@ const MODPROBE_BINARIES: &[&str] = &[
     "/bin/modprobe",
     "/usr/bin/modprobe",
 ];
+/// The bootstrap set: modules the initramfs carries and stage 1 loads before the network
+/// (NIC drivers, `fuse`), written by the image builder from `targets/<name>/bootstrap`.
+pub const BOOTSTRAP_LIST: &str = "/etc/initagent/bootstrap";
 /// Where stage 1 puts a `modprobe` name for itself when the image has none.
 pub const MODPROBE_LINK: &str = "/run/initagent/bin/modprobe";
 

@@ -6,6 +6,7 @@ use crate::report::{self, Outcome, Report, Step};
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
 
 /// What a finished step reports.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,26 +154,54 @@ impl StepRunner {
             return self.run(name, || Ok(StepDone::skipped("")));
         }
         self.maybe_break(name);
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let spawned = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || {
-                let result = catch_unwind(AssertUnwindSafe(body))
-                    .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
-                let _ = sender.send(result);
-            });
-        self.run_now(name, || {
-            if let Err(e) = spawned {
-                return Err(format!("cannot start a thread: {e}"));
-            }
-            match receiver.recv_timeout(deadline) {
-                Ok(result) => result,
-                Err(_) => Err(format!(
-                    "did not finish within {} s; left running in the background",
-                    deadline.as_secs()
-                )),
-            }
+        let receiver = spawn_step(name, body);
+        self.run_now(name, || wait_step(receiver, deadline))
+    }
+
+    /// Starts a step on its own thread and returns at once: the steps after it run
+    /// meanwhile, and [`StepRunner::join_background`] records its end. It is not on the
+    /// main line: the next step does not count as waiting for it.
+    pub fn start_background(
+        &mut self,
+        name: &str,
+        deadline: std::time::Duration,
+        body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
+    ) -> Option<Background> {
+        if self.skip.iter().any(|s| s == name) {
+            self.run(name, || Ok(StepDone::skipped("")));
+            return None;
+        }
+        self.maybe_break(name);
+        let start = self.begin(name);
+        Some(Background {
+            name: name.to_string(),
+            start,
+            deadline: std::time::Instant::now() + deadline,
+            limit: deadline,
+            receiver: spawn_step(name, body),
         })
+    }
+
+    /// Waits for a background step (until its deadline at most) and records its end.
+    pub fn join_background(&mut self, step: Background) {
+        let left = step
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let result = step.receiver.and_then(|receiver| {
+            receiver.recv_timeout(left).unwrap_or_else(|_| {
+                Err(format!(
+                    "did not finish within {} s; left running in the background",
+                    step.limit.as_secs()
+                ))
+            })
+        });
+        let (outcome, detail, counters) = match result {
+            Ok(done) => (done.outcome, done.detail, done.counters),
+            Err(why) => (Outcome::Failed, why, BTreeMap::new()),
+        };
+        let main_line = self.last_step.clone();
+        self.finish(&step.name, step.start, outcome, detail, counters);
+        self.last_step = main_line;
     }
 
     /// Records the start of `name` (outcome `running`) and returns its start time.
@@ -220,6 +249,46 @@ impl StepRunner {
         }
         self.last_step = Some(name.to_string());
         self.save();
+    }
+}
+
+/// A step started with [`StepRunner::start_background`].
+pub struct Background {
+    name: String,
+    start: u64,
+    deadline: std::time::Instant,
+    limit: std::time::Duration,
+    receiver: Result<Receiver<Result<StepDone, String>>, String>,
+}
+
+/// Runs `body` on a thread named after the step; a panic becomes an error.
+fn spawn_step(
+    name: &str,
+    body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
+) -> Result<Receiver<Result<StepDone, String>>, String> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let result = catch_unwind(AssertUnwindSafe(body))
+                .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
+            let _ = sender.send(result);
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    Ok(receiver)
+}
+
+/// The step's result, or an error once `deadline` passed.
+fn wait_step(
+    receiver: Result<Receiver<Result<StepDone, String>>, String>,
+    deadline: std::time::Duration,
+) -> Result<StepDone, String> {
+    match receiver?.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "did not finish within {} s; left running in the background",
+            deadline.as_secs()
+        )),
     }
 }
 

@@ -41,3 +41,14 @@ pub fn is_executable(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file())
         && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
 }
+
+/// Peak resident memory of process `pid` (`self` for this one) in KiB, from `VmHWM` in
+/// `/proc/<pid>/status`.
+pub fn peak_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}

@@ -3,6 +3,7 @@
 
 pub mod kernel;
 pub mod netns;
+pub mod node;
 pub mod servers;
 pub mod vm;
 

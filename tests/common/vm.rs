@@ -64,6 +64,10 @@ pub struct Vm {
     after_maps: Vec<Extra>,
     served: Option<PathBuf>,
     qemu_args: Vec<String>,
+    flists: Vec<PathBuf>,
+    firmware_root: Option<PathBuf>,
+    trees: Vec<(PathBuf, String)>,
+    memory_mb: u32,
 }
 
 /// What a boot produced.
@@ -90,7 +94,41 @@ impl Vm {
             after_maps: Vec::new(),
             served: None,
             qemu_args: Vec::new(),
+            flists: Vec::new(),
+            firmware_root: None,
+            trees: Vec::new(),
+            memory_mb: 512,
         }
+    }
+
+    /// Puts the whole directory `source` in the image at `dest`.
+    pub fn tree(mut self, source: &Path, dest: &str) -> Vm {
+        self.trees.push((source.to_path_buf(), dest.into()));
+        self
+    }
+
+    /// Guest memory (default 512 MiB).
+    pub fn memory_mb(mut self, megabytes: u32) -> Vm {
+        self.memory_mb = megabytes;
+        self
+    }
+
+    /// Builds the image for another target of `targets/` (default `vm-test`).
+    pub fn target(mut self, target: &str) -> Vm {
+        self.target = target.into();
+        self
+    }
+
+    /// Puts an flist manifest in the image for stage 1 (`/etc/initagent/flists/`).
+    pub fn flist(mut self, manifest: &Path) -> Vm {
+        self.flists.push(manifest.to_path_buf());
+        self
+    }
+
+    /// Where the bootstrap modules' firmware is taken from.
+    pub fn firmware_root(mut self, dir: &Path) -> Vm {
+        self.firmware_root = Some(dir.to_path_buf());
+        self
     }
 
     /// Adds a file to the image.
@@ -188,6 +226,17 @@ impl Vm {
         for name in &self.xz {
             command.arg("--xz").arg(name);
         }
+        for manifest in &self.flists {
+            command.arg("--flist").arg(manifest);
+        }
+        if let Some(dir) = &self.firmware_root {
+            command.arg("--firmware-root").arg(dir);
+        }
+        for (source, dest) in &self.trees {
+            command
+                .arg("--tree")
+                .arg(format!("{}:{dest}", source.display()));
+        }
         for (i, extra) in self.after_maps.iter().enumerate() {
             let source = out.join(format!("after-maps-{i}"));
             std::fs::write(&source, &extra.content).unwrap();
@@ -233,7 +282,13 @@ impl Vm {
             let child = Command::new("ip")
                 .args(["netns", "exec", &netns.name, "python3", "-m", "http.server"])
                 .arg(SERVED_PORT.to_string())
-                .args(["--bind", "127.0.0.1", "--directory"])
+                .args([
+                    "--protocol",
+                    "HTTP/1.1",
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                ])
                 .arg(dir)
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(out.join("http.log")).unwrap())
@@ -255,7 +310,8 @@ impl Vm {
         let results_path = out.join("results.log");
         let qemu = Command::new("ip")
             .args(["netns", "exec", &netns.name, "qemu-system-x86_64"])
-            .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m", "512M"])
+            .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m"])
+            .arg(format!("{}M", self.memory_mb))
             .arg("-smp")
             .arg(self.cpus.to_string())
             .args([

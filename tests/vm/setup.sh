@@ -77,3 +77,17 @@ if [ ! -x "$UCACHE/root/bin/udevadm" ]; then
   rm -rf "$tmp"
 fi
 say "udev ready in $UCACHE"
+
+# A real firmware tree (Debian's `firmware-linux-free`, extracted, never installed): the
+# main job and the end-to-end VM tests pack it into the firmware flist.
+FCACHE=${INITAGENT_FCACHE:-/var/cache/initagent/firmware}
+if [ ! -d "$FCACHE/root/lib/firmware" ]; then
+  say "fetching firmware-linux-free into $FCACHE"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download firmware-linux-free >&2)
+  dpkg-deb -x "$tmp"/firmware-linux-free_*.deb "$tmp/root"
+  rm -rf "$FCACHE" && mkdir -p "$FCACHE"
+  mv "$tmp/root" "$FCACHE/root"
+  rm -rf "$tmp"
+fi
+say "firmware tree ready in $FCACHE"

@@ -1,0 +1,82 @@
+//! `initagent flists` and `initagent prefetch`: the stage-1 steps of the same names on a
+//! live node (zinit services, operators): mount the firmware and modules flists the image
+//! carries manifests for, and prefetch what this node will load from them.
+
+use super::Options;
+use crate::stage1::flists::{self, MANIFEST_DIR};
+use crate::stage1::modules::BOOTSTRAP_LIST;
+use crate::stage1::runner::StepDone;
+use std::path::Path;
+use std::time::Duration;
+
+fn show(command: &str, done: &StepDone, json: bool) {
+    if json {
+        let value = serde_json::json!({
+            "outcome": done.outcome.as_str(),
+            "detail": done.detail,
+            "counters": done.counters,
+        });
+        super::print_json(&value);
+    } else {
+        println!("{command}: {}: {}", done.outcome.as_str(), done.detail);
+    }
+}
+
+fn exit_code(done: &StepDone, degraded_ok: bool) -> i32 {
+    match done.outcome.as_str() {
+        "ok" | "skipped" => 0,
+        "degraded" if degraded_ok => 0,
+        _ => 1,
+    }
+}
+
+/// `initagent flists [--retry]`: mounts what is not mounted yet; already mounted flists
+/// are left as they are.
+pub(crate) fn flists(options: &Options) -> i32 {
+    crate::logging::init(log::LevelFilter::Warn);
+    let config = super::effective_config(options);
+    let mut backoff = Duration::from_secs(5);
+    loop {
+        let code = match flists::mount_all(&config, Path::new(MANIFEST_DIR), &Default::default()) {
+            Ok(done) => {
+                show("flists", &done, options.json);
+                exit_code(&done, options.degraded_ok)
+            }
+            Err(e) => {
+                eprintln!("initagent: flists: {e}");
+                1
+            }
+        };
+        if code == 0 || !options.retry {
+            return code;
+        }
+        eprintln!(
+            "initagent: flists: trying again in {} s (--retry)",
+            backoff.as_secs()
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// `initagent prefetch`: the boot-critical prefetch over the flists mounted now.
+pub(crate) fn prefetch(options: &Options) -> i32 {
+    crate::logging::init(log::LevelFilter::Warn);
+    let loaded = crate::stage1::load_config(&options.paths);
+    let mounted = flists::open_mounted(&loaded.config, Path::new(MANIFEST_DIR));
+    let lists = [
+        Path::new(BOOTSTRAP_LIST),
+        Path::new(crate::kmod::DEFAULT_LIST),
+    ];
+    match crate::stage1::prefetch::boot_critical(&loaded.config, &loaded.cmdline, &lists, &mounted)
+    {
+        Ok(done) => {
+            show("prefetch", &done, options.json);
+            exit_code(&done, options.degraded_ok)
+        }
+        Err(e) => {
+            eprintln!("initagent: prefetch: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The mount daemon as a process: how `initagent flist mount` (and stage 1) start one
+//! detached `initagent flist mount --foreground` per flist and wait until it serves, and
+//! the daemon's counters file (`--stats FILE`), rewritten while it serves so `status` can
+//! show the bytes fetched and the cache hits of every mounted flist.
+
+use super::fs::FlistFs;
+use super::mount::{self, MountState};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where stage 1 keeps the counters of the flists it mounted (`<name>.json`).
+pub const STATS_DIR: &str = "/run/initagent/flists";
+
+/// Everything the daemon's command line carries.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonRequest {
+    /// The flist manifest (absolute).
+    pub manifest: PathBuf,
+    /// The mount point.
+    pub target: PathBuf,
+    /// The disk cache directory.
+    pub cache: Option<PathBuf>,
+    /// Stores that replace the flist's routes.
+    pub stores: Vec<String>,
+    /// `FROM=TO` route rewrites.
+    pub rewrites: Vec<String>,
+    /// Seconds one store request may take.
+    pub store_timeout: Option<u64>,
+    /// CA bundle for HTTPS/S3 stores.
+    pub ca_file: Option<PathBuf>,
+    /// FUSE subtype.
+    pub subtype: String,
+    /// `allow_other`.
+    pub allow_other: bool,
+    /// The counters file.
+    pub stats: Option<PathBuf>,
+}
+
+impl DaemonRequest {
+    /// The daemon's argv, starting with the agent's own path.
+    pub fn argv(&self, exe: &Path) -> Vec<String> {
+        let mut argv: Vec<String> = vec![
+            exe.display().to_string(),
+            "flist".into(),
+            "mount".into(),
+            "--foreground".into(),
+            "-m".into(),
+            self.manifest.display().to_string(),
+        ];
+        if let Some(cache) = &self.cache {
+            argv.extend(["--cache".into(), cache.display().to_string()]);
+        }
+        for store in &self.stores {
+            argv.extend(["--store".into(), store.clone()]);
+        }
+        for rewrite in &self.rewrites {
+            argv.extend(["--store-rewrite".into(), rewrite.clone()]);
+        }
+        if let Some(seconds) = self.store_timeout {
+            argv.extend(["--store-timeout".into(), seconds.to_string()]);
+        }
+        if let Some(ca_file) = &self.ca_file {
+            argv.extend(["--ca-file".into(), ca_file.display().to_string()]);
+        }
+        if let Some(stats) = &self.stats {
+            argv.extend(["--stats".into(), stats.display().to_string()]);
+        }
+        argv.extend(["--fs-subtype".into(), self.subtype.clone()]);
+        if !self.allow_other {
+            argv.push("--no-allow-other".into());
+        }
+        argv.push(self.target.display().to_string());
+        argv
+    }
+}
+
+/// Starts the daemon detached and waits up to `wait` until `target` serves the flist;
+/// returns the daemon's pid.
+pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    let child = crate::sys::process::spawn(
+        &request.argv(&exe),
+        &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
+        crate::sys::process::SpawnOptions {
+            detach: true,
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("starting the mount daemon: {e}"))?;
+    let source = request.manifest.display().to_string();
+    let deadline = Instant::now() + wait;
+    loop {
+        if let MountState::Ours { source: mounted } =
+            mount::state(&request.target, &request.subtype)
+        {
+            if mounted == source && std::fs::read_dir(&request.target).is_ok() {
+                return Ok(child.pid());
+            }
+        }
+        if let Ok(Some(exit)) =
+            crate::sys::process::wait(&child, Some(Instant::now() + Duration::from_millis(20)))
+        {
+            return Err(format!(
+                "the mount daemon for {} ended ({exit}); run with --foreground to see why (its log is in dmesg)",
+                request.target.display()
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} was not serving within {} s",
+                request.target.display(),
+                wait.as_secs()
+            ));
+        }
+    }
+}
+
+/// The counters file's contents.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DaemonStats {
+    /// The flist manifest.
+    pub flist: String,
+    /// The mount point.
+    pub target: String,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Blocks served from memory.
+    pub memory_hits: u64,
+    /// Blocks served from the disk cache (among them, what stage 1 prefetched).
+    pub disk_hits: u64,
+    /// Blocks fetched from the stores.
+    pub fetched: u64,
+    /// Bytes fetched from the stores.
+    pub bytes_fetched: u64,
+    /// Blobs that failed verification.
+    pub corrupt: u64,
+    /// The daemon's peak resident memory, KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Rewrites `path` every second while the counters change, on a thread of its own.
+pub fn keep_stats(fs: Arc<FlistFs>, flist: &str, target: &Path, path: PathBuf) {
+    let mut current = DaemonStats {
+        flist: flist.to_string(),
+        target: target.display().to_string(),
+        pid: std::process::id(),
+        ..DaemonStats::default()
+    };
+    let spawned = std::thread::Builder::new()
+        .name("flist-stats".into())
+        .spawn(move || {
+            let mut first = true;
+            loop {
+                let stats = fs.source.stats();
+                let peak = crate::sys::peak_rss_kib("self").unwrap_or(0);
+                let changed = first
+                    || (
+                        stats.memory_hits,
+                        stats.disk_hits,
+                        stats.fetched,
+                        stats.corrupt,
+                        peak,
+                    ) != (
+                        current.memory_hits,
+                        current.disk_hits,
+                        current.fetched,
+                        current.corrupt,
+                        current.peak_rss_kib,
+                    );
+                if changed {
+                    current.peak_rss_kib = peak;
+                    current.memory_hits = stats.memory_hits;
+                    current.disk_hits = stats.disk_hits;
+                    current.fetched = stats.fetched;
+                    current.bytes_fetched = stats.bytes_fetched;
+                    current.corrupt = stats.corrupt;
+                    if let Some(dir) = path.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    let text = serde_json::to_vec_pretty(&current).unwrap_or_default();
+                    if let Err(e) = crate::fsutil::write_atomic(&path, &text) {
+                        log::warn!("{}: {e}", path.display());
+                    }
+                    first = false;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("no counters file: {e}");
+    }
+}
+
+/// Reads every counters file in `dir` (name without `.json` → counters).
+pub fn read_stats(dir: &Path) -> Vec<(String, DaemonStats)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        if let Ok(stats) = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|raw| serde_json::from_slice(&raw).map_err(|e| e.to_string()))
+        {
+            found.push((name.to_string(), stats));
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}

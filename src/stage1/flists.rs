@@ -1,0 +1,260 @@
+//! The `flists` step: mount the firmware flist on `/lib/firmware` and the modules flist
+//! on `/lib/modules/<release>`, from manifests the initramfs carries
+//! (`/etc/initagent/flists/firmware.fl`, `modules-<release>.fl`), each served by its own
+//! detached daemon that outlives the handoff.
+//!
+//! The store is probed before anything is mounted: the first file an flist is needed for
+//! (the modules' dependency maps; the firmware's smallest file) is fetched into the
+//! shared disk cache. An flist whose store cannot serve it is not mounted, so the tree the
+//! initramfs carries stays visible and the boot goes on with it, degraded, with the
+//! reason in the report.
+
+use super::runner::StepDone;
+use crate::config::Config;
+use crate::flist::daemon::{self, DaemonRequest};
+use crate::flist::fs::FlistFs;
+use crate::flist::mount::{self, MountState, OpenOptions};
+use crate::flist::prefetch;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where the initramfs keeps the flist manifests.
+pub const MANIFEST_DIR: &str = "/etc/initagent/flists";
+/// The disk caches of the stage-1 flists (`<dir>/<name>`, tmpfs).
+pub const CACHE_DIR: &str = "/run/initagent/cache";
+
+/// An flist stage 1 mounted, with the agent's own handle on it (same manifest, same disk
+/// cache as the daemon) for the prefetch.
+pub struct Mounted {
+    /// `firmware` or `modules`.
+    pub name: &'static str,
+    /// The mount point.
+    pub target: PathBuf,
+    /// The agent's handle.
+    pub fs: Arc<FlistFs>,
+}
+
+/// What the flists step hands to the steps after it.
+pub type Shared = Arc<Mutex<Vec<Mounted>>>;
+
+/// The flists of this kernel release, firmware first: (name, manifest, mount point).
+pub fn wanted(manifest_dir: &Path, release: &str) -> Vec<(&'static str, PathBuf, PathBuf)> {
+    vec![
+        (
+            "firmware",
+            manifest_dir.join("firmware.fl"),
+            PathBuf::from("/lib/firmware"),
+        ),
+        (
+            "modules",
+            manifest_dir.join(format!("modules-{release}.fl")),
+            Path::new("/lib/modules").join(release),
+        ),
+    ]
+}
+
+/// The files fetched before mounting, proving the store serves the flist: the modules'
+/// maps, or the smallest file of any other flist.
+fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
+    let manifest = &fs.manifest;
+    if name == "modules" {
+        let root = manifest.children(1);
+        let maps: Vec<String> = root
+            .iter()
+            .filter_map(|ino| manifest.inode(*ino))
+            .filter(|inode| inode.is_file() && inode.name.starts_with("modules."))
+            .map(|inode| format!("/{}", inode.name))
+            .collect();
+        if !maps.is_empty() {
+            return maps;
+        }
+    }
+    let smallest = manifest
+        .inodes()
+        .filter(|inode| inode.is_file() && inode.size > 0)
+        .min_by_key(|inode| inode.size)
+        .map(|inode| inode.ino);
+    smallest
+        .map(|ino| manifest.path_of(ino))
+        .into_iter()
+        .collect()
+}
+
+/// How stage 1 opens flist `name`: its own disk cache, the configured stores and timeout.
+fn open_options(name: &str, config: &Config) -> OpenOptions {
+    let mut open = OpenOptions::new();
+    open.stores = config.flist_stores.clone();
+    open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
+    open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
+    open
+}
+
+/// Opens, probes and mounts one flist.
+fn mount_one(
+    name: &'static str,
+    manifest: &Path,
+    target: &Path,
+    config: &Config,
+    deadline: Instant,
+) -> Result<(Mounted, prefetch::PrefetchReport), String> {
+    let open = open_options(name, config);
+    let cache = open.cache_dir.clone();
+    let fs = mount::open(manifest, &open)?;
+    let stores = mount::describe_routes(&mount::effective_routes(&fs.manifest, &open));
+    let paths = probe_paths(name, &fs);
+    let unreachable = |why: String| format!("store unreachable ({}): {why}", stores.join(", "));
+    // One read first: its error says what the store answered.
+    if let Some(first) = paths.first().and_then(|p| fs.manifest.resolve(p)) {
+        fs.read(first.ino, 0, 1)
+            .map_err(|e| unreachable(e.to_string()))?;
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let probe = prefetch::prefetch_paths(&fs, &paths, left);
+    if probe.failed > 0 || probe.timed_out {
+        return Err(unreachable(format!(
+            "{} of {} blocks of {} could not be fetched{}",
+            probe.failed,
+            probe.blocks,
+            paths.join(" "),
+            if probe.timed_out {
+                " before the deadline"
+            } else {
+                ""
+            }
+        )));
+    }
+    match mount::state(target, mount::SUBTYPE) {
+        MountState::Ours { source } if Path::new(&source) == manifest => {}
+        MountState::Absent => {
+            std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+            let request = DaemonRequest {
+                manifest: manifest.to_path_buf(),
+                target: target.to_path_buf(),
+                cache,
+                stores: config.flist_stores.clone(),
+                store_timeout: Some(u64::from(config.flist_store_timeout_s)),
+                subtype: mount::SUBTYPE.to_string(),
+                allow_other: true,
+                stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
+                ..DaemonRequest::default()
+            };
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(2));
+            daemon::start(&request, wait)?;
+        }
+        other => {
+            return Err(format!(
+                "{} is already a mount point ({other:?}); not mounting over it",
+                target.display()
+            ))
+        }
+    }
+    Ok((
+        Mounted {
+            name,
+            target: target.to_path_buf(),
+            fs,
+        },
+        probe,
+    ))
+}
+
+/// Mounts every flist the image has a manifest for; degraded when one could not be.
+pub fn mount_all(
+    config: &Config,
+    manifest_dir: &Path,
+    shared: &Shared,
+) -> Result<StepDone, String> {
+    let release = crate::sys::kernel_release();
+    let deadline = Instant::now() + Duration::from_secs(u64::from(config.flists_deadline_s));
+    let mut mounted = Vec::new();
+    let mut problems = Vec::new();
+    let (mut probe_bytes, mut probe_blocks) = (0u64, 0u64);
+    for (name, manifest, target) in wanted(manifest_dir, &release) {
+        if !manifest.exists() {
+            continue;
+        }
+        match mount_one(name, &manifest, &target, config, deadline) {
+            Ok((flist, probe)) => {
+                probe_bytes += flist.fs.source.stats().bytes_fetched;
+                probe_blocks += probe.blocks;
+                mounted.push(format!("{name} on {}", target.display()));
+                shared.lock().unwrap_or_else(|p| p.into_inner()).push(flist);
+            }
+            Err(why) => {
+                let fallback = if name == "modules" {
+                    "the initramfs's own modules are used"
+                } else {
+                    "firmware comes from the initramfs only"
+                };
+                problems.push(format!(
+                    "{name} ({}): {why}; not mounted, {fallback}",
+                    manifest.display()
+                ));
+            }
+        }
+    }
+    if mounted.is_empty() && problems.is_empty() {
+        return Ok(StepDone::skipped(format!(
+            "no flist manifests in {} for {release}",
+            manifest_dir.display()
+        )));
+    }
+    let mut detail = if mounted.is_empty() {
+        "nothing mounted".to_string()
+    } else {
+        format!("mounted {}", mounted.join(", "))
+    };
+    let done = if problems.is_empty() {
+        StepDone::ok(detail)
+    } else {
+        detail = format!("{}; {detail}", problems.join("; "));
+        StepDone::degraded(detail)
+    };
+    Ok(done
+        .count("mounted", mounted.len() as u64)
+        .count("failed", problems.len() as u64)
+        .count("probe_blocks", probe_blocks)
+        .count("bytes_fetched", probe_bytes))
+}
+
+/// The agent's handles on the stage-1 flists that are mounted now (for `initagent
+/// prefetch` on a live node): same manifests, same caches as their daemons.
+pub fn open_mounted(config: &Config, manifest_dir: &Path) -> Shared {
+    let shared = Shared::default();
+    let release = crate::sys::kernel_release();
+    for (name, manifest, target) in wanted(manifest_dir, &release) {
+        let ours = matches!(
+            mount::state(&target, mount::SUBTYPE),
+            MountState::Ours { source } if Path::new(&source) == manifest
+        );
+        if !ours {
+            continue;
+        }
+        match mount::open(&manifest, &open_options(name, config)) {
+            Ok(fs) => shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Mounted { name, target, fs }),
+            Err(e) => log::warn!("{}: {e}", manifest.display()),
+        }
+    }
+    shared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_comes_first_and_the_modules_flist_is_named_by_release() {
+        let wanted = wanted(Path::new("/m"), "6.1.0-9-amd64");
+        let names: Vec<&str> = wanted.iter().map(|w| w.0).collect();
+        assert_eq!(names, ["firmware", "modules"]);
+        assert_eq!(wanted[1].1, Path::new("/m/modules-6.1.0-9-amd64.fl"));
+        assert_eq!(wanted[1].2, Path::new("/lib/modules/6.1.0-9-amd64"));
+        assert_eq!(wanted[0].2, Path::new("/lib/firmware"));
+    }
+}

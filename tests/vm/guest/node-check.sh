@@ -1,0 +1,37 @@
+#!/bin/sh
+# Stand-in for zinit in the end-to-end node VM tests and the main job: shows the handoff
+# (same PID 1), then sends to the host over the second serial port what an operator
+# would look at: the flist mounts and their daemons' counters, the modules in the
+# kernel and the sizes of their files, the boot report and `initagent status`.
+out=/dev/ttyS1
+read -r uptime _ < /proc/uptime
+kver=$(uname -r)
+echo "handoff pid=$$ args=$* uptime=$uptime" > $out
+# Counters files are rewritten each second: let the last loads' counts land.
+sleep 1.2
+grep ' fuse.initagent ' /proc/mounts | cut -d' ' -f1,2 | sed 's/^/flist-mount: /' > $out
+for f in /run/initagent/flists/*.json; do
+  [ -e "$f" ] || continue
+  n=$(basename "$f" .json)
+  echo "stats-$n-begin" > $out; cat "$f" > $out; echo > $out; echo "stats-$n-end" > $out
+done
+cut -d' ' -f1 /proc/modules | sed 's/^/module: /' > $out
+# Sizes of the module files the kernel loaded, from the mounted tree (stat only: no block
+# is fetched for it), to compare with the bytes fetched.
+/sbin/initagent modules resolve --show-depends $(cut -d' ' -f1 /proc/modules) 2>/dev/null \
+  | awk '$1 == "insmod" { print $2 }' | sort -u | while read -r path; do
+  echo "used-module: $(stat -c %s "$path") $path" > $out
+done
+# Peak memory of what stage 1 left running (the flist daemons; udevd in the shell flow).
+for p in /proc/[0-9]*; do
+  case "$(cat "$p/comm" 2>/dev/null)" in
+    initagent|systemd-udevd) echo "rss: $(cat "$p/comm") ${p#/proc/} $(awk '/^VmHWM/ {print $2}' "$p/status")" > $out ;;
+  esac
+done
+echo "coldplug-begin" > $out; cat /run/initagent/coldplug.json > $out 2>&1; echo > $out; echo "coldplug-end" > $out
+echo "report-begin" > $out
+/sbin/initagent status --json > $out 2>&1
+echo "report-end" > $out
+/sbin/initagent status 2>&1 | sed 's/^/status: /' > $out
+echo "done rc=0" > $out
+poweroff -f

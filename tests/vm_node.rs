@@ -1,0 +1,214 @@
+//! Stage 1 end to end on Debian's real kernel in QEMU, with the `vm-node` target: only
+//! the bootstrap set (NIC drivers, fuse) is in the initramfs; Debian's whole module tree
+//! and a firmware tree are flists packed by `initagent flist pack` into a store the host
+//! serves inside the run's network namespace. Stage 1 brings the network up with QEMU's
+//! DHCP, mounts both flists lazily, checks the maps, prefetches what this VM will load,
+//! loads the baseline from the mounted tree, coldplugs and hands off. Then: the store
+//! unreachable (a degraded boot that says why), and maps in the modules flist that do
+//! not match its tree (regenerated in tmpfs, the modules still load).
+#![cfg(feature = "system-tests")]
+
+mod common;
+
+use common::node::{self, NodeStore};
+use common::vm::{Boot, Vm};
+
+fn node_vm(name: &str, packed: &NodeStore) -> Vm {
+    Vm::new(name)
+        .target("vm-node")
+        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
+        .flist(&packed.modules)
+        .flist(&packed.firmware)
+        .serve_dir(&packed.store)
+}
+
+fn handed_off(boot: &Boot) -> serde_json::Value {
+    boot.assert_clean();
+    assert!(boot.has_result("done rc=0"), "{}", boot.explain());
+    let report = boot.report();
+    assert_eq!(report["result"]["status"], "handed-off", "{report:#}");
+    report
+}
+
+#[test]
+fn a_node_boots_on_lazy_module_and_firmware_trees() {
+    let (root, release) = common::kernel::debian_tree();
+    let tree = node::stamped_copy(
+        "node-happy-tree",
+        &root.join("lib/modules").join(&release),
+        &release,
+    );
+    let packed = node::pack("node-happy", &tree, &release);
+    let boot = node_vm("node-happy", &packed).boot();
+    let report = handed_off(&boot);
+
+    // The order of the issue, each step ok; the prefetch runs beside the maps check and
+    // ends before the baseline loads.
+    let step_at = |name: &str| {
+        let step = common::step(&report, name);
+        assert_eq!(step["outcome"], "ok", "{step:#}");
+        (
+            step["start_us"].as_u64().unwrap(),
+            step["end_us"].as_u64().unwrap(),
+        )
+    };
+    let main_line = [
+        "pseudofs",
+        "config",
+        "bootstrap",
+        "net",
+        "flists",
+        "depmod",
+        "modules",
+        "coldplug",
+    ];
+    for pair in main_line.windows(2) {
+        assert!(
+            step_at(pair[0]).1 <= step_at(pair[1]).0,
+            "{pair:?}: {report:#}"
+        );
+    }
+    let prefetch = step_at("prefetch");
+    assert!(step_at("flists").1 <= prefetch.0 && prefetch.1 <= step_at("modules").0);
+    assert!(step_at("coldplug").1 <= step_at("handoff").0);
+
+    // Both flists are mounted, served by daemons that outlived the handoff.
+    let mounts = boot.lines("flist-mount: ");
+    assert!(
+        mounts.contains(
+            &format!("/etc/initagent/flists/modules-{release}.fl /lib/modules/{release}").as_str()
+        ) && mounts.contains(&"/etc/initagent/flists/firmware.fl /lib/firmware"),
+        "{mounts:?}"
+    );
+    let flists = common::step(&report, "flists");
+    assert_eq!(flists["counters"]["mounted"], 2, "{flists:#}");
+
+    // The maps of Debian's tree hold, proven by the content stamp packed with the tree:
+    // no module read.
+    let depmod = common::step(&report, "depmod");
+    assert_eq!(depmod["detail"], "maps valid (proven by the content stamp)");
+    assert_eq!(depmod["counters"]["module_bytes_read"], 0, "{depmod:#}");
+
+    // The prefetch read the baseline, this VM's devices' drivers and the firmware a
+    // baseline module names (usbduxsigma's, from the firmware flist) through the mounts.
+    let prefetch = common::step(&report, "prefetch");
+    let counters = &prefetch["counters"];
+    assert!(counters["modules"].as_u64().unwrap() >= 15, "{prefetch:#}");
+    assert_eq!(counters["firmware"], 1, "{prefetch:#}");
+    assert!(counters["fetched"].as_u64().unwrap() > 0, "{prefetch:#}");
+    assert_eq!(counters["failed"], 0, "{prefetch:#}");
+
+    // The baseline came from the mounted tree (none of it is in the initramfs).
+    let loaded = boot.lines("module: ");
+    for name in [
+        "virtio_net",
+        "fuse",
+        "bridge",
+        "8021q",
+        "overlay",
+        "9p",
+        "usbduxsigma",
+    ] {
+        assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
+    }
+    let modules = common::step(&report, "modules");
+    assert_eq!(modules["counters"]["failed"], 0, "{modules:#}");
+
+    // The daemons keep their counters for `status`; the loads were served from the disk
+    // cache the prefetch filled, so the modules daemon fetched next to nothing itself.
+    let stats = boot.json("stats-modules");
+    assert_eq!(
+        stats["target"],
+        format!("/lib/modules/{release}"),
+        "{stats:#}"
+    );
+    assert!(stats["disk_hits"].as_u64().unwrap() > 0, "{stats:#}");
+    assert!(
+        stats["bytes_fetched"].as_u64().unwrap() * 10
+            < prefetch["counters"]["bytes_fetched"].as_u64().unwrap(),
+        "{stats:#} {prefetch:#}"
+    );
+    assert_eq!(boot.json("stats-firmware")["target"], "/lib/firmware");
+    let status = boot.lines("status: ");
+    assert!(
+        status.iter().any(|l| l.starts_with("flist modules ")),
+        "{status:#?}"
+    );
+}
+
+#[test]
+fn an_unreachable_store_gives_a_degraded_boot_that_says_why() {
+    let (root, release) = common::kernel::debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    let packed = node::pack("node-unreachable", &tree, &release);
+    // Nothing listens on port 9 of the host: every store request is refused.
+    let boot = node_vm("node-unreachable", &packed)
+        .append("initagent.flist.store=http://10.0.2.2:9/")
+        .boot();
+    let report = handed_off(&boot);
+    let flists = common::step(&report, "flists");
+    assert_eq!(flists["outcome"], "degraded", "{flists:#}");
+    let detail = flists["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("store unreachable (00-ff http://10.0.2.2:9/)")
+            && detail.contains("the initramfs's own modules are used"),
+        "{detail}"
+    );
+    assert!(boot.lines("flist-mount: ").is_empty(), "{}", boot.explain());
+    // The boot went on with the initramfs's tree: its maps hold, the bootstrap set is
+    // loaded, the baseline is missing and said to be.
+    assert_eq!(common::step(&report, "depmod")["outcome"], "ok");
+    assert_eq!(common::step(&report, "prefetch")["outcome"], "skipped");
+    let modules = common::step(&report, "modules");
+    assert_eq!(modules["outcome"], "degraded", "{modules:#}");
+    assert!(
+        modules["detail"].as_str().unwrap().contains("bridge"),
+        "{modules:#}"
+    );
+    let loaded = boot.lines("module: ");
+    assert!(
+        loaded.contains(&"virtio_net") && loaded.contains(&"fuse"),
+        "{loaded:?}"
+    );
+}
+
+#[test]
+fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
+    // The rfs fixture's small tree for this kernel, plus a module its maps do not know.
+    let (root, release) = common::kernel::debian_tree();
+    let dir = common::scratch("node-broken-maps-tree");
+    let tree = dir.join(&release);
+    let fixture = common::fixtures()
+        .join("modules-mini/tree/lib/modules")
+        .join(&release);
+    assert!(std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&fixture)
+        .arg(&tree)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::copy(
+        root.join("lib/modules")
+            .join(&release)
+            .join("kernel/drivers/net/dummy.ko"),
+        tree.join("kernel/drivers/net/dummy.ko"),
+    )
+    .unwrap();
+    let packed = node::pack("node-broken-maps", &tree, &release);
+    let boot = node_vm("node-broken-maps", &packed)
+        .file("/etc/initagent/modules", "bridge\n8021q\ndummy\n", 0o644)
+        .boot();
+    let report = handed_off(&boot);
+    let depmod = common::step(&report, "depmod");
+    assert_eq!(depmod["outcome"], "degraded", "{depmod:#}");
+    let detail = depmod["detail"].as_str().unwrap();
+    assert!(detail.starts_with("maps regenerated"), "{detail}");
+    assert!(detail.contains("dummy"), "{detail}");
+    let modules = common::step(&report, "modules");
+    assert_eq!(modules["outcome"], "ok", "{modules:#}");
+    let loaded = boot.lines("module: ");
+    for name in ["dummy", "bridge", "8021q"] {
+        assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
+    }
+}
