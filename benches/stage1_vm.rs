@@ -49,7 +49,16 @@ fn file_size(path: &std::path::Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
+/// The modules in the kernel after the handoff.
+fn loaded(boot: &Boot) -> std::collections::BTreeSet<String> {
+    boot.lines("module: ")
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
+
 struct AgentRound {
+    modules: std::collections::BTreeSet<String>,
     init_to_handoff: f64,
     loading: f64,
     kernel_to_handoff: f64,
@@ -95,6 +104,7 @@ fn agent_round(round: usize, packed: &NodeStore) -> AgentRound {
         (step["end_us"].as_u64().unwrap_or(0) - step["start_us"].as_u64().unwrap_or(0)) as f64 / 1e6
     };
     AgentRound {
+        modules: loaded(&boot),
         init_to_handoff: handoff - start_us as f64 / 1e6,
         loading: seconds("bootstrap") + seconds("modules") + seconds("coldplug"),
         kernel_to_handoff: handoff,
@@ -109,6 +119,7 @@ fn agent_round(round: usize, packed: &NodeStore) -> AgentRound {
 }
 
 struct ShellRound {
+    modules: std::collections::BTreeSet<String>,
     init_to_handoff: f64,
     kernel_to_handoff: f64,
     udevd_rss: u64,
@@ -153,6 +164,7 @@ fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> S
         .unwrap_or_else(|| panic!("the shell flow did not finish; {}", boot.explain()));
     let handoff = handoff_uptime(&boot);
     ShellRound {
+        modules: loaded(&boot),
         init_to_handoff: handoff - start,
         kernel_to_handoff: handoff,
         udevd_rss: rss_kib(&boot, "systemd-udevd")
@@ -251,6 +263,16 @@ fn main() {
         "peak RSS of the FUSE daemons, KiB",
         daemons.join(" + ")
     );
+    let (ours, theirs) = (&agent[0].modules, &shell[0].modules);
+    if ours == theirs {
+        println!("both flows end with the same {} modules loaded", ours.len());
+    } else {
+        println!(
+            "modules loaded differ: only initagent {:?}, only the shell flow {:?}",
+            ours.difference(theirs).collect::<Vec<_>>(),
+            theirs.difference(ours).collect::<Vec<_>>()
+        );
+    }
     println!(
         "(fetched bytes are as stored: compressed and encrypted blocks, the maps included; the module bytes are the plain .ko files loaded. The VM asks for no firmware.)"
     );

@@ -18,6 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// Once events come, the gap after the last one at which the gathered burst is loaded.
+const BURST_GAP: Duration = Duration::from_millis(20);
+
 /// How coldplug runs.
 #[derive(Debug, Clone)]
 pub struct ColdplugOptions {
@@ -173,8 +176,10 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
             &mut report,
         );
         let Some(socket) = &socket else { break };
-        // Wait for devices that appear because a driver loaded, until quiet.
-        let quiet_until = Instant::now() + options.quiet;
+        // Wait for devices that appear because a driver loaded: up to `quiet` for the
+        // first event; once events come, gather the burst (most were queued while the
+        // loads ran: probes add their devices synchronously) and load it at once.
+        let mut quiet_until = Instant::now() + options.quiet;
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -198,7 +203,8 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
                     {
                         report.events += 1;
                         pending.push((event.devpath.clone(), alias.to_string()));
-                        // Let a burst gather briefly, then load it.
+                        quiet_until = Instant::now() + BURST_GAP;
+                        // A large burst is loaded without waiting for its end.
                         if pending.len() >= 64 {
                             break;
                         }
