@@ -127,7 +127,6 @@ struct ShellRound {
 }
 
 fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> ShellRound {
-    let udev = std::path::Path::new("/var/cache/initagent/udev/root");
     let mut vm = Vm::new(&format!("bench-stage1-shell-{round}"))
         .target("vm-node")
         .cpus(2)
@@ -143,20 +142,14 @@ fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> S
         .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
         .tree(modules_tree, &format!("/lib/modules/{release}"))
         .tree(&node::firmware_tree(), "/lib/firmware")
-        .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm")
+        .with_debian_udevd()
         .symlink("/opt/kmod/bin/modprobe", "kmod");
-    for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
-        vm = vm.file(&dest, data, 0o755);
-    }
     for (dest, data) in
         common::with_libraries(std::path::Path::new("/usr/bin/kmod"), "/opt/kmod/bin/kmod")
     {
         vm = vm.file(&dest, data, 0o755);
     }
-    let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules")).unwrap();
-    let boot = vm
-        .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
-        .boot();
+    let boot = vm.boot();
     boot.assert_clean();
     let start: f64 = boot
         .result("shell-init-start ")

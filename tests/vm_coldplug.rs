@@ -96,19 +96,11 @@ fn udev_less_coldplug_loads_the_drivers_of_the_vms_devices() {
 
 #[test]
 fn with_debians_udevd_in_the_image_trigger_and_settle_load_the_drivers() {
-    let udev = std::path::Path::new("/var/cache/initagent/udev/root");
-    let mut vm = Vm::new("coldplug-udevd")
+    let boot = Vm::new("coldplug-udevd")
         .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-check.sh", 0o755)
         .append("initagent.skip=bootstrap,modules")
         .qemu(&["-nic", "user,model=e1000"])
-        .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm");
-    for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
-        vm = vm.file(&dest, data, 0o755);
-    }
-    // The rule that makes udevd load drivers: `kmod load $env{MODALIAS}`.
-    let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules")).unwrap();
-    let boot = vm
-        .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
+        .with_debian_udevd()
         .boot();
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
@@ -164,8 +156,7 @@ fn a_udevd_that_cannot_run_is_reported_at_once() {
 
 #[test]
 fn named_devices_and_subsystems_only_and_udev_triggers_subsystems_first() {
-    let udev = std::path::Path::new("/var/cache/initagent/udev/root");
-    let mut vm = Vm::new("coldplug-select")
+    let boot = Vm::new("coldplug-select")
         .repo_file("/sbin/zinit", "tests/vm/guest/coldplug-select.sh", 0o755)
         .append("initagent.skip=bootstrap,modules,coldplug")
         .qemu(&[
@@ -174,13 +165,7 @@ fn named_devices_and_subsystems_only_and_udev_triggers_subsystems_first() {
             "-nic",
             "user,model=virtio-net-pci",
         ])
-        .symlink("/lib/systemd/systemd-udevd", "/bin/udevadm");
-    for (dest, data) in common::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
-        vm = vm.file(&dest, data, 0o755);
-    }
-    let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules")).unwrap();
-    let boot = vm
-        .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
+        .with_debian_udevd()
         .boot();
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());

@@ -7,7 +7,6 @@ use crate::stage1::flists::{self, MANIFEST_DIR};
 use crate::stage1::modules::BOOTSTRAP_LIST;
 use crate::stage1::runner::StepDone;
 use std::path::Path;
-use std::time::Duration;
 
 fn show(command: &str, done: &StepDone, json: bool) {
     if json {
@@ -35,9 +34,8 @@ fn exit_code(done: &StepDone, degraded_ok: bool) -> i32 {
 pub(crate) fn flists(options: &Options) -> i32 {
     crate::logging::init(log::LevelFilter::Warn);
     let config = super::effective_config(options);
-    let mut backoff = Duration::from_secs(5);
-    loop {
-        let code = match flists::mount_all(&config, Path::new(MANIFEST_DIR), &Default::default()) {
+    super::with_retry("flists", options.retry, || {
+        match flists::mount_all(&config, Path::new(MANIFEST_DIR), &Default::default()) {
             Ok(done) => {
                 show("flists", &done, options.json);
                 exit_code(&done, options.degraded_ok)
@@ -46,17 +44,8 @@ pub(crate) fn flists(options: &Options) -> i32 {
                 eprintln!("initagent: flists: {e}");
                 1
             }
-        };
-        if code == 0 || !options.retry {
-            return code;
         }
-        eprintln!(
-            "initagent: flists: trying again in {} s (--retry)",
-            backoff.as_secs()
-        );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
+    })
 }
 
 /// `initagent prefetch`: the boot-critical prefetch over the flists mounted now.

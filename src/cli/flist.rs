@@ -112,32 +112,9 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     let meta = meta_path(options)?;
     let source = meta.display().to_string();
     let fuse = fuse_options(options)?;
-    match mount::state(&target, &fuse.subtype) {
-        MountState::Ours { source: mounted } if mounted == source => {
-            println!("{} already serves {source}", target.display());
-            return Ok(0);
-        }
-        MountState::Ours { source: mounted } => {
-            return Err(format!(
-                "{} already serves another flist ({mounted}); `initagent flist umount {}` first",
-                target.display(),
-                target.display()
-            ))
-        }
-        MountState::Other { fstype, source } => {
-            return Err(format!(
-                "{} already has a {fstype} mount ({source}); not mounting over it",
-                target.display()
-            ))
-        }
-        MountState::Stale { fstype } => {
-            log::warn!(
-                "{}: stale {fstype} mount (its daemon is gone); replacing it",
-                target.display()
-            );
-            crate::sys::mount::unmount(&target, true).map_err(|e| e.to_string())?;
-        }
-        MountState::Absent => {}
+    if mount::claim(&target, &source, &fuse.subtype)? {
+        println!("{} already serves {source}", target.display());
+        return Ok(0);
     }
     if !target.is_dir() {
         return Err(format!("{}: not a directory", target.display()));

@@ -324,6 +324,24 @@ fn node_state() -> Vec<String> {
     lines
 }
 
+/// Runs `attempt` until it exits 0 when `retry` (`--retry`, for zinit oneshots, whose
+/// failure would block their dependents forever): backoff from 5 s, doubling up to 60 s.
+pub(crate) fn with_retry(command: &str, retry: bool, mut attempt: impl FnMut() -> i32) -> i32 {
+    let mut backoff = std::time::Duration::from_secs(5);
+    loop {
+        let code = attempt();
+        if code == 0 || !retry {
+            return code;
+        }
+        eprintln!(
+            "initagent: {command}: trying again in {} s (--retry)",
+            backoff.as_secs()
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
 /// Prints a value as pretty JSON on stdout (`--json`).
 pub(crate) fn print_json(value: &impl serde::Serialize) {
     println!(

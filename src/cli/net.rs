@@ -92,32 +92,20 @@ fn net_up(options: &Options) -> i32 {
     if !flags.check.is_empty() {
         up_options.check = flags.check.clone();
     }
-    let mut backoff = Duration::from_secs(5);
-    loop {
-        let code = match up(&up_options) {
-            Ok(report) => {
-                if options.json {
-                    super::print_json(&report);
-                } else {
-                    print_up(&report);
-                }
-                i32::from(report.outcome != "ok")
+    super::with_retry("net up", options.retry, || match up(&up_options) {
+        Ok(report) => {
+            if options.json {
+                super::print_json(&report);
+            } else {
+                print_up(&report);
             }
-            Err(e) => {
-                eprintln!("initagent: net up: {e}");
-                1
-            }
-        };
-        if code == 0 || !options.retry {
-            return code;
+            i32::from(report.outcome != "ok")
         }
-        eprintln!(
-            "initagent: net up: trying again in {} s (--retry)",
-            backoff.as_secs()
-        );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(60));
-    }
+        Err(e) => {
+            eprintln!("initagent: net up: {e}");
+            1
+        }
+    })
 }
 
 fn print_up(report: &UpReport) {

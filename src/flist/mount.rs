@@ -216,6 +216,34 @@ pub fn state(target: &Path, subtype: &str) -> MountState {
     }
 }
 
+/// Whether `target` may take a mount of the flist `source`: `Ok(true)` when it already
+/// serves it, `Ok(false)` when it is free (a stale mount whose daemon died is removed
+/// first), an error naming what is mounted there otherwise.
+pub fn claim(target: &Path, source: &str, subtype: &str) -> Result<bool, String> {
+    match state(target, subtype) {
+        MountState::Ours { source: mounted } if mounted == source => Ok(true),
+        MountState::Ours { source: mounted } => Err(format!(
+            "{} already serves another flist ({mounted}); `initagent flist umount {}` first",
+            target.display(),
+            target.display()
+        )),
+        MountState::Other { fstype, source } => Err(format!(
+            "{} already has a {fstype} mount ({source}); not mounting over it",
+            target.display()
+        )),
+        MountState::Stale { fstype } => {
+            log::warn!(
+                "{}: stale {fstype} mount (its daemon is gone); replacing it",
+                target.display()
+            );
+            crate::sys::mount::unmount(target, true)
+                .map_err(|e| format!("{}: unmounting the stale mount: {e}", target.display()))?;
+            Ok(false)
+        }
+        MountState::Absent => Ok(false),
+    }
+}
+
 /// Mounts `fs` on `target` and serves it until it is unmounted.
 pub fn serve(
     fs: Arc<FlistFs>,

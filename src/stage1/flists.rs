@@ -124,32 +124,24 @@ fn mount_one(
             }
         )));
     }
-    match mount::state(target, mount::SUBTYPE) {
-        MountState::Ours { source } if Path::new(&source) == manifest => {}
-        MountState::Absent => {
-            std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
-            let request = DaemonRequest {
-                manifest: manifest.to_path_buf(),
-                target: target.to_path_buf(),
-                cache,
-                stores: config.flist_stores.clone(),
-                store_timeout: Some(u64::from(config.flist_store_timeout_s)),
-                subtype: mount::SUBTYPE.to_string(),
-                allow_other: true,
-                stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
-                ..DaemonRequest::default()
-            };
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_secs(2));
-            daemon::start(&request, wait)?;
-        }
-        other => {
-            return Err(format!(
-                "{} is already a mount point ({other:?}); not mounting over it",
-                target.display()
-            ))
-        }
+    let source = manifest.display().to_string();
+    if !mount::claim(target, &source, mount::SUBTYPE)? {
+        std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let request = DaemonRequest {
+            manifest: manifest.to_path_buf(),
+            target: target.to_path_buf(),
+            cache,
+            stores: config.flist_stores.clone(),
+            store_timeout: Some(u64::from(config.flist_store_timeout_s)),
+            subtype: mount::SUBTYPE.to_string(),
+            allow_other: true,
+            stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
+            ..DaemonRequest::default()
+        };
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(2));
+        daemon::start(&request, wait)?;
     }
     Ok((
         Mounted {

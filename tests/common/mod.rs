@@ -31,6 +31,42 @@ pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no step {name} in the report: {report:#}"))
 }
 
+/// Stage 1's main line, in order (the prefetch runs beside `depmod`).
+pub const MAIN_LINE: &[&str] = &[
+    "pseudofs",
+    "config",
+    "bootstrap",
+    "net",
+    "flists",
+    "depmod",
+    "modules",
+    "coldplug",
+    "handoff",
+];
+
+/// (start, end) of step `name`, in microseconds; it must have ended.
+pub fn span(report: &serde_json::Value, name: &str) -> (u64, u64) {
+    let s = step(report, name);
+    let start = s["start_us"].as_u64().unwrap();
+    let end = s["end_us"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{name} never ended: {report:#}"));
+    assert!(end >= start, "{name} ends before it starts");
+    (start, end)
+}
+
+/// Each of `names` started after the one before it ended.
+pub fn assert_in_order(report: &serde_json::Value, names: &[&str]) {
+    for pair in names.windows(2) {
+        assert!(
+            span(report, pair[0]).1 <= span(report, pair[1]).0,
+            "{} started before {} ended: {report:#}",
+            pair[1],
+            pair[0]
+        );
+    }
+}
+
 /// A dynamically linked host program for a VM image: (`dest`, its bytes), then each
 /// shared library `ldd` names, at its host path.
 pub fn with_libraries(program: &std::path::Path, dest: &str) -> Vec<(String, Vec<u8>)> {

@@ -101,6 +101,21 @@ impl Vm {
         }
     }
 
+    /// Puts Debian's udevd in the image (`udevadm` with its libraries, as
+    /// `/lib/systemd/systemd-udevd` too) with the rule that makes it load drivers
+    /// (`80-drivers.rules`: `kmod load $env{MODALIAS}`), from the `udev` package `make
+    /// setup` extracts.
+    pub fn with_debian_udevd(mut self) -> Vm {
+        let udev = Path::new("/var/cache/initagent/udev/root");
+        for (dest, data) in super::with_libraries(&udev.join("bin/udevadm"), "/bin/udevadm") {
+            self = self.file(&dest, data, 0o755);
+        }
+        let rule = std::fs::read(udev.join("lib/udev/rules.d/80-drivers.rules"))
+            .expect("udev rules (make setup)");
+        self.symlink("/lib/systemd/systemd-udevd", "/bin/udevadm")
+            .file("/lib/udev/rules.d/80-drivers.rules", rule, 0o644)
+    }
+
     /// Puts the whole directory `source` in the image at `dest`.
     pub fn tree(mut self, source: &Path, dest: &str) -> Vm {
         self.trees.push((source.to_path_buf(), dest.into()));
