@@ -17,6 +17,21 @@ pub struct KeyDef {
     pub show: fn(&Config) -> String,
 }
 
+/// A key whose value is whole seconds in a range, kept in a `u32` field of the config.
+macro_rules! seconds_key {
+    ($name:literal, $help:literal, $($field:ident).+, $low:literal..=$high:literal) => {
+        KeyDef {
+            name: $name,
+            help: $help,
+            apply: |config, raw| {
+                config.$($field).+ = seconds(raw, $low, $high)?;
+                Ok(())
+            },
+            show: |config| config.$($field).+.to_string(),
+        }
+    };
+}
+
 /// Every key the agent understands.
 pub const KEYS: &[KeyDef] = &[
     KeyDef {
@@ -49,15 +64,12 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.on_failure).to_lowercase(),
     },
-    KeyDef {
-        name: "reboot_delay",
-        help: "seconds of countdown before a failure reboot (0-86400, default 30)",
-        apply: |config, raw| {
-            config.reboot_delay_s = seconds(raw, 0, 86_400)?;
-            Ok(())
-        },
-        show: |config| config.reboot_delay_s.to_string(),
-    },
+    seconds_key!(
+        "reboot_delay",
+        "seconds of countdown before a failure reboot (0-86400, default 30)",
+        reboot_delay_s,
+        0..=86_400
+    ),
     KeyDef {
         name: "handoff",
         help: "the next init and its arguments (default \"/sbin/zinit init\")",
@@ -105,33 +117,24 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.modules_sequential.join(",")),
     },
-    KeyDef {
-        name: "modules_deadline",
-        help: "seconds the modules step may take before the boot goes on without it (1-3600, default 60)",
-        apply: |config, raw| {
-            config.modules_deadline_s = seconds(raw, 1, 3600)?;
-            Ok(())
-        },
-        show: |config| config.modules_deadline_s.to_string(),
-    },
-    KeyDef {
-        name: "depmod_deadline",
-        help: "seconds the dependency-map check and repair may take (1-3600, default 30)",
-        apply: |config, raw| {
-            config.depmod_deadline_s = seconds(raw, 1, 3600)?;
-            Ok(())
-        },
-        show: |config| config.depmod_deadline_s.to_string(),
-    },
-    KeyDef {
-        name: "coldplug_deadline",
-        help: "seconds coldplug may take loading the drivers of the devices found (1-600, default 30)",
-        apply: |config, raw| {
-            config.coldplug_deadline_s = seconds(raw, 1, 600)?;
-            Ok(())
-        },
-        show: |config| config.coldplug_deadline_s.to_string(),
-    },
+    seconds_key!(
+        "modules_deadline",
+        "seconds the modules step may take before the boot goes on without it (1-3600, default 60)",
+        modules_deadline_s,
+        1..=3600
+    ),
+    seconds_key!(
+        "depmod_deadline",
+        "seconds the dependency-map check and repair may take (1-3600, default 30)",
+        depmod_deadline_s,
+        1..=3600
+    ),
+    seconds_key!(
+        "coldplug_deadline",
+        "seconds coldplug may take loading the drivers of the devices found (1-600, default 30)",
+        coldplug_deadline_s,
+        1..=600
+    ),
     KeyDef {
         name: "flist.store",
         help: "comma-separated store URLs that replace the routes of the flists stage 1 mounts (a mirror)",
@@ -145,33 +148,24 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.flist_stores.join(",")),
     },
-    KeyDef {
-        name: "flist.store_timeout",
-        help: "seconds one store request of a stage-1 flist may take (1-300, default 5)",
-        apply: |config, raw| {
-            config.flist_store_timeout_s = seconds(raw, 1, 300)?;
-            Ok(())
-        },
-        show: |config| config.flist_store_timeout_s.to_string(),
-    },
-    KeyDef {
-        name: "flists_deadline",
-        help: "seconds mounting the firmware and modules flists may take (1-600, default 30)",
-        apply: |config, raw| {
-            config.flists_deadline_s = seconds(raw, 1, 600)?;
-            Ok(())
-        },
-        show: |config| config.flists_deadline_s.to_string(),
-    },
-    KeyDef {
-        name: "prefetch_deadline",
-        help: "seconds the boot-critical prefetch may take (1-600, default 20)",
-        apply: |config, raw| {
-            config.prefetch_deadline_s = seconds(raw, 1, 600)?;
-            Ok(())
-        },
-        show: |config| config.prefetch_deadline_s.to_string(),
-    },
+    seconds_key!(
+        "flist.store_timeout",
+        "seconds one store request of a stage-1 flist may take (1-300, default 5)",
+        flist_store_timeout_s,
+        1..=300
+    ),
+    seconds_key!(
+        "flists_deadline",
+        "seconds mounting the firmware and modules flists may take (1-600, default 30)",
+        flists_deadline_s,
+        1..=600
+    ),
+    seconds_key!(
+        "prefetch_deadline",
+        "seconds the boot-critical prefetch may take (1-600, default 20)",
+        prefetch_deadline_s,
+        1..=600
+    ),
     KeyDef {
         name: "break",
         help: "stop before this stage-1 step with a shell on the console; the boot goes on when it exits (like rd.break)",
@@ -223,42 +217,30 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.net.iface.clone().unwrap_or_default()),
     },
-    KeyDef {
-        name: "net.carrier_timeout",
-        help: "seconds a link may take to show carrier (1-300, default 10)",
-        apply: |config, raw| {
-            config.net.carrier_timeout_s = seconds(raw, 1, 300)?;
-            Ok(())
-        },
-        show: |config| config.net.carrier_timeout_s.to_string(),
-    },
-    KeyDef {
-        name: "net.dhcp_timeout",
-        help: "seconds DHCP may take on a link after carrier (1-600, default 30)",
-        apply: |config, raw| {
-            config.net.dhcp_timeout_s = seconds(raw, 1, 600)?;
-            Ok(())
-        },
-        show: |config| config.net.dhcp_timeout_s.to_string(),
-    },
-    KeyDef {
-        name: "net.settle",
-        help: "seconds the other links still get after the first lease with a gateway (0-60, default 1)",
-        apply: |config, raw| {
-            config.net.settle_s = seconds(raw, 0, 60)?;
-            Ok(())
-        },
-        show: |config| config.net.settle_s.to_string(),
-    },
-    KeyDef {
-        name: "net.ipv6_timeout",
-        help: "seconds from the start of the step a SLAAC address is waited for, only to report it (0-60, default 0: never waited for)",
-        apply: |config, raw| {
-            config.net.ipv6_timeout_s = seconds(raw, 0, 60)?;
-            Ok(())
-        },
-        show: |config| config.net.ipv6_timeout_s.to_string(),
-    },
+    seconds_key!(
+        "net.carrier_timeout",
+        "seconds a link may take to show carrier (1-300, default 10)",
+        net.carrier_timeout_s,
+        1..=300
+    ),
+    seconds_key!(
+        "net.dhcp_timeout",
+        "seconds DHCP may take on a link after carrier (1-600, default 30)",
+        net.dhcp_timeout_s,
+        1..=600
+    ),
+    seconds_key!(
+        "net.settle",
+        "seconds the other links still get after the first lease with a gateway (0-60, default 1)",
+        net.settle_s,
+        0..=60
+    ),
+    seconds_key!(
+        "net.ipv6_timeout",
+        "seconds from the start of the step a SLAAC address is waited for, only to report it (0-60, default 0: never waited for)",
+        net.ipv6_timeout_s,
+        0..=60
+    ),
     KeyDef {
         name: "net.layout",
         help: "plain (the address on the NIC, default) or zos (bridge zos with the NIC's MAC, NIC enslaved, address on the bridge)",
@@ -281,15 +263,12 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.net.check.join(",")),
     },
-    KeyDef {
-        name: "net.check_timeout",
-        help: "seconds the store reachability check may take (1-300, default 5)",
-        apply: |config, raw| {
-            config.net.check_timeout_s = seconds(raw, 1, 300)?;
-            Ok(())
-        },
-        show: |config| config.net.check_timeout_s.to_string(),
-    },
+    seconds_key!(
+        "net.check_timeout",
+        "seconds the store reachability check may take (1-300, default 5)",
+        net.check_timeout_s,
+        1..=300
+    ),
 ];
 
 /// Stage-1 steps stage 1 can stop before (the ones after the configuration is read).
