@@ -87,6 +87,9 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     open.stores = config.flist_stores.clone();
     open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
+    // The agent's handle only fills the disk cache the daemon reads; PID 1's memory
+    // stays small.
+    open.memory_bytes = 8 << 20;
     open
 }
 
