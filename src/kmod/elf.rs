@@ -74,16 +74,32 @@ impl Reader<'_> {
 }
 
 /// The `.modinfo` section's bytes.
-pub fn modinfo_section(data: &[u8]) -> Result<&[u8], ElfError> {
-    if !data.starts_with(b"\x7fELF") {
+pub fn modinfo_section(data: &[u8]) -> Result<Vec<u8>, ElfError> {
+    modinfo_section_by(|at, len| data.get(at..at.checked_add(len)?).map(<[u8]>::to_vec))
+}
+
+/// The `.modinfo` section of a module read piece by piece with `read_at(offset, len)`
+/// (`None` when the range is not in the file): the header, the section table, the
+/// section names, then the section — a few small reads instead of the whole file.
+pub fn modinfo_section_by(
+    mut read_at: impl FnMut(usize, usize) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, ElfError> {
+    let Some(head) = read_at(0, 64) else {
+        return Err(match read_at(0, 4) {
+            Some(magic) if magic == b"\x7fELF" => ElfError::Truncated("ELF header"),
+            _ => ElfError::NotElf,
+        });
+    };
+    if !head.starts_with(b"\x7fELF") {
         return Err(ElfError::NotElf);
     }
-    if data.get(4) != Some(&2) {
+    if head.get(4) != Some(&2) {
         return Err(ElfError::Not64Bit);
     }
+    let big_endian = head.get(5) == Some(&2);
     let elf = Reader {
-        data,
-        big_endian: data.get(5) == Some(&2),
+        data: &head,
+        big_endian,
     };
     let shoff = elf.u64(0x28, "section header offset")?;
     let shentsize = usize::from(elf.u16(0x3A, "section header size")?);
@@ -92,34 +108,31 @@ pub fn modinfo_section(data: &[u8]) -> Result<&[u8], ElfError> {
     if shentsize < 64 {
         return Err(ElfError::Truncated("section header size"));
     }
-    let header = |i: usize| -> Result<usize, ElfError> {
-        i.checked_mul(shentsize)
-            .and_then(|o| o.checked_add(shoff))
-            .ok_or(ElfError::Truncated("section header"))
+    let table_size = shnum
+        .checked_mul(shentsize)
+        .ok_or(ElfError::Truncated("section header"))?;
+    let table_data = read_at(shoff, table_size).ok_or(ElfError::Truncated("section header"))?;
+    let table = Reader {
+        data: &table_data,
+        big_endian,
     };
-    // Field `offset` of the section header at `base`, without overflowing.
-    let field = |base: usize, offset: usize| {
-        base.checked_add(offset)
-            .ok_or(ElfError::Truncated("section header"))
-    };
-    let strtab_header = header(shstrndx)?;
-    let strtab = elf.u64(field(strtab_header, 24)?, "section name table")?;
+    // Field `offset` of section `i`'s header (the table holds `shnum` whole headers).
+    let field = |i: usize, offset: usize| i * shentsize + offset;
+    if shstrndx >= shnum {
+        return Err(ElfError::Truncated("section name table"));
+    }
+    let names_at = table.u64(field(shstrndx, 24), "section name table")?;
+    let names_size = table.u64(field(shstrndx, 32), "section name table")?;
+    let names = read_at(names_at, names_size).ok_or(ElfError::Truncated("section name table"))?;
     for i in 0..shnum {
-        let h = header(i)?;
-        let name_offset = elf.u32(h, "section name")? as usize;
-        let name_at = strtab
-            .checked_add(name_offset)
-            .ok_or(ElfError::Truncated("section name"))?;
-        let name = data
-            .get(name_at..)
+        let name_offset = table.u32(field(i, 0), "section name")? as usize;
+        let name = names
+            .get(name_offset..)
             .ok_or(ElfError::Truncated("section name"))?;
         if name.starts_with(b".modinfo\0") {
-            let offset = elf.u64(field(h, 24)?, "section offset")?;
-            let size = elf.u64(field(h, 32)?, "section size")?;
-            let end = offset
-                .checked_add(size)
-                .ok_or(ElfError::Truncated(".modinfo"))?;
-            return data.get(offset..end).ok_or(ElfError::Truncated(".modinfo"));
+            let offset = table.u64(field(i, 24), "section offset")?;
+            let size = table.u64(field(i, 32), "section size")?;
+            return read_at(offset, size).ok_or(ElfError::Truncated(".modinfo"));
         }
     }
     Err(ElfError::NoModinfo)
@@ -149,7 +162,7 @@ impl Modinfo {
 
     /// Reads the `.modinfo` of a module image (plain ELF bytes).
     pub fn from_elf(data: &[u8]) -> Result<Modinfo, ElfError> {
-        modinfo_section(data).map(Modinfo::parse)
+        modinfo_section(data).map(|section| Modinfo::parse(&section))
     }
 
     /// The first value of `key`.
@@ -237,6 +250,21 @@ pub(crate) mod tests {
         assert_eq!(info.depends(), ["virtio", "virtio_ring"]);
         assert_eq!(info.all("alias").count(), 2);
         assert_eq!(info.vermagic_release(), Some("6.1.0-56-amd64"));
+    }
+
+    #[test]
+    fn piecewise_reads_only_what_it_needs() {
+        let mut image = fake_module(&["firmware=a.bin", "firmware=b.bin"]);
+        image.extend(std::iter::repeat(0xAA).take(1 << 20));
+        let mut read = 0;
+        let section = modinfo_section_by(|at, len| {
+            read += len;
+            image.get(at..at + len).map(<[u8]>::to_vec)
+        })
+        .unwrap();
+        let info = Modinfo::parse(&section);
+        assert_eq!(info.all("firmware").collect::<Vec<_>>(), ["a.bin", "b.bin"]);
+        assert!(read < 512, "read {read} bytes");
     }
 
     #[test]

@@ -56,18 +56,37 @@ fn module_paths(modules: &Modules, inputs: &[String], module_dir: &Path) -> Vec<
     paths
 }
 
-/// File `path` of `fs`, whole (from the caches once prefetched).
-fn read_whole(fs: &FlistFs, path: &str) -> Option<Vec<u8>> {
+/// The `.modinfo` section of module file `path` in `fs`: a few small reads of an
+/// uncompressed module (from the caches once prefetched), the whole file otherwise.
+fn modinfo_of(fs: &FlistFs, path: &str) -> Option<Modinfo> {
     let inode = fs.manifest.resolve(path)?;
-    let mut data = Vec::with_capacity(usize::try_from(inode.size).unwrap_or(0));
-    while (data.len() as u64) < inode.size {
-        let chunk = fs.read(inode.ino, data.len() as u64, 4 << 20).ok()?;
-        if chunk.is_empty() {
-            break;
+    let read_at = |at: usize, len: usize| -> Option<Vec<u8>> {
+        let end = at.checked_add(len)?;
+        if end as u64 > inode.size {
+            return None;
         }
-        data.extend_from_slice(&chunk);
+        let mut data = Vec::with_capacity(len);
+        while data.len() < len {
+            let want = u32::try_from(len - data.len())
+                .unwrap_or(u32::MAX)
+                .min(4 << 20);
+            let chunk = fs.read(inode.ino, (at + data.len()) as u64, want).ok()?;
+            if chunk.is_empty() {
+                return None;
+            }
+            data.extend_from_slice(&chunk);
+        }
+        Some(data)
+    };
+    let head = read_at(0, 6.min(usize::try_from(inode.size).ok()?))?;
+    if crate::kmod::compress::Compression::detect(&head) == crate::kmod::compress::Compression::None
+    {
+        let section = crate::kmod::elf::modinfo_section_by(read_at).ok()?;
+        return Some(Modinfo::parse(&section));
     }
-    Some(data)
+    let whole = read_at(0, usize::try_from(inode.size).ok()?)?;
+    let plain = crate::kmod::compress::decompress(&whole).ok()?;
+    Modinfo::from_elf(&plain).ok()
 }
 
 /// The firmware files the modules name in `.modinfo`, as paths inside the firmware
@@ -75,13 +94,7 @@ fn read_whole(fs: &FlistFs, path: &str) -> Option<Vec<u8>> {
 fn firmware_paths(modules: &FlistFs, module_paths: &[String], firmware: &FlistFs) -> Vec<String> {
     let mut paths = BTreeSet::new();
     for module in module_paths {
-        let Some(data) = read_whole(modules, module) else {
-            continue;
-        };
-        let Ok(plain) = crate::kmod::compress::decompress(&data) else {
-            continue;
-        };
-        let Ok(info) = Modinfo::from_elf(&plain) else {
+        let Some(info) = modinfo_of(modules, module) else {
             continue;
         };
         for name in info.all("firmware") {
@@ -131,11 +144,13 @@ pub fn boot_critical(
         Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
     let inputs = wanted_inputs(lists, Path::new("/sys"));
     let paths = module_paths(&modules, &inputs, &modules_flist.target);
+    let resolved_ms = started.elapsed().as_millis() as u64;
     let bytes_before: u64 = mounted
         .iter()
         .map(|m| m.fs.source.stats().bytes_fetched)
         .sum();
     let mut total = prefetch_paths(&modules_flist.fs, &paths, deadline);
+    let modules_ms = started.elapsed().as_millis() as u64 - resolved_ms;
     let mut firmware_files = 0;
     if let Some(firmware_flist) = by_name("firmware") {
         let firmware = firmware_paths(&modules_flist.fs, &paths, &firmware_flist.fs);
@@ -148,6 +163,7 @@ pub fn boot_critical(
             );
         }
     }
+    let firmware_ms = started.elapsed().as_millis() as u64 - resolved_ms - modules_ms;
     let bytes_after: u64 = mounted
         .iter()
         .map(|m| m.fs.source.stats().bytes_fetched)
@@ -174,5 +190,8 @@ pub fn boot_critical(
         .count("fetched", total.fetched)
         .count("cached", total.cached)
         .count("failed", total.failed)
-        .count("bytes_fetched", bytes_after.saturating_sub(bytes_before)))
+        .count("bytes_fetched", bytes_after.saturating_sub(bytes_before))
+        .count("resolve_ms", resolved_ms)
+        .count("modules_ms", modules_ms)
+        .count("firmware_ms", firmware_ms))
 }
