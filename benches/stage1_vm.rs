@@ -1,19 +1,24 @@
 //! Benchmark (not a test): stage 1 of a node in the same QEMU VM (Debian's kernel, TCG,
-//! 2 vCPUs, one virtio NIC on QEMU's DHCP), booted two ways, and one table:
+//! 2 vCPUs, one virtio NIC on QEMU's DHCP), booted three ways, and one table:
 //!
 //! - initagent: the `vm-node` image (agent, bootstrap set, two flist manifests); the
 //!   modules and firmware trees are flists served by the host inside the run's
 //!   namespace; stage 1 mounts them, checks the maps, prefetches, loads the baseline,
 //!   coldplugs.
-//! - the shell flow the seeds describe: busybox /init, Debian's systemd-udevd (trigger,
-//!   settle), kmod's `modprobe -a` of the same bootstrap set and baseline, udhcpc, with
-//!   the full module and firmware trees inside the initramfs.
+//! - the shell flow the seeds describe (zos's /init): busybox /init copies the initramfs
+//!   into a tmpfs root, rebuilds udev's hwdb, Debian's systemd-udevd coldplugs (trigger,
+//!   settle), kmod's `modprobe -a` loads the same bootstrap set and baseline, udhcpc
+//!   configures the NIC, switch_root; the full module and firmware trees are inside the
+//!   initramfs (`tests/vm/guest/shell-init.sh`).
 //!
-//! Rows: /init to handoff (goal ≤ 0.5×) and the part of it spent loading modules (kernel
-//! work the shell flow does too, so a floor of the ratio), kernel start to handoff, initramfs bytes
-//! (goal ≤ 0.1×), bytes fetched during stage 1 against the bytes of the modules loaded
-//! (goal ≤ 1.2), peak RSS of the agent, its FUSE daemons and of udevd. Rounds alternate
-//! the two flows; medians are shown. Run with `make bench`.
+//! - the same shell flow without the copy, the hwdb and the switch_root (udev, modprobe,
+//!   DHCP only), to show what is left when those are taken away.
+//!
+//! Rows: /init to handoff (goal ≤ 0.5×), kernel start to handoff, initramfs bytes (goal
+//! ≤ 0.1×), bytes fetched during stage 1 against the bytes of the modules loaded (goal
+//! ≤ 1.2), peak RSS of the agent, its FUSE daemons and udevd; then where each flow spent
+//! its time. The order of the flows rotates each round; medians are shown. Run with
+//! `make bench`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -127,10 +132,20 @@ struct ShellRound {
     kernel_to_handoff: f64,
     udevd_rss: u64,
     initrd: u64,
+    /// Seconds of each phase, in order.
+    phases: Vec<(String, f64)>,
 }
 
-fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> ShellRound {
-    let mut vm = Vm::new(&format!("bench-stage1-shell-{round}"))
+/// One boot of the shell flow: zos's /init as the seeds describe it, or with `minimal`
+/// only udev, modprobe and DHCP (no copy to a tmpfs root, no hwdb, no switch_root).
+fn shell_round(
+    round: usize,
+    modules_tree: &std::path::Path,
+    release: &str,
+    minimal: bool,
+) -> ShellRound {
+    let name = if minimal { "minimal" } else { "zos" };
+    let mut vm = Vm::new(&format!("bench-stage1-shell-{name}-{round}"))
         .target("vm-node")
         .cpus(2)
         .memory_mb(2048)
@@ -145,8 +160,15 @@ fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> S
         .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
         .tree(modules_tree, &format!("/lib/modules/{release}"))
         .tree(&node::firmware_tree(), "/lib/firmware")
+        .tree(
+            std::path::Path::new("/var/cache/initagent/udev/root/lib/udev/hwdb.d"),
+            "/lib/udev/hwdb.d",
+        )
         .with_debian_udevd()
         .symlink("/opt/kmod/bin/modprobe", "kmod");
+    if minimal {
+        vm = vm.append("shellflow=minimal");
+    }
     for (dest, data) in
         common::with_libraries(std::path::Path::new("/usr/bin/kmod"), "/opt/kmod/bin/kmod")
     {
@@ -159,6 +181,15 @@ fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> S
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("the shell flow did not finish; {}", boot.explain()));
     let handoff = handoff_uptime(&boot);
+    let mut phases = Vec::new();
+    let mut last = start;
+    for line in boot.lines("shell-phase ") {
+        let mut words = line.split_whitespace();
+        if let (Some(phase), Some(Ok(at))) = (words.next(), words.next().map(str::parse::<f64>)) {
+            phases.push((phase.to_string(), at - last));
+            last = at;
+        }
+    }
     ShellRound {
         modules: loaded(&boot),
         init_to_handoff: handoff - start,
@@ -168,6 +199,7 @@ fn shell_round(round: usize, modules_tree: &std::path::Path, release: &str) -> S
             .max()
             .unwrap_or(0),
         initrd: file_size(&boot.out_dir.join("initrd.cpio")),
+        phases,
     }
 }
 
@@ -177,107 +209,121 @@ fn main() {
     // Packed as a node image pipeline does: stamped, so stage 1 proves the maps.
     let stamped = node::stamped_copy("bench-stage1-tree", &tree, &release);
     let packed = node::pack("bench-stage1-store", &stamped, &release);
-    let (mut agent, mut shell) = (Vec::new(), Vec::new());
+    let (mut agent, mut zos, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
-        if round % 2 == 0 {
-            agent.push(agent_round(round, &packed));
-            shell.push(shell_round(round, &tree, &release));
-        } else {
-            shell.push(shell_round(round, &tree, &release));
-            agent.push(agent_round(round, &packed));
+        // The order rotates, so no flow always boots first.
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => agent.push(agent_round(round, &packed)),
+                1 => zos.push(shell_round(round, &tree, &release, false)),
+                _ => minimal.push(shell_round(round, &tree, &release, true)),
+            }
         }
     }
     let agent_size = file_size(&agent_binary());
     let a = |f: fn(&AgentRound) -> f64| median(agent.iter().map(f).collect());
-    let s = |f: fn(&ShellRound) -> f64| median(shell.iter().map(f).collect());
-    let (a_init, s_init) = (a(|r| r.init_to_handoff), s(|r| r.init_to_handoff));
-    let (a_kernel, s_kernel) = (a(|r| r.kernel_to_handoff), s(|r| r.kernel_to_handoff));
-    let a_initrd = agent[0].initrd as f64;
-    // The full-tree image is built by the same builder, which also puts the agent in it:
-    // its size is counted without the agent.
-    let s_initrd = (shell[0].initrd - agent_size) as f64;
-    let fetched = a(|r| r.fetched as f64);
-    let used = a(|r| r.used as f64);
+    let z = |f: fn(&ShellRound) -> f64| median(zos.iter().map(f).collect());
+    let m = |f: fn(&ShellRound) -> f64| median(minimal.iter().map(f).collect());
     let mib = |b: f64| b / (1 << 20) as f64;
     println!(
         "stage 1 in QEMU/TCG, Debian {release} kernel, 2 vCPUs, virtio NIC on QEMU's DHCP; median of {ROUNDS} boots each:"
     );
     println!(
-        "{:<44} {:>14} {:>14} {:>8} {:>6}",
-        "", "initagent", "shell flow", "ratio", "goal"
+        "{:<40} {:>10} {:>10} {:>7} {:>12} {:>7} {:>6}",
+        "", "initagent", "zos /init", "ratio", "udev+modprobe", "ratio", "goal"
     );
-    println!(
-        "{:<44} {:>12.2} s {:>12.2} s {:>7.2}× {:>6}",
+    let row = |what: &str, ours: f64, zos: f64, minimal: f64, goal: &str| {
+        println!(
+            "{what:<40} {ours:>8.2} s {zos:>8.2} s {:>6.2}× {minimal:>10.2} s {:>6.2}× {goal:>6}",
+            ours / zos,
+            ours / minimal
+        );
+    };
+    row(
         "/init to handoff",
-        a_init,
-        s_init,
-        a_init / s_init,
-        "≤ 0.5"
+        a(|r| r.init_to_handoff),
+        z(|r| r.init_to_handoff),
+        m(|r| r.init_to_handoff),
+        "≤ 0.5",
     );
-    let loading = a(|r| r.loading);
-    println!(
-        "{:<44} {:>12.2} s {:>14} {:>7.2}×",
-        "  of which loading modules (bootstrap, modules, coldplug)",
-        loading,
+    row(
+        "kernel start to handoff",
+        a(|r| r.kernel_to_handoff),
+        z(|r| r.kernel_to_handoff),
+        m(|r| r.kernel_to_handoff),
         "",
-        loading / s_init
     );
+    // The full-tree image is built by the same builder, which also puts the agent in it:
+    // its size is counted without the agent.
+    let (a_initrd, s_initrd) = (agent[0].initrd as f64, (zos[0].initrd - agent_size) as f64);
     println!(
-        "{:<44} {:>12.2} s {:>12.2} s {:>7.2}×",
-        "kernel start to handoff (incl. initramfs unpack)",
-        a_kernel,
-        s_kernel,
-        a_kernel / s_kernel
-    );
-    println!(
-        "{:<44} {:>10.1} MiB {:>10.1} MiB {:>7.3}× {:>6}",
+        "{:<40} {:>6.1} MiB {:>6.1} MiB {:>6.3}× {:>12} {:>7} {:>6}",
         "initramfs bytes",
         mib(a_initrd),
         mib(s_initrd),
         a_initrd / s_initrd,
+        "(same)",
+        "",
         "≤ 0.1"
     );
+    let (fetched, used) = (a(|r| r.fetched as f64), a(|r| r.used as f64));
     println!(
-        "{:<44} {:>10.1} MiB {:>14} {:>7.2}  {:>6}",
-        "bytes fetched in stage 1 / bytes of modules loaded",
+        "{:<40} {:>6.1} MiB of {:.1} MiB of modules loaded: {:.2} (goal ≤ 1.2)",
+        "bytes fetched in stage 1",
         mib(fetched),
-        format!("{:.1} MiB used", mib(used)),
-        fetched / used,
-        "≤ 1.2"
-    );
-    let daemons: Vec<String> = agent[0]
-        .daemons_rss
-        .iter()
-        .map(|k| format!("{k}"))
-        .collect();
-    println!(
-        "{:<44} {:>10} KiB {:>10} KiB",
-        "peak RSS: agent (PID 1) / udevd", agent[0].agent_rss, shell[0].udevd_rss
+        mib(used),
+        fetched / used
     );
     println!(
-        "{:<44} {:>14}",
-        "peak RSS of the FUSE daemons, KiB",
-        daemons.join(" + ")
+        "{:<40} agent (PID 1) {} KiB, FUSE daemons {} KiB; udevd {} KiB",
+        "peak RSS",
+        agent[0].agent_rss,
+        agent[0]
+            .daemons_rss
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" + "),
+        zos[0].udevd_rss
     );
+    let phases = |rounds: &[ShellRound]| {
+        rounds[0]
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let seconds = median(
+                    rounds
+                        .iter()
+                        .filter_map(|r| r.phases.get(i).map(|p| p.1))
+                        .collect(),
+                );
+                format!("{name} {seconds:.2} s")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("{:<40} {}", "zos /init by phase", phases(&zos));
+    println!("{:<40} {}", "udev+modprobe by phase", phases(&minimal));
     println!(
-        "{:<44} {:>10.0} ms/MiB fetched, verified and decoded in the guest (8 at a time)",
-        "prefetch of the modules' blocks",
+        "{:<40} loading modules (bootstrap, modules, coldplug) {:.2} s; prefetch {:.0} ms per MiB fetched, verified and decoded in the guest",
+        "initagent by part",
+        a(|r| r.loading),
         a(|r| r.prefetch_ms_per_mib)
     );
-    let (ours, theirs) = (&agent[0].modules, &shell[0].modules);
-    if ours == theirs {
-        println!("both flows end with the same {} modules loaded", ours.len());
+    let sets = [&agent[0].modules, &zos[0].modules, &minimal[0].modules];
+    if sets.iter().all(|set| *set == sets[0]) {
+        println!(
+            "all three flows end with the same {} modules loaded",
+            sets[0].len()
+        );
     } else {
         println!(
-            "modules loaded differ: only initagent {:?}, only the shell flow {:?}",
-            ours.difference(theirs).collect::<Vec<_>>(),
-            theirs.difference(ours).collect::<Vec<_>>()
+            "modules loaded differ: initagent {:?}, zos /init {:?}, udev+modprobe {:?}",
+            sets[0], sets[1], sets[2]
         );
     }
     println!(
-        "(fetched bytes are as stored: compressed and encrypted blocks, the maps included; the module bytes are the plain .ko files loaded. The VM asks for no firmware.)"
-    );
-    println!(
-        "(loading the same modules is kernel work both flows do — module init and probing under TCG; the agent's loading steps alone are the lower bound of its ratio, whatever delivers the trees.)"
+        "(fetched bytes are as stored: compressed, encrypted blocks, the maps included; the module bytes are the plain .ko files loaded; the VM asks for no firmware. zos /init is the seeds' flow: copy to a tmpfs root, hwdb, udev, modprobe, DHCP, switch_root; udev+modprobe is that flow without the copy, the hwdb and the switch_root.)"
     );
 }

@@ -55,19 +55,26 @@ pub fn wanted(manifest_dir: &Path, release: &str) -> Vec<(&'static str, PathBuf,
 }
 
 /// The files fetched before mounting, proving the store serves the flist: the modules'
-/// maps, or the smallest file of any other flist.
+/// maps stage 1 reads next (the binary indexes, softdeps, the content stamp — not the
+/// text twins of the indexes, which only tools read), or the smallest file of any other
+/// flist.
 fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
     let manifest = &fs.manifest;
     if name == "modules" {
-        let root = manifest.children(1);
-        let maps: Vec<String> = root
+        let maps: Vec<&str> = manifest
+            .children(1)
             .iter()
             .filter_map(|ino| manifest.inode(*ino))
             .filter(|inode| inode.is_file() && inode.name.starts_with("modules."))
-            .map(|inode| format!("/{}", inode.name))
+            .map(|inode| inode.name.as_str())
             .collect();
-        if !maps.is_empty() {
-            return maps;
+        let wanted: Vec<String> = maps
+            .iter()
+            .filter(|map| !maps.contains(&format!("{map}.bin").as_str()))
+            .map(|map| format!("/{map}"))
+            .collect();
+        if !wanted.is_empty() {
+            return wanted;
         }
     }
     let smallest = manifest
