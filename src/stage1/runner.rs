@@ -155,7 +155,7 @@ impl StepRunner {
         }
         self.maybe_break(name);
         let receiver = spawn_step(name, body);
-        self.run_now(name, || wait_step(receiver, deadline))
+        self.run_now(name, || wait_step(receiver, deadline, deadline))
     }
 
     /// Starts a step on its own thread and returns at once: the steps after it run
@@ -187,14 +187,7 @@ impl StepRunner {
         let left = step
             .deadline
             .saturating_duration_since(std::time::Instant::now());
-        let result = step.receiver.and_then(|receiver| {
-            receiver.recv_timeout(left).unwrap_or_else(|_| {
-                Err(format!(
-                    "did not finish within {} s; left running in the background",
-                    step.limit.as_secs()
-                ))
-            })
-        });
+        let result = wait_step(step.receiver, left, step.limit);
         let (outcome, detail, counters) = match result {
             Ok(done) => (done.outcome, done.detail, done.counters),
             Err(why) => (Outcome::Failed, why, BTreeMap::new()),
@@ -278,16 +271,17 @@ fn spawn_step(
     Ok(receiver)
 }
 
-/// The step's result, or an error once `deadline` passed.
+/// The step's result, or an error once `wait` passed (saying the step's `limit`).
 fn wait_step(
     receiver: Result<Receiver<Result<StepDone, String>>, String>,
-    deadline: std::time::Duration,
+    wait: std::time::Duration,
+    limit: std::time::Duration,
 ) -> Result<StepDone, String> {
-    match receiver?.recv_timeout(deadline) {
+    match receiver?.recv_timeout(wait) {
         Ok(result) => result,
         Err(_) => Err(format!(
             "did not finish within {} s; left running in the background",
-            deadline.as_secs()
+            limit.as_secs()
         )),
     }
 }
@@ -351,5 +345,42 @@ mod tests {
             runner.run_bounded("boom", short * 20, || panic!("bad")),
             Outcome::Failed
         );
+    }
+
+    #[test]
+    fn background_steps_run_beside_the_main_line_and_are_bounded() {
+        let mut runner =
+            StepRunner::new(PathBuf::from("/nonexistent/report.json"), Report::default());
+        runner.run("first", || Ok(StepDone::ok("")));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let beside = runner
+            .start_background("beside", std::time::Duration::from_secs(30), move || {
+                // Ends only once the main-line step below has run.
+                wait.recv().map_err(|e| e.to_string())?;
+                Ok(StepDone::ok("done").count("n", 1))
+            })
+            .unwrap();
+        runner.run("main", move || {
+            release.send(()).map_err(|e| e.to_string())?;
+            Ok(StepDone::ok(""))
+        });
+        runner.join_background(beside);
+        let hung = runner
+            .start_background("hung", std::time::Duration::from_millis(50), || {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                Ok(StepDone::ok("never seen"))
+            })
+            .unwrap();
+        runner.join_background(hung);
+        runner.run("last", || Ok(StepDone::ok("")));
+        let step = |name: &str| runner.report.steps.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(step("beside").outcome, Outcome::Ok);
+        assert_eq!(step("beside").counters["n"], 1);
+        assert_eq!(step("beside").after, ["first"]);
+        // Off the main line: the steps after it do not wait for it.
+        assert_eq!(step("main").after, ["first"]);
+        assert_eq!(step("last").after, ["main"]);
+        assert_eq!(step("hung").outcome, Outcome::Failed);
+        assert!(step("hung").detail.starts_with("did not finish within 0 s"));
     }
 }
