@@ -222,6 +222,25 @@ def stage_modules(args, names, extras):
         return staged
 
 
+def read_manifests(paths, release):
+    """The flist manifests for stage 1, checked: (path, bytes) each."""
+    manifests = []
+    for path in paths:
+        name = os.path.basename(path)
+        if name != "firmware.fl" and not (name.startswith("modules-") and name.endswith(".fl")):
+            sys.exit(f"mkinitramfs: --flist {path}: stage 1 mounts firmware.fl and modules-<release>.fl only; name the manifest so")
+        if release and name.startswith("modules-") and name != f"modules-{release}.fl":
+            print(f"mkinitramfs: warning: --flist {path}: the kernel is {release}; stage 1 looks for modules-{release}.fl", file=sys.stderr)
+        try:
+            data = read(path)
+        except OSError as e:
+            sys.exit(f"mkinitramfs: --flist {path}: {e.strerror}")
+        if not data.startswith(b"SQLite format 3\0"):
+            sys.exit(f"mkinitramfs: --flist {path}: not an flist (an rfs SQLite manifest); make one with `initagent flist pack`")
+        manifests.append((path, data))
+    return manifests
+
+
 def build(args):
     target_dir = os.path.join(ROOT, "targets", args.target)
     if not os.path.isdir(target_dir):
@@ -234,6 +253,7 @@ def build(args):
     except (OSError, tomllib.TOMLDecodeError) as e:
         sys.exit(f"mkinitramfs: {image_spec_path}: {e}")
 
+    manifests = read_manifests(args.flist, args.kernel_release)
     image = Image()
     sizes = {}
     for d in BASE_DIRS:
@@ -307,8 +327,7 @@ def build(args):
             sizes["firmware"] = firmware
 
     flists = 0
-    for path in args.flist:
-        data = read(path)
+    for path, data in manifests:
         image.file(f"etc/initagent/flists/{os.path.basename(path)}", data)
         flists += len(data)
     if flists:

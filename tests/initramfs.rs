@@ -92,10 +92,11 @@ fn reproducible_and_readable_by_cpio() {
 fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_baseline() {
     let (kernel_root, release) = common::kernel::debian_tree();
     let dir = common::scratch("initramfs-node");
+    // A real manifest (the rfs fixture's), named as stage 1 looks for it.
     let manifest = dir.join(format!("modules-{release}.fl"));
-    std::fs::write(
+    std::fs::copy(
+        common::fixtures().join(format!("modules-mini/modules-{release}.fl")),
         &manifest,
-        b"stand-in manifest: the builder copies it as it is",
     )
     .unwrap();
     // A firmware tree holding what one bootstrap driver names (tg3's tigon firmware) and
@@ -185,4 +186,32 @@ fn unknown_target_and_dynamic_binary_are_refused() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not statically linked"));
     assert!(!Path::new("/tmp/never.cpio").exists());
+    // A manifest that is not one, is missing, or that stage 1 would never look for.
+    let not_an_flist =
+        std::env::temp_dir().join(format!("initagent-{}/firmware.fl", std::process::id()));
+    std::fs::create_dir_all(not_an_flist.parent().unwrap()).unwrap();
+    std::fs::write(&not_an_flist, "firmware\n").unwrap();
+    for (flist, says) in [
+        (not_an_flist.to_str().unwrap(), "not an flist"),
+        ("/nonexistent/firmware.fl", "No such file"),
+        ("/etc/hostname", "name the manifest so"),
+    ] {
+        let out = Command::new("python3")
+            .arg(root().join("initramfs/mkinitramfs.py"))
+            .args([
+                "--target",
+                "vm-test",
+                "--agent",
+                "/bin/busybox",
+                "--flist",
+                flist,
+            ])
+            .args(["-o", "/tmp/never.cpio"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{flist}: {stderr}");
+        assert!(!Path::new("/tmp/never.cpio").exists());
+    }
 }

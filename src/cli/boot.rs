@@ -3,6 +3,7 @@
 //! carries manifests for, and prefetch what this node will load from them.
 
 use super::Options;
+use crate::report::Outcome;
 use crate::stage1::flists::{self, MANIFEST_DIR};
 use crate::stage1::modules::BOOTSTRAP_LIST;
 use crate::stage1::runner::StepDone;
@@ -22,9 +23,9 @@ fn show(command: &str, done: &StepDone, json: bool) {
 }
 
 fn exit_code(done: &StepDone, degraded_ok: bool) -> i32 {
-    match done.outcome.as_str() {
-        "ok" | "skipped" => 0,
-        "degraded" if degraded_ok => 0,
+    match done.outcome {
+        Outcome::Ok | Outcome::Skipped => 0,
+        Outcome::Degraded if degraded_ok => 0,
         _ => 1,
     }
 }
