@@ -155,37 +155,26 @@ fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_ba
     }
 }
 
+/// Runs the builder with `args`, which it must refuse without writing anything; its stderr.
+fn refused(args: &[&str]) -> String {
+    let _ = std::fs::remove_file("/tmp/never.cpio");
+    let out = Command::new("python3")
+        .arg(root().join("initramfs/mkinitramfs.py"))
+        .args(args)
+        .args(["-o", "/tmp/never.cpio"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} was accepted");
+    assert!(!Path::new("/tmp/never.cpio").exists());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn unknown_target_and_dynamic_binary_are_refused() {
-    let out = Command::new("python3")
-        .arg(root().join("initramfs/mkinitramfs.py"))
-        .args([
-            "--target",
-            "nope",
-            "--agent",
-            "/bin/busybox",
-            "-o",
-            "/tmp/never.cpio",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no target 'nope'"));
-    let out = Command::new("python3")
-        .arg(root().join("initramfs/mkinitramfs.py"))
-        .args([
-            "--target",
-            "vm-test",
-            "--agent",
-            "/bin/ls",
-            "-o",
-            "/tmp/never.cpio",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not statically linked"));
-    assert!(!Path::new("/tmp/never.cpio").exists());
+    let stderr = refused(&["--target", "nope", "--agent", "/bin/busybox"]);
+    assert!(stderr.contains("no target 'nope'"), "{stderr}");
+    let stderr = refused(&["--target", "vm-test", "--agent", "/bin/ls"]);
+    assert!(stderr.contains("not statically linked"), "{stderr}");
     // A manifest that is not one, is missing, or that stage 1 would never look for.
     let not_an_flist =
         std::env::temp_dir().join(format!("initagent-{}/firmware.fl", std::process::id()));
@@ -196,22 +185,14 @@ fn unknown_target_and_dynamic_binary_are_refused() {
         ("/nonexistent/firmware.fl", "No such file"),
         ("/etc/hostname", "name the manifest so"),
     ] {
-        let out = Command::new("python3")
-            .arg(root().join("initramfs/mkinitramfs.py"))
-            .args([
-                "--target",
-                "vm-test",
-                "--agent",
-                "/bin/busybox",
-                "--flist",
-                flist,
-            ])
-            .args(["-o", "/tmp/never.cpio"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = refused(&[
+            "--target",
+            "vm-test",
+            "--agent",
+            "/bin/busybox",
+            "--flist",
+            flist,
+        ]);
         assert!(stderr.contains(says), "{flist}: {stderr}");
-        assert!(!Path::new("/tmp/never.cpio").exists());
     }
 }

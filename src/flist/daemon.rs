@@ -118,7 +118,7 @@ pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
 }
 
 /// The counters file's contents.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DaemonStats {
     /// The flist manifest.
     pub flist: String,
@@ -142,7 +142,7 @@ pub struct DaemonStats {
 
 /// Rewrites `path` every second while the counters change, on a thread of its own.
 pub fn keep_stats(fs: Arc<FlistFs>, flist: &str, target: &Path, path: PathBuf) {
-    let mut current = DaemonStats {
+    let identity = DaemonStats {
         flist: flist.to_string(),
         target: target.display().to_string(),
         pid: std::process::id(),
@@ -151,39 +151,27 @@ pub fn keep_stats(fs: Arc<FlistFs>, flist: &str, target: &Path, path: PathBuf) {
     let spawned = std::thread::Builder::new()
         .name("flist-stats".into())
         .spawn(move || {
-            let mut first = true;
+            let mut written: Option<DaemonStats> = None;
             loop {
                 let stats = fs.source.stats();
-                let peak = crate::sys::peak_rss_kib("self").unwrap_or(0);
-                let changed = first
-                    || (
-                        stats.memory_hits,
-                        stats.disk_hits,
-                        stats.fetched,
-                        stats.corrupt,
-                        peak,
-                    ) != (
-                        current.memory_hits,
-                        current.disk_hits,
-                        current.fetched,
-                        current.corrupt,
-                        current.peak_rss_kib,
-                    );
-                if changed {
-                    current.peak_rss_kib = peak;
-                    current.memory_hits = stats.memory_hits;
-                    current.disk_hits = stats.disk_hits;
-                    current.fetched = stats.fetched;
-                    current.bytes_fetched = stats.bytes_fetched;
-                    current.corrupt = stats.corrupt;
+                let now = DaemonStats {
+                    memory_hits: stats.memory_hits,
+                    disk_hits: stats.disk_hits,
+                    fetched: stats.fetched,
+                    bytes_fetched: stats.bytes_fetched,
+                    corrupt: stats.corrupt,
+                    peak_rss_kib: crate::sys::peak_rss_kib("self").unwrap_or(0),
+                    ..identity.clone()
+                };
+                if written.as_ref() != Some(&now) {
                     if let Some(dir) = path.parent() {
                         let _ = std::fs::create_dir_all(dir);
                     }
-                    let text = serde_json::to_vec_pretty(&current).unwrap_or_default();
+                    let text = serde_json::to_vec_pretty(&now).unwrap_or_default();
                     if let Err(e) = crate::fsutil::write_atomic(&path, &text) {
                         log::warn!("{}: {e}", path.display());
                     }
-                    first = false;
+                    written = Some(now);
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }

@@ -31,6 +31,19 @@ pub struct PrefetchReport {
     pub not_found: Vec<String>,
 }
 
+impl PrefetchReport {
+    /// Adds what another prefetch did.
+    pub fn add(&mut self, other: &PrefetchReport) {
+        self.files += other.files;
+        self.blocks += other.blocks;
+        self.fetched += other.fetched;
+        self.cached += other.cached;
+        self.failed += other.failed;
+        self.timed_out |= other.timed_out;
+        self.not_found.extend(other.not_found.iter().cloned());
+    }
+}
+
 /// Prefetches files and directory trees given as paths inside the flist.
 pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> PrefetchReport {
     let mut report = PrefetchReport::default();

@@ -9,7 +9,7 @@ use super::flists::{Mounted, Shared};
 use super::runner::StepDone;
 use crate::config::{cmdline::Cmdline, Config};
 use crate::flist::fs::FlistFs;
-use crate::flist::prefetch::{prefetch_paths, PrefetchReport};
+use crate::flist::prefetch::prefetch_paths;
 use crate::kmod::elf::Modinfo;
 use crate::kmod::resolve::{Action, BlacklistMode};
 use crate::kmod::{self, Modules};
@@ -116,15 +116,6 @@ fn firmware_paths(modules: &FlistFs, module_paths: &[String], firmware: &FlistFs
     paths.into_iter().collect()
 }
 
-fn add(total: &mut PrefetchReport, part: &PrefetchReport) {
-    total.files += part.files;
-    total.blocks += part.blocks;
-    total.fetched += part.fetched;
-    total.cached += part.cached;
-    total.failed += part.failed;
-    total.timed_out |= part.timed_out;
-}
-
 /// Fetches the blocks of what this node is about to load into the flists' disk caches.
 pub fn boot_critical(
     config: &Config,
@@ -157,10 +148,7 @@ pub fn boot_critical(
         firmware_files = firmware.len() as u64;
         if !firmware.is_empty() {
             let left = deadline.saturating_sub(started.elapsed());
-            add(
-                &mut total,
-                &prefetch_paths(&firmware_flist.fs, &firmware, left),
-            );
+            total.add(&prefetch_paths(&firmware_flist.fs, &firmware, left));
         }
     }
     let firmware_ms = started.elapsed().as_millis() as u64 - resolved_ms - modules_ms;
