@@ -11,6 +11,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The modules-mini fixture's own release (its KVER.txt): these tests only read its tree.
 const RELEASE: &str = "6.1.0-56-amd64";
 
 fn agent() -> &'static str {

@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The modules-mini fixture's own release (its KVER.txt): these tests only read its tree.
 const RELEASE: &str = "6.1.0-56-amd64";
 
 fn run(args: &[&str]) -> std::process::Output {

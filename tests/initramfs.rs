@@ -92,13 +92,17 @@ fn reproducible_and_readable_by_cpio() {
 fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_baseline() {
     let (kernel_root, release) = common::kernel::debian_tree();
     let dir = common::scratch("initramfs-node");
-    // A real manifest (the rfs fixture's), named as stage 1 looks for it.
+    // A real manifest of this kernel's tree (a part of it, packed by the agent), named as
+    // stage 1 looks for it.
     let manifest = dir.join(format!("modules-{release}.fl"));
-    std::fs::copy(
-        common::fixtures().join(format!("modules-mini/modules-{release}.fl")),
+    common::pack(
         &manifest,
-    )
-    .unwrap();
+        &format!("dir://{}", dir.join("store").display()),
+        &kernel_root
+            .join("lib/modules")
+            .join(&release)
+            .join("kernel/fs/fuse"),
+    );
     // A firmware tree holding what one bootstrap driver names (tg3's tigon firmware) and
     // a file nothing names.
     let firmware = dir.join("firmware");

@@ -6,18 +6,24 @@
 //! loads the baseline from the mounted tree, coldplugs and hands off. Then: the store
 //! unreachable (a degraded boot that says why, healed after the handoff by the commands
 //! zinit's services run), and maps in the modules flist that do not match its tree
-//! (regenerated in tmpfs, the modules still load).
+//! (regenerated in tmpfs, the modules still load; that one packs the rfs fixture's tree
+//! and boots the fixture's own kernel).
 #![cfg(feature = "system-tests")]
 
 mod common;
 
+use common::kernel::Kernel;
 use common::node::{self, NodeStore};
 use common::vm::{Boot, Vm};
 
 fn node_vm(name: &str, packed: &NodeStore) -> Vm {
-    Vm::new(name)
-        .target("vm-node")
-        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
+    with_node_store(Vm::new(name).target("vm-node"), packed)
+}
+
+/// `vm` with the packed node's manifests in its image, its store served and the stand-in
+/// that reports after the handoff.
+fn with_node_store(vm: Vm, packed: &NodeStore) -> Vm {
+    vm.repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
         .flist(&packed.modules)
         .flist(&packed.firmware)
         .serve_dir(&packed.store)
@@ -181,41 +187,41 @@ fn an_unreachable_store_gives_a_degraded_boot_that_says_why() {
 
 #[test]
 fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
-    // The rfs fixture's small tree for this kernel, plus a module its maps do not know.
-    let (root, release) = common::kernel::debian_tree();
-    let dir = common::scratch("node-broken-maps-tree");
-    let tree = dir.join(&release);
-    let fixture = common::fixtures()
-        .join("modules-mini/tree/lib/modules")
-        .join(&release);
-    assert!(std::process::Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
+    // The rfs fixture's small tree, booted on the fixture's own kernel (the only one its
+    // modules load into), with maps kmod's depmod made while veth.ko was away: the tree
+    // holds a module its maps do not know.
+    let kernel = Kernel::fixture();
+    let release = kernel.release.clone();
+    let root = common::scratch("node-broken-maps-tree").join("root");
+    let tree = root.join("lib/modules").join(&release);
+    std::fs::create_dir_all(tree.parent().unwrap()).unwrap();
+    let veth = "kernel/drivers/net/veth.ko";
+    let script = format!(
+        "cp -a \"$0\" \"$1\" && chmod -R u+w \"$1\" && mv \"$1/{veth}\" \"$2/veth.ko\" \
+         && depmod -b \"$2\" {release} && mv \"$2/veth.ko\" \"$1/{veth}\""
+    );
+    assert!(std::process::Command::new("sh")
+        .args(["-c", &script])
+        .arg(kernel.module_dir())
         .arg(&tree)
+        .arg(&root)
         .status()
         .unwrap()
         .success());
-    std::fs::copy(
-        root.join("lib/modules")
-            .join(&release)
-            .join("kernel/drivers/net/dummy.ko"),
-        tree.join("kernel/drivers/net/dummy.ko"),
-    )
-    .unwrap();
     let packed = node::pack("node-broken-maps", &tree, &release);
-    let boot = node_vm("node-broken-maps", &packed)
-        .file("/etc/initagent/modules", "bridge\n8021q\ndummy\n", 0o644)
+    let boot = with_node_store(Vm::new("node-broken-maps").kernel(kernel), &packed)
+        .file("/etc/initagent/modules", "bridge\n8021q\nveth\n", 0o644)
         .boot();
     let report = handed_off(&boot);
     let depmod = common::step(&report, "depmod");
     assert_eq!(depmod["outcome"], "degraded", "{depmod:#}");
     let detail = depmod["detail"].as_str().unwrap();
     assert!(detail.starts_with("maps regenerated"), "{detail}");
-    assert!(detail.contains("dummy"), "{detail}");
+    assert!(detail.contains("veth"), "{detail}");
     let modules = common::step(&report, "modules");
     assert_eq!(modules["outcome"], "ok", "{modules:#}");
     let loaded = boot.lines("module: ");
-    for name in ["dummy", "bridge", "8021q"] {
+    for name in ["veth", "bridge", "8021q"] {
         assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
     }
 }

@@ -1,23 +1,92 @@
-//! Debian's kernel as `make setup` leaves it: the unpacked package (module tree with
-//! depmod output) and an uncompressed vmlinux, in INITAGENT_KCACHE.
+//! The two kernels the suite boots (`docs/testing.md`):
+//!
+//! * **the current kernel**: whatever Debian ships today, as `make setup` leaves it in
+//!   INITAGENT_KCACHE (the unpacked package with depmod output, and an uncompressed
+//!   vmlinux). Tests that pack or load its own tree use it; nothing about it is fixed.
+//! * **the fixture's kernel**: the one `../shared/fixtures/modules-mini` was packed from by
+//!   the real rfs, shipped beside it. Its modules load into that kernel only, so tests
+//!   that boot and load modules from the fixture boot it (its vmlinux extracted by `make
+//!   setup`), whatever Debian ships.
 
 use std::path::PathBuf;
 
-/// The kernel cache directory.
+/// The current kernel's cache directory.
 pub fn cache() -> PathBuf {
     std::env::var_os("INITAGENT_KCACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/initagent/kernel"))
 }
 
-/// (root holding lib/modules/<release>, release).
+/// Where `make setup` extracts the fixture kernel's vmlinux.
+fn fixture_cache() -> PathBuf {
+    std::env::var_os("INITAGENT_FIXTURE_KCACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/initagent/fixture-kernel"))
+}
+
+/// A kernel to boot and the module tree that belongs to it.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    /// What QEMU boots (`-kernel`): an uncompressed vmlinux, entered through PVH.
+    pub image: PathBuf,
+    /// The directory holding `lib/modules/<release>`.
+    pub root: PathBuf,
+    pub release: String,
+    /// A QEMU NIC model whose driver this tree has.
+    pub nic: &'static str,
+    /// The `targets/` entry whose module lists this tree holds.
+    pub target: &'static str,
+}
+
+impl Kernel {
+    /// Debian's current kernel (`make setup` fetches it; it changes every few weeks).
+    pub fn current() -> Kernel {
+        let cache = cache();
+        let release = read_setup_file(&cache.join("kver"));
+        Kernel {
+            image: cache.join("vmlinux"),
+            root: cache.join("root"),
+            release,
+            nic: "virtio-net-pci",
+            target: "vm-test",
+        }
+    }
+
+    /// The kernel the rfs-made `modules-mini` fixture was packed from. Its tree is the
+    /// fixture's: 35 modules, no virtio_pci, so the NIC is an e1000.
+    pub fn fixture() -> Kernel {
+        let fixture = super::fixtures().join("modules-mini");
+        let release = read_setup_file(&fixture.join("KVER.txt"));
+        Kernel {
+            image: fixture_cache().join(format!("vmlinux-{release}")),
+            root: fixture.join("tree"),
+            release,
+            nic: "e1000",
+            target: "vm-mini",
+        }
+    }
+
+    /// `lib/modules/<release>` of this kernel's tree.
+    pub fn module_dir(&self) -> PathBuf {
+        self.root.join("lib/modules").join(&self.release)
+    }
+}
+
+fn read_setup_file(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: run `make setup` (it fetches Debian's current kernel and \
+                 extracts the fixture's)",
+                path.display()
+            )
+        })
+        .trim()
+        .to_string()
+}
+
+/// (root holding lib/modules/<release>, release) of the current kernel.
 pub fn debian_tree() -> (PathBuf, String) {
-    let cache = cache();
-    let release = std::fs::read_to_string(cache.join("kver")).unwrap_or_else(|_| {
-        panic!(
-            "{}/kver is missing: run `make test` (it fetches Debian's kernel)",
-            cache.display()
-        )
-    });
-    (cache.join("root"), release.trim().to_string())
+    let kernel = Kernel::current();
+    (kernel.root, kernel.release)
 }

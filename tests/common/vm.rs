@@ -1,10 +1,12 @@
-//! QEMU harness: boots Debian's real kernel (TCG, PVH vmlinux) with an initramfs built by
+//! QEMU harness: boots one of Debian's real kernels (TCG, PVH vmlinux; the current one
+//! unless a test asks for the fixture's, `super::kernel`) with an initramfs built by
 //! `initramfs/mkinitramfs.py` around the static agent, inside a network namespace made for
 //! the run. Console on the first serial port (a socket, so a test can type into it),
 //! results as lines on the second. Tests assert on those lines, never on QEMU's exit code
 //! or on time; a hard timeout kills a hung guest. Everything started is killed and the
 //! namespace deleted on every exit path (Drop).
 
+use super::kernel::Kernel;
 use super::netns::NetNs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -68,6 +70,7 @@ pub struct Vm {
     firmware_root: Option<PathBuf>,
     trees: Vec<(PathBuf, String)>,
     memory_mb: u32,
+    kernel: Kernel,
 }
 
 /// What a boot produced.
@@ -80,9 +83,10 @@ pub struct Boot {
 
 impl Vm {
     pub fn new(name: &str) -> Vm {
+        let kernel = Kernel::current();
         Vm {
             name: name.to_string(),
-            target: "vm-test".into(),
+            target: kernel.target.into(),
             extras: Vec::new(),
             append: String::new(),
             typed: Vec::new(),
@@ -98,7 +102,17 @@ impl Vm {
             firmware_root: None,
             trees: Vec::new(),
             memory_mb: 512,
+            kernel,
         }
+    }
+
+    /// Boots `kernel` with an image made from its own module tree, for its own target
+    /// (`Kernel::target`; a later [`Vm::target`] overrides it); the default is Debian's
+    /// current kernel.
+    pub fn kernel(mut self, kernel: Kernel) -> Vm {
+        self.target = kernel.target.into();
+        self.kernel = kernel;
+        self
     }
 
     /// Puts Debian's udevd in the image (`udevadm` with its libraries, as
@@ -128,7 +142,8 @@ impl Vm {
         self
     }
 
-    /// Builds the image for another target of `targets/` (default `vm-test`).
+    /// Builds the image for another target of `targets/` (default: the kernel's, `vm-test`
+    /// for the current one).
     pub fn target(mut self, target: &str) -> Vm {
         self.target = target.into();
         self
@@ -173,15 +188,15 @@ impl Vm {
         self
     }
 
-    /// Gives the guest a virtio NIC on QEMU's user network (inside the run's namespace)
-    /// and serves `dir` over HTTP on the namespace's loopback, port [`SERVED_PORT`]: the
-    /// guest reaches it as `http://10.0.2.2:8080/`.
     /// Extra QEMU arguments (devices for coldplug tests).
     pub fn qemu(mut self, args: &[&str]) -> Vm {
         self.qemu_args.extend(args.iter().map(|a| a.to_string()));
         self
     }
 
+    /// Gives the guest a NIC (the kernel's [`Kernel::nic`] model) on QEMU's user network
+    /// (inside the run's namespace) and serves `dir` over HTTP on the namespace's
+    /// loopback, port [`SERVED_PORT`]: the guest reaches it as `http://10.0.2.2:8080/`.
     pub fn serve_dir(mut self, dir: &Path) -> Vm {
         self.served = Some(dir.to_path_buf());
         self
@@ -232,12 +247,11 @@ impl Vm {
             .arg(&self.target)
             .arg("--agent")
             .arg(agent_binary());
-        let (root, release) = super::kernel::debian_tree();
         command
             .arg("--kernel-root")
-            .arg(root)
+            .arg(&self.kernel.root)
             .arg("--kernel-release")
-            .arg(release);
+            .arg(&self.kernel.release);
         for name in &self.xz {
             command.arg("--xz").arg(name);
         }
@@ -285,8 +299,7 @@ impl Vm {
 
     /// Boots and returns the console text and the result lines.
     pub fn boot(self) -> Boot {
-        let kcache = super::kernel::cache();
-        require(&kcache.join("vmlinux"), "kernel");
+        require(&self.kernel.image, "kernel");
         require(&agent_binary(), "agent");
         let out = repo_root().join("target/vm").join(&self.name);
         let _ = std::fs::remove_dir_all(&out);
@@ -311,15 +324,14 @@ impl Vm {
                 .expect("python3");
             Killed(child)
         });
-        let nic: &[&str] = if self.served.is_some() {
-            &[
-                "-netdev",
-                "user,id=n0",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ]
-        } else {
-            &[]
+        let nic = match self.served {
+            Some(_) => vec![
+                "-netdev".to_string(),
+                "user,id=n0".to_string(),
+                "-device".to_string(),
+                format!("{},netdev=n0", self.kernel.nic),
+            ],
+            None => Vec::new(),
         };
         let socket = out.join("console.sock");
         let results_path = out.join("results.log");
@@ -336,7 +348,7 @@ impl Vm {
                 "none",
                 "-no-reboot",
             ])
-            .args(nic)
+            .args(&nic)
             .args(&self.qemu_args)
             .arg("-chardev")
             .arg(format!(
@@ -347,7 +359,7 @@ impl Vm {
             .arg("-serial")
             .arg(format!("file:{}", results_path.display()))
             .arg("-kernel")
-            .arg(kcache.join("vmlinux"))
+            .arg(&self.kernel.image)
             .arg("-initrd")
             .arg(&initrd)
             .arg("-append")
