@@ -22,7 +22,7 @@ fn agent() -> &'static str {
 /// or an flist presents it).
 fn tree(name: &str) -> PathBuf {
     let dir = common::scratch(name);
-    let fixture = common::vm::repo_root().join("../shared/fixtures/modules-mini/tree");
+    let fixture = common::fixtures().join("modules-mini/tree");
     let status = Command::new("cp")
         .arg("-a")
         .arg(&fixture)

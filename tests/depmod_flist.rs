@@ -24,7 +24,7 @@ fn run(args: &[&str]) -> std::process::Output {
 fn packed_tree(name: &str, damage: impl FnOnce(&Path)) -> (PathBuf, PathBuf, PathBuf) {
     let dir = common::scratch(name);
     let root = dir.join("src");
-    let fixture = common::vm::repo_root().join("../shared/fixtures/modules-mini/tree");
+    let fixture = common::fixtures().join("modules-mini/tree");
     assert!(Command::new("cp")
         .arg("-a")
         .arg(&fixture)

@@ -15,12 +15,19 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// The fixtures made by the real rfs (`../shared/fixtures`).
+/// The fixtures made by the real rfs (`../shared/fixtures`, or under INITAGENT_SHARED).
 pub fn fixtures() -> std::path::PathBuf {
-    vm::repo_root()
-        .join("../shared/fixtures")
-        .canonicalize()
-        .expect("../shared/fixtures")
+    let shared = std::env::var_os("INITAGENT_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| vm::repo_root().join("../shared"));
+    let fixtures = shared.join("fixtures");
+    fixtures.canonicalize().unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: the suite needs the shared fixtures beside the checkout (`make setup` \
+             says so too)",
+            fixtures.display()
+        )
+    })
 }
 
 /// The step called `name` in a boot report (JSON).
