@@ -5,7 +5,12 @@
 //! Module map: `config` (command line + profile → typed configuration), `report` (the
 //! boot report and its rendering), `stage1` (the PID-1 orchestrator and its steps),
 //! `logging` (kmsg + stderr), `mountinfo` (pure mount table reader), `sys` (every kernel
-//! call and every `unsafe`), `cli` (subcommands).
+//! call and every `unsafe`), `cli` (subcommands), `redact` (the one rule that keeps
+//! credentials out of every output).
+//!
+//! Commands print through `cli::out` (masked); the logger masks its own lines. Nothing
+//! else writes to the terminal:
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
 pub mod coldplug;
@@ -17,6 +22,7 @@ pub mod kmod;
 pub mod logging;
 pub mod mountinfo;
 pub mod net;
+pub mod redact;
 pub mod report;
 pub mod stage1;
 pub mod sys;

@@ -5,7 +5,7 @@
 //! drops records past about 1 KiB) and rate-limited with a token bucket so that a storm
 //! (FUSE errors, uevents, DHCP retries) cannot flood the console; the number of dropped
 //! lines is reported when logging resumes. Formatting uses a fixed-size buffer: logging
-//! does not allocate.
+//! does not allocate, except to mask credentials in a line that shows a URL.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -102,8 +102,19 @@ pub fn syslog_level(level: log::Level) -> u8 {
 }
 
 /// Formats one line into a fixed buffer: `initagent: message`, truncated with `…`,
-/// control characters (newlines included) replaced by spaces.
+/// control characters (newlines included) replaced by spaces, credentials in URLs masked
+/// ([`crate::redact`]). A line with a URL in it is formatted whole and masked before it is
+/// cut, so a cut never leaves half a secret unrecognised; only that path allocates.
 pub fn format_line(args: &std::fmt::Arguments<'_>) -> Line {
+    let line = capped(args);
+    if !line.contains("://") {
+        return line;
+    }
+    let whole = format!("{args}");
+    capped(&format_args!("{}", crate::redact::text(&whole)))
+}
+
+fn capped(args: &std::fmt::Arguments<'_>) -> Line {
     let mut line = Line::new();
     let _ = line.push_str("initagent: ");
     let mut writer = Capped {
@@ -205,6 +216,18 @@ impl log::Log for Logger {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn credentials_are_masked_even_where_the_line_is_cut() {
+        let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+        let line = format_line(&format_args!("store s3s://AK:{secret}@h/b failed"));
+        assert_eq!(line.as_str(), "initagent: store s3s://AK:***@h/b failed");
+        // The '@' falls past the cap: masked from the whole message all the same.
+        let pad = "x".repeat(MAX_LINE - 20);
+        let line = format_line(&format_args!("{pad} s3://AK:{secret}{secret}@h/b"));
+        assert!(!line.contains("wJalrX"), "{line}");
+        assert!(line.ends_with('…'));
+    }
 
     #[test]
     fn lines_are_prefixed_capped_and_single() {

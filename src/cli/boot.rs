@@ -18,7 +18,7 @@ fn show(command: &str, done: &StepDone, json: bool) {
         });
         super::print_json(&value);
     } else {
-        println!("{command}: {}: {}", done.outcome.as_str(), done.detail);
+        outln!("{command}: {}: {}", done.outcome.as_str(), done.detail);
     }
 }
 
@@ -42,7 +42,7 @@ pub(crate) fn flists(options: &Options) -> i32 {
                 exit_code(&done, options.degraded_ok)
             }
             Err(e) => {
-                eprintln!("initagent: flists: {e}");
+                errln!("initagent: flists: {e}");
                 1
             }
         }
@@ -65,7 +65,7 @@ pub(crate) fn prefetch(options: &Options) -> i32 {
             exit_code(&done, options.degraded_ok)
         }
         Err(e) => {
-            eprintln!("initagent: prefetch: {e}");
+            errln!("initagent: prefetch: {e}");
             1
         }
     }

@@ -19,14 +19,14 @@ pub(crate) fn run(options: &Options) -> i32 {
             super::print_json(&report);
         } else {
             let done = crate::stage1::coldplug_udev_summary(&report);
-            println!("{}: {}", done.outcome.as_str(), done.detail);
+            outln!("{}: {}", done.outcome.as_str(), done.detail);
         }
         return i32::from(!report.settled && !options.degraded_ok);
     }
     let modules = match super::modules::open(&options.modules, &options.paths.cmdline) {
         Ok(modules) => modules,
         Err(e) => {
-            eprintln!("initagent: coldplug: {e}");
+            errln!("initagent: coldplug: {e}");
             return 1;
         }
     };
@@ -43,12 +43,12 @@ pub(crate) fn run(options: &Options) -> i32 {
         super::print_json(&report);
     } else {
         let done = crate::stage1::coldplug_summary(&report);
-        println!("{}: {}", done.outcome.as_str(), done.detail);
+        outln!("{}: {}", done.outcome.as_str(), done.detail);
         for (name, outcome) in &report.modules {
-            println!("  {}", crate::kmod::describe_outcome(name, outcome));
+            outln!("  {}", crate::kmod::describe_outcome(name, outcome));
         }
         for device in &report.undriven {
-            println!("  no driver: {} ({})", device.devpath, device.modalias);
+            outln!("  no driver: {} ({})", device.devpath, device.modalias);
         }
     }
     let degraded = report.timed_out || !report.problems.is_empty();

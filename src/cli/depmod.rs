@@ -24,20 +24,20 @@ fn target(options: &Options) -> (PathBuf, String, Option<String>) {
 }
 
 fn print_check(report: &CheckReport) {
-    println!("{} ({})", report.dir, report.release);
+    outln!("{} ({})", report.dir, report.release);
     for c in &report.checks {
         let status = match c.status {
             Status::Pass => "ok",
             Status::Fail => "MISMATCH",
             Status::Skip => "skipped",
         };
-        println!("  {:<15} {status}", c.id);
+        outln!("  {:<15} {status}", c.id);
         for reason in &c.reasons {
-            println!("      {reason}");
+            outln!("      {reason}");
         }
     }
     let a = &report.accounting;
-    println!(
+    outln!(
         "read {} files, {} bytes ({} module files, {} module bytes); {} entries looked at; {} ms",
         a.files_opened,
         a.bytes_read,
@@ -47,11 +47,11 @@ fn print_check(report: &CheckReport) {
         report.micros / 1000
     );
     match report.exit_code() {
-        0 => println!("valid"),
-        1 => println!(
+        0 => outln!("valid"),
+        1 => outln!(
             "MISMATCH: the maps do not fit this tree (`initagent depmod ensure` repairs them)"
         ),
-        _ => println!(
+        _ => outln!(
             "could not check: {}",
             report.error.as_deref().unwrap_or("?")
         ),
@@ -82,11 +82,11 @@ pub(crate) fn run(options: &Options) -> i32 {
                 .flat_map(|c| c.reasons.iter().map(move |r| format!("{}: {r}", c.id)))
                 .collect();
             if report.exit_code() == 2 || !failed.is_empty() {
-                eprintln!(
+                errln!(
                     "initagent: depmod stamp: refusing to stamp a tree whose maps are wrong:"
                 );
                 for line in failed.iter().chain(report.error.iter()) {
-                    eprintln!("  {line}");
+                    errln!("  {line}");
                 }
                 return 1;
             }
@@ -97,7 +97,7 @@ pub(crate) fn run(options: &Options) -> i32 {
                 Ok(s)
             }) {
                 Ok(s) => {
-                    println!(
+                    outln!(
                         "stamped {} modules in {}",
                         s.modules.len(),
                         view.dir.join(stamp::STAMP_FILE).display()
@@ -105,7 +105,7 @@ pub(crate) fn run(options: &Options) -> i32 {
                     0
                 }
                 Err(e) => {
-                    eprintln!("initagent: depmod stamp: {e}");
+                    errln!("initagent: depmod stamp: {e}");
                     1
                 }
             }
@@ -129,27 +129,27 @@ pub(crate) fn run(options: &Options) -> i32 {
                         super::print_json(&report);
                     } else {
                         print_check(&report.check);
-                        println!("action: {}", report.action);
+                        outln!("action: {}", report.action);
                         if let Some(out) = &report.output {
-                            println!(
+                            outln!(
                                 "regenerated into {out}; mounted over the tree: {}",
                                 report.placed.join(" ")
                             );
                         }
                         for line in report.not_placed.iter().chain(&report.warnings) {
-                            println!("  note: {line}");
+                            outln!("  note: {line}");
                         }
                     }
                     0
                 }
                 Err(e) => {
-                    eprintln!("initagent: depmod ensure: {e}");
+                    errln!("initagent: depmod ensure: {e}");
                     1
                 }
             }
         }
         _ => {
-            eprintln!("initagent: depmod: say check, stamp or ensure");
+            errln!("initagent: depmod: say check, stamp or ensure");
             2
         }
     }

@@ -26,7 +26,7 @@ pub(crate) struct FlistOptions {
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
-    eprintln!("initagent: {message}");
+    errln!("initagent: {message}");
     1
 }
 
@@ -113,7 +113,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     let source = meta.display().to_string();
     let fuse = fuse_options(options)?;
     if mount::claim(&target, &source, &fuse.subtype)? {
-        println!("{} already serves {source}", target.display());
+        outln!("{} already serves {source}", target.display());
         return Ok(0);
     }
     if !target.is_dir() {
@@ -145,7 +145,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
         stats: options.stats.clone(),
     };
     let pid = crate::flist::daemon::start(&request, Duration::from_secs(10))?;
-    println!("{} serves {source} (daemon pid {pid})", target.display());
+    outln!("{} serves {source} (daemon pid {pid})", target.display());
     Ok(0)
 }
 
@@ -203,14 +203,14 @@ fn inspect(options: &FlistOptions, json: bool) -> Result<i32, String> {
         });
         super::print_json(&value);
     } else {
-        println!("{}", meta.display());
-        println!("entries {} (files {files}, directories {dirs}, symlinks {links}, other {other}), {bytes} bytes", manifest.len());
-        println!("blocks {} ({} distinct)", blocks.len(), distinct.len());
+        outln!("{}", meta.display());
+        outln!("entries {} (files {files}, directories {dirs}, symlinks {links}, other {other}), {bytes} bytes", manifest.len());
+        outln!("blocks {} ({} distinct)", blocks.len(), distinct.len());
         for route in shown {
-            println!("route {route}");
+            outln!("route {route}");
         }
         for (key, value) in manifest.tags() {
-            println!("tag {key}={value}");
+            outln!("tag {key}={value}");
         }
     }
     Ok(0)
@@ -290,7 +290,7 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
     if json {
         super::print_json(&report);
     } else {
-        println!(
+        outln!(
             "{}: {} entries, {} files, {} bytes in {} blocks ({} bytes stored)",
             output.display(),
             report.entries,
@@ -315,7 +315,7 @@ fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
     let fs = open_fs(options)?;
     let deadline = Duration::from_secs(options.store_timeout.unwrap_or(30).max(1) * 2);
     let report = crate::flist::prefetch::prefetch_paths(&fs, paths, deadline);
-    println!(
+    outln!(
         "{} files, {} blocks: {} fetched, {} already cached, {} failed{}",
         report.files,
         report.blocks,
@@ -329,7 +329,7 @@ fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
         }
     );
     for missing in &report.not_found {
-        println!("not in the flist: {missing}");
+        outln!("not in the flist: {missing}");
     }
     Ok(i32::from(
         report.failed > 0 || report.timed_out || !report.not_found.is_empty(),
@@ -342,7 +342,7 @@ fn route(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
         Some("list") | None => {
             let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
             for line in mount::describe_routes(manifest.routes()) {
-                println!("{line}");
+                outln!("{line}");
             }
             Ok(0)
         }
@@ -355,7 +355,7 @@ fn route(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
             crate::flist::pack::set_routes(&meta, &stores)?;
             let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
             for line in mount::describe_routes(manifest.routes()) {
-                println!("{line}");
+                outln!("{line}");
             }
             Ok(0)
         }
@@ -399,12 +399,12 @@ fn verify(options: &FlistOptions) -> Result<i32, String> {
     missing.sort();
     corrupt.sort();
     for line in &missing {
-        println!("MISSING {line}");
+        outln!("MISSING {line}");
     }
     for line in &corrupt {
-        println!("BAD {line}");
+        outln!("BAD {line}");
     }
-    println!(
+    outln!(
         "{ok} blocks verified; {} files with missing blocks, {} with corrupt or unreachable ones",
         missing.len(),
         corrupt.len()

@@ -2,6 +2,8 @@
 //! command-line words there) and stage 1 runs. Exit codes: 0 success, 1 the command
 //! failed, 2 the command line was wrong.
 
+#[macro_use]
+mod out;
 mod boot;
 mod coldplug;
 mod depmod;
@@ -220,7 +222,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let options = match parse(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("initagent: {e}\n\n{USAGE}");
+            errln!("initagent: {e}\n\n{USAGE}");
             return 2;
         }
     };
@@ -238,19 +240,19 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("prefetch") => boot::prefetch(&options),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
-            println!("initagent {}", env!("CARGO_PKG_VERSION"));
+            outln!("initagent {}", env!("CARGO_PKG_VERSION"));
             0
         }
         Some("help") => {
-            print!("{USAGE}");
+            out!("{USAGE}");
             0
         }
         Some(other) => {
-            eprintln!("initagent: unknown command {other:?}\n\n{USAGE}");
+            errln!("initagent: unknown command {other:?}\n\n{USAGE}");
             2
         }
         None => {
-            eprintln!("{USAGE}");
+            errln!("{USAGE}");
             2
         }
     }
@@ -333,7 +335,7 @@ pub(crate) fn with_retry(command: &str, retry: bool, mut attempt: impl FnMut() -
         if code == 0 || !retry {
             return code;
         }
-        eprintln!(
+        errln!(
             "initagent: {command}: trying again in {} s (--retry)",
             backoff.as_secs()
         );
@@ -344,7 +346,7 @@ pub(crate) fn with_retry(command: &str, retry: bool, mut attempt: impl FnMut() -
 
 /// Prints a value as pretty JSON on stdout (`--json`).
 pub(crate) fn print_json(value: &impl serde::Serialize) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
     );
@@ -365,7 +367,7 @@ fn install_panic_hook() {
         if crate::logging::is_installed() {
             log::error!("bug: panic at {location}: {message}");
         } else {
-            eprintln!("initagent: bug: panic at {location}: {message}");
+            errln!("initagent: bug: panic at {location}: {message}");
         }
     }));
 }
@@ -376,11 +378,11 @@ fn status(options: &Options) -> i32 {
             let path = options.svg.clone().unwrap_or_default();
             match crate::fsutil::write_atomic(&path, report::svg::render(&report).as_bytes()) {
                 Ok(()) => {
-                    println!("timeline written to {}", path.display());
+                    outln!("timeline written to {}", path.display());
                     0
                 }
                 Err(e) => {
-                    eprintln!("initagent: {}: {e}", path.display());
+                    errln!("initagent: {}: {e}", path.display());
                     1
                 }
             }
@@ -388,25 +390,25 @@ fn status(options: &Options) -> i32 {
         Ok(report) => {
             if options.json {
                 match serde_json::to_string_pretty(&report) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => outln!("{text}"),
                     Err(e) => {
-                        eprintln!("initagent: {e}");
+                        errln!("initagent: {e}");
                         return 1;
                     }
                 }
             } else {
-                print!(
+                out!(
                     "{}",
                     report::render_text(&report, &options.paths.report.display().to_string())
                 );
                 for line in node_state() {
-                    println!("{line}");
+                    outln!("{line}");
                 }
             }
             0
         }
         Err(e) => {
-            eprintln!("initagent: {e}");
+            errln!("initagent: {e}");
             1
         }
     }
@@ -415,7 +417,7 @@ fn status(options: &Options) -> i32 {
 fn show_config(options: &Options) -> i32 {
     if options.keys {
         for key in KEYS {
-            println!("{}.{:<14} {}", config::CMDLINE_PREFIX, key.name, key.help);
+            outln!("{}.{:<14} {}", config::CMDLINE_PREFIX, key.name, key.help);
         }
         return 0;
     }
@@ -424,16 +426,16 @@ fn show_config(options: &Options) -> i32 {
         let value = serde_json::json!({ "config": config, "warnings": config.warnings });
         print_json(&value);
     } else {
-        println!("log          = {:?}", config.log_level);
-        println!("on_failure   = {:?}", config.on_failure);
-        println!("reboot_delay = {} s", config.reboot_delay_s);
-        println!("handoff      = {:?}", config.handoff.join(" "));
-        println!("zos          = {:?}", config.zos);
+        outln!("log          = {:?}", config.log_level);
+        outln!("on_failure   = {:?}", config.on_failure);
+        outln!("reboot_delay = {} s", config.reboot_delay_s);
+        outln!("handoff      = {:?}", config.handoff.join(" "));
+        outln!("zos          = {:?}", config.zos);
         for (key, layer) in &config.sources {
-            println!("  {key} set by {layer:?}");
+            outln!("  {key} set by {layer:?}");
         }
         for warning in &config.warnings {
-            println!("warning: {warning}");
+            outln!("warning: {warning}");
         }
     }
     0
@@ -459,7 +461,7 @@ fn handoff(options: &Options) -> i32 {
     crate::logging::init(log::LevelFilter::Info);
     let loaded = stage1::load_config(&options.paths);
     if options.dry_run {
-        println!("would exec: {}", loaded.config.handoff.join(" "));
+        outln!("would exec: {}", loaded.config.handoff.join(" "));
         return 0;
     }
     let mut report = report::load(&options.paths.report).unwrap_or_default();
@@ -469,6 +471,6 @@ fn handoff(options: &Options) -> i32 {
     let mut runner = StepRunner::new(options.paths.report.clone(), report);
     runner.start_persisting();
     let why = stage1::handoff::handoff(&mut runner, &loaded.config.handoff);
-    eprintln!("initagent: {why}");
+    errln!("initagent: {why}");
     1
 }

@@ -39,7 +39,7 @@ pub(crate) fn open(options: &ModuleOptions, cmdline_path: &Path) -> Result<Modul
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
-    eprintln!("initagent: {message}");
+    errln!("initagent: {message}");
     1
 }
 
@@ -100,11 +100,11 @@ fn resolve(context: &Modules, inputs: &[String], options: &Options) -> i32 {
         super::print_json(&resolutions);
     } else if options.modules.show_depends {
         for line in resolutions.iter().flat_map(Resolution::show_depends) {
-            println!("{line}");
+            outln!("{line}");
         }
     } else if options.modules.lookup_only {
         for name in resolutions.iter().flat_map(Resolution::names) {
-            println!("{name}");
+            outln!("{name}");
         }
     } else {
         for resolution in &resolutions {
@@ -112,7 +112,7 @@ fn resolve(context: &Modules, inputs: &[String], options: &Options) -> i32 {
         }
     }
     for resolution in resolutions.iter().filter(|r| r.probes.is_empty()) {
-        eprintln!(
+        errln!(
             "initagent: {}: no module, alias or built-in of that name in {}",
             resolution.input,
             context.tree.dir.display()
@@ -123,10 +123,10 @@ fn resolve(context: &Modules, inputs: &[String], options: &Options) -> i32 {
 
 fn print_resolution(resolution: &Resolution, dir: &Path) {
     let source = resolution.source.map_or("not found", |s| s.describe());
-    println!("{}: {source}", resolution.input);
+    outln!("{}: {source}", resolution.input);
     for probe in &resolution.probes {
         if probe.blacklisted {
-            println!("  {}: blacklisted, not loaded", probe.module.name);
+            outln!("  {}: blacklisted, not loaded", probe.module.name);
             continue;
         }
         for step in &probe.steps {
@@ -143,7 +143,7 @@ fn print_resolution(resolution: &Resolution, dir: &Path) {
             } else {
                 format!(" options: {}", step.options.trim())
             };
-            println!(
+            outln!(
                 "  {:<24} {what}  ({}){options}",
                 step.module.name, step.reason
             );
@@ -175,21 +175,21 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
         super::print_json(&report);
     } else {
         for (name, outcome) in &report.modules {
-            println!("{}", crate::kmod::describe_outcome(name, outcome));
+            outln!("{}", crate::kmod::describe_outcome(name, outcome));
         }
         for (input, why) in &report.unresolved {
-            println!("{input}: NOT FOUND: {why}");
+            outln!("{input}: NOT FOUND: {why}");
         }
         let counters: Vec<String> = report
             .counters()
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        println!("{} in {} ms", counters.join(" "), report.micros / 1000);
+        outln!("{} in {} ms", counters.join(" "), report.micros / 1000);
     }
     let failed = !report.required_failures(&plan).is_empty();
     if failed && options.degraded_ok {
-        eprintln!("initagent: some modules failed; going on (--degraded-ok)");
+        errln!("initagent: some modules failed; going on (--degraded-ok)");
     }
     i32::from(failed && !options.degraded_ok)
 }
@@ -227,24 +227,24 @@ fn status(context: &Modules, json: bool) -> i32 {
         });
         super::print_json(&value);
     } else {
-        println!("tree: {}", context.tree.dir.display());
-        println!("loaded ({}): {}", loaded.len(), loaded.join(" "));
-        println!("built in: {builtin} (modules.builtin)");
+        outln!("tree: {}", context.tree.dir.display());
+        outln!("loaded ({}): {}", loaded.len(), loaded.join(" "));
+        outln!("built in: {builtin} (modules.builtin)");
         match &outcomes {
-            None => println!(
+            None => outln!(
                 "failed this boot: unknown (no {})",
                 crate::kmod::OUTCOMES_PATH
             ),
-            Some(_) if failed.is_empty() => println!("failed this boot: none"),
+            Some(_) if failed.is_empty() => outln!("failed this boot: none"),
             Some(_) => {
-                println!("failed this boot ({}):", failed.len());
+                outln!("failed this boot ({}):", failed.len());
                 for line in &failed {
-                    println!("  {line}");
+                    outln!("  {line}");
                 }
             }
         }
         for problem in &context.tree.problems {
-            println!("index problem: {problem}");
+            outln!("index problem: {problem}");
         }
     }
     0
@@ -258,7 +258,7 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
         match context.tree.dep_line(&name) {
             Some(line) => context.tree.module_path(&line.path),
             None if context.tree.is_builtin(&name) => {
-                println!("{name}: built into the kernel");
+                outln!("{name}: built into the kernel");
                 return 0;
             }
             None => {
@@ -290,15 +290,15 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
         let value = serde_json::json!({"filename": path, "compression": format.kernel_name(), "size": data.len(), "fields": fields});
         super::print_json(&value);
     } else {
-        println!("{:<12} {}", "filename:", path.display());
-        println!(
+        outln!("{:<12} {}", "filename:", path.display());
+        outln!(
             "{:<12} {} ({} bytes)",
             "compression:",
             format.kernel_name(),
             data.len()
         );
         for (key, value) in &modinfo.fields {
-            println!("{:<12} {value}", format!("{key}:"));
+            outln!("{:<12} {value}", format!("{key}:"));
         }
     }
     0
@@ -330,7 +330,7 @@ pub(crate) fn modprobe(options: &Options) -> i32 {
     let failures = report.required_failures(&plan);
     if !options.modules.quiet {
         for failure in &failures {
-            eprintln!("modprobe: {failure}");
+            errln!("modprobe: {failure}");
         }
     }
     i32::from(!failures.is_empty())

@@ -30,7 +30,7 @@ pub(crate) fn run(options: &Options) -> i32 {
         Some("status") => net_status(options),
         Some("renew") => net_renew(options),
         _ => {
-            eprintln!("initagent net: expected up, status or renew");
+            errln!("initagent net: expected up, status or renew");
             2
         }
     }
@@ -46,7 +46,7 @@ fn net_renew(options: &Options) -> i32 {
         let timeout = Duration::from_secs(options.net.dhcp_timeout.unwrap_or(10).into());
         let (lines, all) = crate::net::keep::renew_all_now(&run_dir, timeout);
         for line in lines {
-            println!("{line}");
+            outln!("{line}");
         }
         return if all { 0 } else { 1 };
     }
@@ -60,7 +60,7 @@ fn net_renew(options: &Options) -> i32 {
 fn net_up(options: &Options) -> i32 {
     let config = super::effective_config(options);
     for warning in &config.warnings {
-        eprintln!("initagent: warning: {warning}");
+        errln!("initagent: warning: {warning}");
     }
     let mut up_options = UpOptions::from_config(&config.net);
     let flags = &options.net;
@@ -102,14 +102,14 @@ fn net_up(options: &Options) -> i32 {
             i32::from(report.outcome != "ok")
         }
         Err(e) => {
-            eprintln!("initagent: net up: {e}");
+            errln!("initagent: net up: {e}");
             1
         }
     })
 }
 
 fn print_up(report: &UpReport) {
-    println!(
+    outln!(
         "{}: {} ({} ms)",
         report.outcome, report.detail, report.duration_ms
     );
@@ -125,7 +125,7 @@ fn print_up(report: &UpReport) {
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {:<12} {:<17} {lease}{when}{reused}; DHCP: {} discover, {} offer, {} request, {} nak{}",
             link.name,
             link.mac.as_deref().unwrap_or("-"),
@@ -137,15 +137,15 @@ fn print_up(report: &UpReport) {
         );
     }
     for (name, why) in &report.skipped {
-        println!("  {name:<12} skipped: {why}");
+        outln!("  {name:<12} skipped: {why}");
     }
     for reach in &report.reachability {
         match (&reach.connect_ms, &reach.error) {
-            (Some(ms), _) => println!(
+            (Some(ms), _) => outln!(
                 "  store {} ({}): reachable in {ms} ms",
                 reach.store, reach.endpoint
             ),
-            (None, error) => println!(
+            (None, error) => outln!(
                 "  store {} ({}): UNREACHABLE: {}",
                 reach.store,
                 reach.endpoint,
@@ -154,14 +154,14 @@ fn print_up(report: &UpReport) {
         }
     }
     if let Some(applied) = &report.applied {
-        println!(
+        outln!(
             "  applied: {} routes [{}] dns [{}]",
             applied.address,
             applied.routes.join(", "),
             applied.dns.join(", ")
         );
         if !applied.ipv6.is_empty() {
-            println!("  ipv6: {}", applied.ipv6.join(", "));
+            outln!("  ipv6: {}", applied.ipv6.join(", "));
         }
     }
 }
@@ -175,14 +175,14 @@ fn net_status(options: &Options) -> i32 {
     let mut rtnl = match Rtnl::open() {
         Ok(rtnl) => rtnl,
         Err(e) => {
-            eprintln!("initagent: net status: {e}");
+            errln!("initagent: net status: {e}");
             return 1;
         }
     };
     let (links, addresses) = match (rtnl.links(), rtnl.addresses()) {
         (Ok(links), Ok(addresses)) => (links, addresses),
         (Err(e), _) | (_, Err(e)) => {
-            eprintln!("initagent: net status: {e}");
+            errln!("initagent: net status: {e}");
             return 1;
         }
     };
@@ -215,7 +215,7 @@ fn net_status(options: &Options) -> i32 {
                         .map_or("infinite".into(), |s| s.to_string())
                 )
             });
-            println!(
+            outln!(
                 "{:<12} {} {} {}{lease_text}",
                 link.name,
                 if link.up { "up" } else { "down" },

@@ -66,13 +66,6 @@ pub fn parse_store_spec(spec: &str) -> Result<PackStore, String> {
     })
 }
 
-/// Removes the password from a URL's userinfo (rfs does this before writing routes).
-pub fn strip_password(url: &str) -> String {
-    super::store::map_userinfo(url, |userinfo| {
-        userinfo.split(':').next().unwrap_or_default().to_string()
-    })
-}
-
 /// What a pack did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct PackReport {
@@ -169,7 +162,7 @@ pub fn pack(
             let url = if keep_passwords {
                 spec.url.clone()
             } else {
-                strip_password(&spec.url)
+                crate::redact::strip_password(&spec.url)
             };
             tx.execute(
                 "INSERT INTO route (start, end, url) VALUES (?1, ?2, ?3)",
@@ -305,10 +298,5 @@ mod tests {
             parse_store_spec("00-FF=dir:///d").unwrap().url,
             "00-FF=dir:///d"
         );
-        assert_eq!(
-            strip_password("s3://AK:SK@h:9000/b?region=r"),
-            "s3://AK@h:9000/b?region=r"
-        );
-        assert_eq!(strip_password("dir:///x"), "dir:///x");
     }
 }

@@ -176,7 +176,7 @@ pub fn store(path: &Path, report: &Report) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(fail)?;
     let mut text = serde_json::to_vec_pretty(report).map_err(|e| fail(io::Error::other(e)))?;
     text.push(b'\n');
-    crate::fsutil::write_atomic(path, &text).map_err(fail)
+    crate::fsutil::write_private(path, &text).map_err(fail)
 }
 
 /// Read-modify-write of the report under an exclusive lock (`<path>.lock`), for steps

@@ -2,6 +2,8 @@
 //! directory before the failure policy runs (`/run/initagent/failure/`): the boot report,
 //! the tail of the kernel log, the mount table, the network and coldplug results, the
 //! module outcomes. Best effort: a file that cannot be copied is named in `missing.txt`.
+//! The directory is 0700 and every file 0600 with credentials masked (the kernel's own
+//! log repeats the command line).
 
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,6 +19,7 @@ const KMSG_LINES: usize = 300;
 /// the directory.
 pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut missing = Vec::new();
     let copies: [(&Path, &str); 5] = [
         (report_path, "report.json"),
@@ -27,7 +30,7 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
     ];
     for (from, name) in copies {
         if let Err(e) =
-            std::fs::read(from).and_then(|data| crate::fsutil::write_atomic(&dir.join(name), &data))
+            std::fs::read(from).and_then(|data| crate::fsutil::write_private(&dir.join(name), &data))
         {
             missing.push(format!("{}: {e}", from.display()));
         }
@@ -35,19 +38,19 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
     for lease in crate::net::keep::lease_files(Path::new(crate::net::apply::RUN_DIR)) {
         if let (Some(name), Ok(data)) = (lease.file_name(), std::fs::read(&lease)) {
             let target = dir.join(format!("lease-{}", name.to_string_lossy()));
-            if let Err(e) = crate::fsutil::write_atomic(&target, &data) {
+            if let Err(e) = crate::fsutil::write_private(&target, &data) {
                 missing.push(format!("{}: {e}", lease.display()));
             }
         }
     }
     match kernel_log_tail(KMSG_LINES) {
         Ok(lines) => {
-            crate::fsutil::write_atomic(&dir.join("kmsg.txt"), lines.join("\n").as_bytes())?
+            crate::fsutil::write_private(&dir.join("kmsg.txt"), lines.join("\n").as_bytes())?
         }
         Err(e) => missing.push(format!("/dev/kmsg: {e}")),
     }
     if !missing.is_empty() {
-        crate::fsutil::write_atomic(&dir.join("missing.txt"), missing.join("\n").as_bytes())?;
+        crate::fsutil::write_private(&dir.join("missing.txt"), missing.join("\n").as_bytes())?;
     }
     Ok(dir.to_path_buf())
 }

@@ -2,7 +2,7 @@
 //! (SigV4), `zdb://` (redis protocol) and `server://` (the rfs fl-server). Every request
 //! has a connect and a total deadline.
 //! Credentials in URLs never reach logs, errors or the report: [`redact`] everything
-//! shown.
+//! shown (and every sink masks what slips through with [`crate::redact::text`]).
 
 mod dir;
 mod http;
@@ -158,25 +158,10 @@ pub(crate) fn http_blob(
     Ok(Some(data))
 }
 
-/// Removes the password (and, for S3, the secret) from a URL for display.
+/// Removes the password (and, for S3, the secret) from a URL for display: the one rule of
+/// [`crate::redact`].
 pub fn redact(url: &str) -> String {
-    map_userinfo(url, |userinfo| match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => userinfo.to_string(),
-    })
-}
-
-/// Rewrites the `user[:password]` part of a URL's authority, if it has one.
-pub(crate) fn map_userinfo(url: &str, rewrite: impl Fn(&str) -> String) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => format!("{scheme}://{}@{host}{tail}", rewrite(userinfo)),
-        None => url.to_string(),
-    }
+    crate::redact::url(url)
 }
 
 /// Opens a store from its URL.
