@@ -157,12 +157,20 @@ mod tests {
             "s3://AK:***@h/b",
             "percent-escapes"
         );
-        assert_eq!(url("s3://AK:p@ss@h/b"), "s3://AK:***@h/b", "an @ in the secret");
+        assert_eq!(
+            url("s3://AK:p@ss@h/b"),
+            "s3://AK:***@h/b",
+            "an @ in the secret"
+        );
         assert_eq!(url("zdb://host:9900/ns"), "zdb://host:9900/ns");
         assert_eq!(url("https://user:pw@h/p"), "https://user:***@h/p");
         assert_eq!(url("s3://AK@host:1/b"), "s3://AK@host:1/b");
         assert_eq!(url("garbage"), "garbage");
-        assert_eq!(url("http://h/a?u=x@y"), "http://h/a?u=x@y", "an @ in the query");
+        assert_eq!(
+            url("http://h/a?u=x@y"),
+            "http://h/a?u=x@y",
+            "an @ in the query"
+        );
     }
 
     #[test]

@@ -82,9 +82,7 @@ pub(crate) fn run(options: &Options) -> i32 {
                 .flat_map(|c| c.reasons.iter().map(move |r| format!("{}: {r}", c.id)))
                 .collect();
             if report.exit_code() == 2 || !failed.is_empty() {
-                errln!(
-                    "initagent: depmod stamp: refusing to stamp a tree whose maps are wrong:"
-                );
+                errln!("initagent: depmod stamp: refusing to stamp a tree whose maps are wrong:");
                 for line in failed.iter().chain(report.error.iter()) {
                     errln!("  {line}");
                 }

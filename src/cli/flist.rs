@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Options of the flist commands.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct FlistOptions {
     pub meta: Option<PathBuf>,
     pub cache: Option<PathBuf>,
@@ -23,6 +23,8 @@ pub(crate) struct FlistOptions {
     pub fs_subtype: Option<String>,
     pub no_allow_other: bool,
     pub stats: Option<PathBuf>,
+    /// More stores and rewrites as JSON on stdin (how a daemon gets them: never in argv).
+    pub stores_stdin: bool,
 }
 
 fn fail(message: impl std::fmt::Display) -> i32 {
@@ -105,6 +107,13 @@ pub(crate) fn run(options: &Options) -> i32 {
 }
 
 fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
+    let mut options = options.clone();
+    if options.stores_stdin {
+        let secrets = crate::flist::daemon::StoreSecrets::read(std::io::stdin().lock())?;
+        options.stores.extend(secrets.stores);
+        options.rewrites.extend(secrets.rewrites);
+    }
+    let options = &options;
     let target = PathBuf::from(
         args.first()
             .ok_or("flist mount: name the target directory")?,

@@ -39,6 +39,7 @@ commands:
                           [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
                           [--fs-subtype NAME: shows as fuse.NAME, default initagent] [--no-allow-other]
                           [--stats FILE: keep the daemon's counters (bytes fetched, cache hits) there]
+                          [--stores-stdin: more stores and rewrites as JSON on stdin, kept out of argv]
   flist umount DIR [--lazy]
   flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
   flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
@@ -171,6 +172,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("cache") => options.flist.cache = Some(PathBuf::from(parser.value()?)),
             Long("store") => options.flist.stores.push(parser.value()?.string()?),
             Long("store-rewrite") => options.flist.rewrites.push(parser.value()?.string()?),
+            Long("stores-stdin") => options.flist.stores_stdin = true,
             Long("foreground") => options.flist.foreground = true,
             Long("lazy") => options.flist.lazy = true,
             Long("no-strip-password") => options.flist.keep_passwords = true,

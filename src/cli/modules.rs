@@ -145,7 +145,8 @@ fn print_resolution(resolution: &Resolution, dir: &Path) {
             };
             outln!(
                 "  {:<24} {what}  ({}){options}",
-                step.module.name, step.reason
+                step.module.name,
+                step.reason
             );
         }
     }

@@ -111,7 +111,9 @@ fn net_up(options: &Options) -> i32 {
 fn print_up(report: &UpReport) {
     outln!(
         "{}: {} ({} ms)",
-        report.outcome, report.detail, report.duration_ms
+        report.outcome,
+        report.detail,
+        report.duration_ms
     );
     for link in &report.links {
         let lease = link.lease.as_ref().map_or("no lease".to_string(), |l| {
@@ -143,7 +145,8 @@ fn print_up(report: &UpReport) {
         match (&reach.connect_ms, &reach.error) {
             (Some(ms), _) => outln!(
                 "  store {} ({}): reachable in {ms} ms",
-                reach.store, reach.endpoint
+                reach.store,
+                reach.endpoint
             ),
             (None, error) => outln!(
                 "  store {} ({}): UNREACHABLE: {}",

@@ -37,6 +37,33 @@ pub struct DaemonRequest {
     pub stats: Option<PathBuf>,
 }
 
+/// What a daemon reads on its stdin (`--stores-stdin`): the stores and route rewrites,
+/// which may hold credentials.
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoreSecrets {
+    /// Stores that replace the flist's routes.
+    pub stores: Vec<String>,
+    /// `FROM=TO` route rewrites.
+    pub rewrites: Vec<String>,
+}
+
+impl StoreSecrets {
+    /// Reads them from `input` (the daemon's stdin) to its end, at most 64 KiB.
+    pub fn read(input: impl std::io::Read) -> Result<StoreSecrets, String> {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(input, 64 * 1024 + 1), &mut text)
+            .map_err(|e| format!("--stores-stdin: {e}"))?;
+        if text.len() > 64 * 1024 {
+            return Err("--stores-stdin: more than 64 KiB on stdin".into());
+        }
+        serde_json::from_slice(&text).map_err(|e| {
+            format!(
+                "--stores-stdin: expected {{\"stores\": [...], \"rewrites\": [...]}} on stdin: {e}"
+            )
+        })
+    }
+}
+
 impl DaemonRequest {
     /// The daemon's argv, starting with the agent's own path.
     pub fn argv(&self, exe: &Path) -> Vec<String> {
@@ -51,12 +78,9 @@ impl DaemonRequest {
         if let Some(cache) = &self.cache {
             argv.extend(["--cache".into(), cache.display().to_string()]);
         }
-        for store in &self.stores {
-            argv.extend(["--store".into(), store.clone()]);
-        }
-        for rewrite in &self.rewrites {
-            argv.extend(["--store-rewrite".into(), rewrite.clone()]);
-        }
+        // Stores and rewrites may carry credentials: they go through stdin, never argv
+        // (any user reads /proc/<pid>/cmdline).
+        argv.push("--stores-stdin".into());
         if let Some(seconds) = self.store_timeout {
             argv.extend(["--store-timeout".into(), seconds.to_string()]);
         }
@@ -80,11 +104,20 @@ impl DaemonRequest {
 pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    let secrets = StoreSecrets {
+        stores: request.stores.clone(),
+        rewrites: request.rewrites.clone(),
+    };
+    let stdin = serde_json::to_vec(&secrets)
+        .map_err(std::io::Error::other)
+        .and_then(|payload| crate::sys::process::pipe_with(&payload))
+        .map_err(|e| format!("handing the stores to the mount daemon: {e}"))?;
     let child = crate::sys::process::spawn(
         &request.argv(&exe),
         &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
         crate::sys::process::SpawnOptions {
             detach: true,
+            stdin: Some(std::os::fd::AsFd::as_fd(&stdin)),
             ..Default::default()
         },
     )
@@ -205,4 +238,45 @@ pub fn read_stats(dir: &Path) -> Vec<(String, DaemonStats)> {
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_the_argv() {
+        let request = DaemonRequest {
+            manifest: "/etc/initagent/flists/firmware.fl".into(),
+            target: "/lib/firmware".into(),
+            stores: vec!["s3s://AK:S/K+=@h/b?region=g".into()],
+            rewrites: vec!["s3://x:y@h/=s3://AK:S/K+=@h/".into()],
+            ca_file: Some("/etc/initagent/ca.pem".into()),
+            ..DaemonRequest::default()
+        };
+        let argv = request.argv(Path::new("/sbin/initagent")).join(" ");
+        assert!(!argv.contains("S/K") && !argv.contains("x:y"), "{argv}");
+        assert!(
+            argv.contains("--stores-stdin") && argv.contains("--ca-file /etc/initagent/ca.pem")
+        );
+    }
+
+    #[test]
+    fn store_secrets_from_stdin() {
+        let secrets = StoreSecrets {
+            stores: vec!["s3://AK:SK@h/b".into()],
+            rewrites: vec![],
+        };
+        let text = serde_json::to_vec(&secrets).unwrap();
+        assert_eq!(StoreSecrets::read(&text[..]).unwrap(), secrets);
+        let err = StoreSecrets::read(&b"--store s3://AK:SK@h/b"[..]).unwrap_err();
+        assert!(
+            err.contains("--stores-stdin") && !err.contains("SK"),
+            "{err}"
+        );
+        let huge = vec![b' '; 70 * 1024];
+        assert!(StoreSecrets::read(&huge[..])
+            .unwrap_err()
+            .contains("64 KiB"));
+    }
 }

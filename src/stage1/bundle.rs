@@ -29,8 +29,8 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
         (Path::new("/proc/self/mountinfo"), "mountinfo.txt"),
     ];
     for (from, name) in copies {
-        if let Err(e) =
-            std::fs::read(from).and_then(|data| crate::fsutil::write_private(&dir.join(name), &data))
+        if let Err(e) = std::fs::read(from)
+            .and_then(|data| crate::fsutil::write_private(&dir.join(name), &data))
         {
             missing.push(format!("{}: {e}", from.display()));
         }

@@ -105,13 +105,32 @@ pub fn orphans_reaped() -> u64 {
 
 /// Options for [`spawn`].
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SpawnOptions {
+pub struct SpawnOptions<'a> {
     /// New session with fd 0 (the console) as controlling terminal: for an interactive
     /// rescue shell, so that job control and Ctrl-C work.
     pub console_session: bool,
     /// New session without a terminal, fds 0–2 on /dev/null: for daemons that must
     /// outlive the caller and stay out of its process group.
     pub detach: bool,
+    /// The child's fd 0 (a pipe the caller filled: how secrets reach a child without
+    /// showing in its argv).
+    pub stdin: Option<std::os::fd::BorrowedFd<'a>>,
+}
+
+/// A pipe holding `data`, closed for writing: the read end, for [`SpawnOptions::stdin`].
+/// `data` must fit the pipe's buffer (64 KiB), since nobody reads it yet.
+pub fn pipe_with(data: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
+    const FITS: usize = 60 * 1024;
+    if data.len() > FITS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} bytes do not fit a pipe ({FITS} at most)", data.len()),
+        ));
+    }
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let mut write = std::fs::File::from(write);
+    std::io::Write::write_all(&mut write, data)?;
+    Ok(read)
 }
 
 /// A spawned child.
@@ -185,7 +204,7 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
     // look the pid up before it is in the table.
     let reaper = REAPER.get();
     let mut guard = reaper.map(|r| table(r));
-    // SAFETY: the child runs only async-signal-safe code (setsid, ioctl, execve, _exit)
+    // SAFETY: the child runs only async-signal-safe code (setsid, dup2, ioctl, execve, _exit)
     // on memory prepared above, and never returns into Rust code.
     let fork_result = unsafe { nix::unistd::fork() };
     match fork_result {
@@ -195,6 +214,10 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
                 let _ = rustix::stdio::dup2_stdin(null);
                 let _ = rustix::stdio::dup2_stdout(null);
                 let _ = rustix::stdio::dup2_stderr(null);
+            }
+            if let Some(stdin) = options.stdin {
+                // dup2 leaves the new fd 0 without close-on-exec.
+                let _ = rustix::stdio::dup2_stdin(stdin);
             }
             if options.console_session {
                 let _ = rustix::process::setsid();
