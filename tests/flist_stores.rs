@@ -144,7 +144,7 @@ fn s3_with_sigv4_read_credentials_and_wrong_ones() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        shown.contains("HTTP 403 (access denied: wrong credentials or region?)"),
+        shown.contains("HTTP 403 SignatureDoesNotMatch") && shown.contains("secret key is wrong"),
         "{shown}"
     );
     assert!(

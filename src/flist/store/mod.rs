@@ -6,7 +6,8 @@
 
 mod dir;
 mod http;
-mod s3;
+pub mod s3;
+pub mod sigv4;
 mod zdb;
 
 use std::io::Read;
@@ -30,6 +31,11 @@ pub trait BlockStore: Send + Sync {
     }
     /// The store's URL with credentials removed.
     fn describe(&self) -> String;
+    /// How far the node's clock was found off the store's, in seconds (store minus node),
+    /// when requests had to be signed with the store's time (S3).
+    fn clock_offset(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Why a fetch failed.
