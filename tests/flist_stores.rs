@@ -213,72 +213,10 @@ fn zdb_through_redis() {
     );
 }
 
-/// A private CA and a certificate for 127.0.0.1 signed by it, made with openssl.
-fn private_ca(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {out:?}");
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"],
-        &ec[..],
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-    ]
-    .concat()
-    .iter()
-    .chain(&["-days", "2", "-subj", "/CN=initagent test CA"])
-    .copied()
-    .collect::<Vec<_>>());
-    run(&[
-        &["req"],
-        &ec[..],
-        &["-keyout", "srv.key", "-out", "srv.csr"],
-    ]
-    .concat()
-    .iter()
-    .chain(&["-subj", "/CN=127.0.0.1"])
-    .copied()
-    .collect::<Vec<_>>());
-    std::fs::write(
-        dir.join("srv.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "srv.ext",
-    ]);
-    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
-}
-
 #[test]
 fn https_store_behind_a_private_ca_needs_the_ca_file_and_is_never_unverified() {
     let dir = common::scratch("https-private-ca");
-    let (ca, cert, key) = private_ca(&dir);
+    let (ca, cert, key) = common::servers::private_ca(&dir, "IP:127.0.0.1");
     let server = common::servers::https_dir(&fixtures().join("odd-tree/store"), &cert, &key);
     let port = server.port;
     let flist = fixtures().join("odd-tree/odd-tree.fl");
@@ -314,4 +252,50 @@ fn https_store_behind_a_private_ca_needs_the_ca_file_and_is_never_unverified() {
         &["--store", &store, "--ca-file", ca.to_str().unwrap()],
         &odd_tree_source("https-private-ca-src"),
     );
+}
+
+/// The node's clock, three hours behind.
+fn three_hours_behind() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    now - 3 * 3600
+}
+
+#[test]
+fn a_node_clock_hours_off_signs_again_with_the_stores_time() {
+    use initagent::flist::store::{s3::S3Store, BlockStore, StoreOptions};
+    let root = common::scratch("s3-skew-root").join("buckets");
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(fixtures().join("odd-tree-variants/s3-bucket"))
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (_server, port) = s3_server(&root, "READKEY", "READSECRET");
+    let url = format!("s3://READKEY:READSECRET@127.0.0.1:{port}/flbucket?region=garage");
+    // hello.txt's block (the fixture's test vector).
+    let name = "30ee1d63f9dcdd993f73bdfad60ed773e26350dcde159d42b5736b6bc3e46971";
+    let mut id = [0u8; 32];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&name[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let stored = std::fs::read(root.join("flbucket").join(name)).unwrap();
+
+    // s3s-fs refuses a request dated three hours ago (RequestTimeTooSkewed); the store
+    // signs again with the server's time and keeps the offset.
+    let store = S3Store::new(&url, &StoreOptions::default())
+        .unwrap()
+        .with_clock(three_hours_behind);
+    assert_eq!(store.get(&id).unwrap(), stored);
+    let offset = store.clock_offset().expect("the skew was found");
+    assert!((offset - 3 * 3600).abs() < 120, "{offset}");
+    assert_eq!(store.get(&id).unwrap(), stored);
+
+    // A node on time is not reported off.
+    let on_time = S3Store::new(&url, &StoreOptions::default()).unwrap();
+    assert_eq!(on_time.get(&id).unwrap(), stored);
+    assert_eq!(on_time.clock_offset(), None);
 }

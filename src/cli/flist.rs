@@ -295,7 +295,18 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
         .iter()
         .map(|s| crate::flist::pack::parse_store_spec(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let report = crate::flist::pack::pack(&source, &output, &stores, options.keep_passwords)?;
+    let mut store_options = crate::flist::store::StoreOptions::default();
+    if let Some(seconds) = options.store_timeout {
+        store_options.request_timeout = Duration::from_secs(seconds);
+    }
+    let store_options = store_options.with_ca_file(options.ca_file.as_deref())?;
+    let report = crate::flist::pack::pack(
+        &source,
+        &output,
+        &stores,
+        options.keep_passwords,
+        &store_options,
+    )?;
     if json {
         super::print_json(&report);
     } else {

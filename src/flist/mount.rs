@@ -128,7 +128,7 @@ pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String>
             flist.display()
         ));
     }
-    let (mut store_options, policy) = match options.store_timeout {
+    let (store_options, policy) = match options.store_timeout {
         Some(timeout) => (
             StoreOptions {
                 connect_timeout: timeout.min(std::time::Duration::from_secs(3)),
@@ -143,9 +143,7 @@ pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String>
         ),
         None => (StoreOptions::default(), RetryPolicy::default()),
     };
-    if let Some(ca_file) = &options.ca_file {
-        store_options.private_roots = Some(Arc::new(super::store::load_ca_file(ca_file)?));
-    }
+    let store_options = store_options.with_ca_file(options.ca_file.as_deref())?;
     let router = Router::new(&routes, &store_options, policy)
         .map_err(|e| format!("{}: {e}", flist.display()))?;
     let disk = match &options.cache_dir {

@@ -129,6 +129,7 @@ pub fn pack(
     output: &Path,
     stores: &[PackStore],
     keep_passwords: bool,
+    store_options: &StoreOptions,
 ) -> Result<PackReport, String> {
     if stores.is_empty() {
         return Err("name at least one store with -s [xx-yy=]URL".into());
@@ -142,7 +143,7 @@ pub fn pack(
         report: PackReport::default(),
     };
     for spec in stores {
-        let store = store::open(&spec.url, &StoreOptions::default()).map_err(|e| e.to_string())?;
+        let store = store::open(&spec.url, store_options).map_err(|e| e.to_string())?;
         packer.stores.push((spec.clone(), store));
     }
     let temporary = PathBuf::from(format!(

@@ -128,6 +128,12 @@ impl Router {
             .collect()
     }
 
+    /// How far the node's clock was found off a store's (seconds, store minus node), when
+    /// a store had to sign with its own time.
+    pub fn clock_offset(&self) -> Option<i64> {
+        self.candidates.iter().find_map(|c| c.store.clock_offset())
+    }
+
     /// Fetches and verifies a block; returns the plaintext.
     pub fn fetch(&self, block: &BlockRef) -> Result<Vec<u8>, FetchError> {
         let started = Instant::now();

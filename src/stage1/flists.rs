@@ -174,6 +174,7 @@ pub fn mount_all(
     let mut mounted = Vec::new();
     let mut problems = Vec::new();
     let (mut probe_bytes, mut probe_blocks) = (0u64, 0u64);
+    let mut clock_offset = None;
     for (name, manifest, target) in wanted(manifest_dir, &release) {
         if !manifest.exists() {
             continue;
@@ -181,6 +182,7 @@ pub fn mount_all(
         match mount_one(name, &manifest, &target, config, deadline) {
             Ok((flist, probe)) => {
                 probe_bytes += flist.fs.source.stats().bytes_fetched;
+                clock_offset = clock_offset.or(flist.fs.source.router().clock_offset());
                 probe_blocks += probe.blocks;
                 mounted.push(format!("{name} on {}", target.display()));
                 shared.lock().unwrap_or_else(|p| p.into_inner()).push(flist);
@@ -209,17 +211,38 @@ pub fn mount_all(
     } else {
         format!("mounted {}", mounted.join(", "))
     };
+    if let Some(offset) = clock_offset {
+        detail.push_str(&format!(
+            "; the node's clock is off the store's by {} (requests signed with the store's time)",
+            signed_duration(offset)
+        ));
+    }
     let done = if problems.is_empty() {
         StepDone::ok(detail)
     } else {
         detail = format!("{}; {detail}", problems.join("; "));
         StepDone::degraded(detail)
     };
+    let done = match clock_offset {
+        Some(offset) => done.count("clock_off_by_s", offset.unsigned_abs()),
+        None => done,
+    };
     Ok(done
         .count("mounted", mounted.len() as u64)
         .count("failed", problems.len() as u64)
         .count("probe_blocks", probe_blocks)
         .count("bytes_fetched", probe_bytes))
+}
+
+/// `+3h02m05s`, `-45s`: how far off a clock is.
+fn signed_duration(seconds: i64) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let s = seconds.unsigned_abs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sign}{sec}s"),
+        (0, min, sec) => format!("{sign}{min}m{sec:02}s"),
+        (h, min, sec) => format!("{sign}{h}h{min:02}m{sec:02}s"),
+    }
 }
 
 /// The agent's handles on the stage-1 flists that are mounted now (for `initagent
@@ -258,5 +281,12 @@ mod tests {
         assert_eq!(wanted[1].1, Path::new("/m/modules-6.1.0-9-amd64.fl"));
         assert_eq!(wanted[1].2, Path::new("/lib/modules/6.1.0-9-amd64"));
         assert_eq!(wanted[0].2, Path::new("/lib/firmware"));
+    }
+
+    #[test]
+    fn clock_offsets_read_as_durations() {
+        assert_eq!(signed_duration(10_925), "+3h02m05s");
+        assert_eq!(signed_duration(-45), "-45s");
+        assert_eq!(signed_duration(-600), "-10m00s");
     }
 }

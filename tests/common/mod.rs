@@ -4,6 +4,7 @@
 pub mod kernel;
 pub mod netns;
 pub mod node;
+pub mod s3tls;
 pub mod servers;
 pub mod vm;
 

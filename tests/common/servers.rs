@@ -2,7 +2,7 @@
 //! directory, and small misbehaving HTTP servers (5xx, never answering) for faults.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -125,4 +125,68 @@ pub fn silent() -> Server {
          \x20   c, _ = s.accept(); held.append(c)\n"
     );
     python_server(&script, port)
+}
+
+/// A private CA (`ca.pem`) and a server certificate signed by it (`srv.pem`, `srv.key`)
+/// for the subject alternative names `san` (`IP:127.0.0.1`, `IP:10.0.2.2,DNS:x`), made
+/// with openssl in `dir`: (CA, certificate, key).
+pub fn private_ca(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"],
+        &ec[..],
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ]
+    .concat()
+    .iter()
+    .chain(&["-days", "2", "-subj", "/CN=initagent test CA"])
+    .copied()
+    .collect::<Vec<_>>());
+    run(&[
+        &["req"],
+        &ec[..],
+        &["-keyout", "srv.key", "-out", "srv.csr"],
+    ]
+    .concat()
+    .iter()
+    .chain(&["-subj", "/CN=initagent test store"])
+    .copied()
+    .collect::<Vec<_>>());
+    std::fs::write(
+        dir.join("srv.ext"),
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "srv.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }

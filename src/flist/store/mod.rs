@@ -85,6 +85,15 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
+    /// These options trusting the CAs of `ca_file` (when one is given) instead of the
+    /// bundled web roots.
+    pub fn with_ca_file(mut self, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        if let Some(path) = ca_file {
+            self.private_roots = Some(Arc::new(load_ca_file(path)?));
+        }
+        Ok(self)
+    }
+
     /// An HTTP agent with these deadlines and this trust. Certificates are always verified:
     /// against the bundled web roots, or against the private CAs when some were given.
     pub(crate) fn http_agent(&self) -> ureq::Agent {

@@ -1,0 +1,122 @@
+//! S3 as operators deploy it: a real S3 server (`s3s-fs`, which checks SigV4 and the
+//! request time) behind a real TLS terminator (Debian's nginx) on port 443, inside a
+//! network namespace of the test, with a private CA made by openssl. The access key's
+//! secret has `/` and `+` in it, as AWS-style secrets do. Everything is killed on drop.
+
+use super::netns::NetNs;
+use super::vm::Killed;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// The access key the server knows.
+pub const ACCESS: &str = "AKIDINITAGENT";
+/// Its secret: `/`, `+` and `=` in it.
+pub const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLE=KEY";
+/// The bucket the server holds.
+pub const BUCKET: &str = "flists";
+
+/// The running store.
+pub struct S3Tls {
+    /// The CA the store's certificate is signed by.
+    pub ca: PathBuf,
+    /// `<dir>/buckets/<bucket>/<object>`: what the server stores.
+    pub buckets: PathBuf,
+    _s3: Killed,
+    _nginx: Killed,
+}
+
+/// Waits until something listens on 127.0.0.1:`port` inside `ns`.
+fn wait_listening(ns: &NetNs, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = ns
+            .command("bash")
+            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if probe.success() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {port} in {}",
+            ns.name
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl S3Tls {
+    /// Starts s3s-fs on 127.0.0.1:9000 and nginx on 127.0.0.1:443 in `ns`, with a
+    /// certificate for `san` (`IP:127.0.0.1` for the host, `IP:10.0.2.2` for a VM).
+    pub fn start(dir: &Path, ns: &NetNs, san: &str) -> S3Tls {
+        let buckets = dir.join("buckets");
+        std::fs::create_dir_all(buckets.join(BUCKET)).unwrap();
+        let (ca, cert, key) = super::servers::private_ca(dir, san);
+        let s3 = ns
+            .command("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", "9000"])
+            .args(["--access-key", ACCESS, "--secret-key", SECRET])
+            .arg(&buckets)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("s3s-fs.log")).unwrap())
+            .spawn()
+            .expect("s3s-fs (make setup installs it)");
+        let s3 = Killed(s3);
+        wait_listening(ns, 9000);
+        let tmp = dir.join("nginx-tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let d = dir.display();
+        let t = tmp.display();
+        let config = format!(
+            "daemon off;\n\
+             master_process off;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/nginx.err;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+             \x20 access_log {d}/nginx.access;\n\
+             \x20 client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};\n\
+             \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
+             \x20 client_max_body_size 16m;\n\
+             \x20 server {{\n\
+             \x20   listen 127.0.0.1:443 ssl;\n\
+             \x20   ssl_certificate {cert}; ssl_certificate_key {key};\n\
+             \x20   location / {{\n\
+             \x20     proxy_pass http://127.0.0.1:9000;\n\
+             \x20     proxy_set_header Host $http_host;\n\
+             \x20     proxy_http_version 1.1;\n\
+             \x20     proxy_set_header Connection \"\";\n\
+             \x20     proxy_request_buffering off;\n\
+             \x20   }}\n\
+             \x20 }}\n\
+             }}\n",
+            cert = cert.display(),
+            key = key.display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), config).unwrap();
+        let nginx = ns
+            .command("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (make setup installs it)");
+        let nginx = Killed(nginx);
+        wait_listening(ns, 443);
+        S3Tls {
+            ca,
+            buckets,
+            _s3: s3,
+            _nginx: nginx,
+        }
+    }
+}
+
+/// `s3s://ACCESS:SECRET@host/bucket?region=garage`: no port (443 from the scheme).
+pub fn url(host: &str, bucket: &str, secret: &str) -> String {
+    format!("s3s://{ACCESS}:{secret}@{host}/{bucket}?region=garage")
+}
