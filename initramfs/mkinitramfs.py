@@ -6,7 +6,10 @@ default) and numbered in order; device nodes are written as entries, so no root 
 mknod are needed. The image holds:
 
   /init -> sbin/initagent        the static agent as PID 1
-  /etc/initagent/config.toml     the target's agent profile (targets/<name>/config.toml)
+  /etc/initagent/config.toml     the target's agent profile (targets/<name>/config.toml),
+                                 mode 0600 (it may hold store credentials)
+  /etc/initagent/ca.pem          --ca-file PEM: the CAs stage 1 trusts for HTTPS/S3 stores
+                                 (the profile gets flist.ca_file unless it sets it)
   /bin/busybox + applet links    when the target's image.toml says busybox = true
   /dev/console, /dev/null        so the kernel can give PID 1 its standard descriptors
   /etc/initagent/bootstrap       with image.toml's bootstrap = true: the target's bootstrap
@@ -30,7 +33,7 @@ mknod are needed. The image holds:
 
 usage: mkinitramfs.py --target NAME --agent BIN -o OUT.cpio
                       [--kernel-root DIR --kernel-release KVER] [--xz MODULE]...
-                      [--flist FILE.fl]... [--firmware-root DIR]
+                      [--flist FILE.fl]... [--firmware-root DIR] [--ca-file PEM]
                       [--add SRC:DEST[:MODE]]...
 """
 
@@ -241,6 +244,20 @@ def read_manifests(paths, release):
     return manifests
 
 
+CA_PATH = "/etc/initagent/ca.pem"
+
+
+def read_ca_file(path):
+    """The PEM CA file for the image, checked."""
+    try:
+        data = read(path)
+    except OSError as e:
+        sys.exit(f"mkinitramfs: --ca-file {path}: {e.strerror}")
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        sys.exit(f"mkinitramfs: --ca-file {path}: no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)")
+    return data
+
+
 def build(args):
     target_dir = os.path.join(ROOT, "targets", args.target)
     if not os.path.isdir(target_dir):
@@ -254,6 +271,7 @@ def build(args):
         sys.exit(f"mkinitramfs: {image_spec_path}: {e}")
 
     manifests = read_manifests(args.flist, args.kernel_release)
+    ca_pem = read_ca_file(args.ca_file) if args.ca_file else None
     image = Image()
     sizes = {}
     for d in BASE_DIRS:
@@ -269,9 +287,20 @@ def build(args):
     sizes["initagent"] = len(agent)
 
     config_path = os.path.join(target_dir, "config.toml")
-    if os.path.exists(config_path):
-        config = read(config_path)
-        image.file("etc/initagent/config.toml", config)
+    config = read(config_path) if os.path.exists(config_path) else b""
+    if ca_pem is not None:
+        image.file(CA_PATH.lstrip("/"), ca_pem)
+        sizes["CA file"] = len(ca_pem)
+        # Top-level keys come before any [table]: prepending keeps the TOML valid.
+        try:
+            profile = tomllib.loads(config.decode())
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            sys.exit(f"mkinitramfs: {config_path}: {e}")
+        if "ca_file" not in profile.get("flist", {}):
+            config = f'flist.ca_file = "{CA_PATH}"\n'.encode() + config
+    if config:
+        # The profile may hold store credentials: root only.
+        image.file("etc/initagent/config.toml", config, 0o600)
         sizes["profile"] = len(config)
 
     if spec.get("busybox", False):
@@ -397,6 +426,8 @@ def main():
     parser.add_argument("--flist", action="append", default=[],
                         help="an flist manifest for stage 1 (firmware.fl, modules-<release>.fl)")
     parser.add_argument("--firmware-root", help="directory the bootstrap modules' firmware is taken from")
+    parser.add_argument("--ca-file", help="PEM CA file stage 1 trusts for HTTPS/S3 stores (/etc/initagent/ca.pem, "
+                                          "flist.ca_file set in the profile unless it sets it)")
     parser.add_argument("-o", "--output", required=True)
     build(parser.parse_args())
 

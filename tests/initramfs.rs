@@ -68,7 +68,7 @@ fn reproducible_and_readable_by_cpio() {
     assert!(line("dev/console").starts_with("crw-------"));
     assert!(line("sbin/initagent").starts_with("-rwxr-xr-x"));
     assert!(line("sbin/zinit").starts_with("-rwxr-xr-x"));
-    assert!(line("etc/initagent/config.toml").starts_with("-rw-r--r--"));
+    assert!(line("etc/initagent/config.toml").starts_with("-rw-------"));
     assert!(line("bin/sh").contains("-> /bin/busybox"));
     assert!(line("etc/initagent/modules").starts_with("-rw-r--r--"));
     assert!(line("etc/zinit/internet.yaml").starts_with("-rw-r--r--"));
@@ -199,4 +199,14 @@ fn unknown_target_and_dynamic_binary_are_refused() {
         ]);
         assert!(stderr.contains(says), "{flist}: {stderr}");
     }
+    // A CA file that holds no certificate.
+    let stderr = refused(&[
+        "--target",
+        "vm-test",
+        "--agent",
+        "/bin/busybox",
+        "--ca-file",
+        "/etc/hostname",
+    ]);
+    assert!(stderr.contains("no PEM certificate"), "{stderr}");
 }

@@ -148,6 +148,22 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.flist_stores.join(",")),
     },
+    KeyDef {
+        name: "flist.ca_file",
+        help: "PEM file in the image whose CAs HTTPS/S3 stores are verified against instead of the web roots",
+        apply: |config, raw| {
+            let path = text(raw)?;
+            if !path.starts_with('/') {
+                return Err("not an absolute path in the image".into());
+            }
+            config.flist_ca_file = Some(path.into());
+            Ok(())
+        },
+        show: |config| match &config.flist_ca_file {
+            Some(path) => format!("{:?}", path.display().to_string()),
+            None => "none (the web roots)".into(),
+        },
+    },
     seconds_key!(
         "flist.store_timeout",
         "seconds one store request of a stage-1 flist may take (1-300, default 5)",

@@ -207,6 +207,9 @@ pub struct Config {
     pub flist_stores: Vec<String>,
     /// `initagent.flist.store_timeout`: seconds one store request may take.
     pub flist_store_timeout_s: u32,
+    /// `initagent.flist.ca_file`: CAs (PEM, a path in the image) that HTTPS/S3 stores of
+    /// the stage-1 flists are verified against instead of the bundled web roots.
+    pub flist_ca_file: Option<std::path::PathBuf>,
     /// `initagent.flists_deadline`: seconds mounting the flists may take.
     pub flists_deadline_s: u32,
     /// `initagent.prefetch_deadline`: seconds the boot-critical prefetch may take.
@@ -239,6 +242,7 @@ impl Default for Config {
             coldplug_deadline_s: 30,
             flist_stores: Vec::new(),
             flist_store_timeout_s: 5,
+            flist_ca_file: None,
             flists_deadline_s: 30,
             prefetch_deadline_s: 20,
             skip: Vec::new(),
@@ -303,6 +307,13 @@ impl Config {
                 Some(text) => RawValue::Text(text.to_string()),
                 None => RawValue::Flag,
             };
+            if value.is_some_and(|text| text.split(',').any(crate::redact::has_password)) {
+                config.warnings.push(format!(
+                    "kernel command line: {CMDLINE_PREFIX}.{key} carries a credential: \
+                     /proc/cmdline is readable by every user and the kernel logs it; put \
+                     credentials in the image's profile or the flist's route instead"
+                ));
+            }
             config.apply(key, &raw, Layer::Cmdline, "kernel command line");
         }
         config

@@ -94,6 +94,7 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     open.stores = config.flist_stores.clone();
     open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
+    open.ca_file = config.flist_ca_file.clone();
     // The agent's handle only fills the disk cache the daemon reads; PID 1's memory
     // stays small.
     open.memory_bytes = 8 << 20;
@@ -143,6 +144,7 @@ fn mount_one(
             cache,
             stores: config.flist_stores.clone(),
             store_timeout: Some(u64::from(config.flist_store_timeout_s)),
+            ca_file: config.flist_ca_file.clone(),
             subtype: mount::SUBTYPE.to_string(),
             allow_other: true,
             stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
