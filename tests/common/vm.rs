@@ -71,6 +71,8 @@ pub struct Vm {
     trees: Vec<(PathBuf, String)>,
     memory_mb: u32,
     kernel: Kernel,
+    netns: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 /// What a boot produced.
@@ -103,7 +105,23 @@ impl Vm {
             trees: Vec::new(),
             memory_mb: 512,
             kernel,
+            netns: None,
+            ca_file: None,
         }
+    }
+
+    /// Runs QEMU in the test's network namespace `ns` (where the test runs its servers:
+    /// the guest reaches its loopback as 10.0.2.2 through a NIC on QEMU's user network)
+    /// instead of one of its own.
+    pub fn in_netns(mut self, ns: &super::netns::NetNs) -> Vm {
+        self.netns = Some(ns.name.clone());
+        self
+    }
+
+    /// Builds the image with `--ca-file PEM` (the CA stage 1 trusts for its stores).
+    pub fn ca_file(mut self, pem: &Path) -> Vm {
+        self.ca_file = Some(pem.to_path_buf());
+        self
     }
 
     /// Boots `kernel` with an image made from its own module tree, for its own target
@@ -261,6 +279,9 @@ impl Vm {
         if let Some(dir) = &self.firmware_root {
             command.arg("--firmware-root").arg(dir);
         }
+        if let Some(pem) = &self.ca_file {
+            command.arg("--ca-file").arg(pem);
+        }
         for (source, dest) in &self.trees {
             command
                 .arg("--tree")
@@ -305,10 +326,18 @@ impl Vm {
         let _ = std::fs::remove_dir_all(&out);
         std::fs::create_dir_all(&out).unwrap();
         let initrd = self.build_initramfs(&out);
-        let netns = NetNs::create();
+        let own_netns = match self.netns {
+            None => Some(NetNs::create()),
+            Some(_) => None,
+        };
+        let netns = self
+            .netns
+            .clone()
+            .or_else(|| own_netns.as_ref().map(|ns| ns.name.clone()))
+            .unwrap_or_default();
         let server = self.served.as_ref().map(|dir| {
             let child = Command::new("ip")
-                .args(["netns", "exec", &netns.name, "python3", "-m", "http.server"])
+                .args(["netns", "exec", &netns, "python3", "-m", "http.server"])
                 .arg(SERVED_PORT.to_string())
                 .args([
                     "--protocol",
@@ -324,19 +353,21 @@ impl Vm {
                 .expect("python3");
             Killed(child)
         });
-        let nic = match self.served {
-            Some(_) => vec![
+        // A NIC on QEMU's user network when the guest has something to reach there.
+        let nic = if self.served.is_some() || self.netns.is_some() {
+            vec![
                 "-netdev".to_string(),
                 "user,id=n0".to_string(),
                 "-device".to_string(),
                 format!("{},netdev=n0", self.kernel.nic),
-            ],
-            None => Vec::new(),
+            ]
+        } else {
+            Vec::new()
         };
         let socket = out.join("console.sock");
         let results_path = out.join("results.log");
         let qemu = Command::new("ip")
-            .args(["netns", "exec", &netns.name, "qemu-system-x86_64"])
+            .args(["netns", "exec", &netns, "qemu-system-x86_64"])
             .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m"])
             .arg(format!("{}M", self.memory_mb))
             .arg("-smp")
@@ -374,7 +405,7 @@ impl Vm {
         let mut guard = Running {
             qemu,
             _server: server,
-            _netns: netns,
+            _netns: own_netns,
         };
         let started = Instant::now();
         let stream = loop {
@@ -535,7 +566,7 @@ struct Running {
     qemu: Child,
     // Dropped before the namespace.
     _server: Option<Killed>,
-    _netns: NetNs,
+    _netns: Option<NetNs>,
 }
 
 /// A helper process, killed on drop.
