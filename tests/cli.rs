@@ -157,6 +157,64 @@ fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
 }
 
 #[test]
+fn credentials_on_the_command_line_are_masked_everywhere_and_warned_about() {
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let store = format!("s3s://AK:{secret}@s3.example.com/b?region=garage");
+    let masked = "s3s://AK:***@s3.example.com/b?region=garage";
+    let shown = |out: &Output| format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for json in [true, false] {
+        let mut args = vec!["config", "--cmdline"];
+        let line = format!("initagent.flist.store={store}");
+        args.push(&line);
+        if json {
+            args.push("--json");
+        }
+        let out = shown(&initagent(&args));
+        assert!(
+            !out.contains("wJalrX") && !out.contains("EXAMPLEKEY"),
+            "{out}"
+        );
+        assert!(out.contains("carries a credential"), "{out}");
+        if json {
+            assert!(out.contains(masked), "{out}");
+        }
+    }
+    // Stage 1 records the command line and the configuration: masked, and root's alone.
+    let dir = scratch("stage1-secret");
+    let report = dir.join("report.json");
+    let cmdline = dir.join("cmdline");
+    std::fs::write(
+        &cmdline,
+        format!("quiet initagent.handoff=/nonexistent/zinit initagent.flist.store={store}\n"),
+    )
+    .unwrap();
+    let out = initagent_unshared(&[
+        "stage1",
+        "--report",
+        report.to_str().unwrap(),
+        "--cmdline-file",
+        cmdline.to_str().unwrap(),
+        "--profile",
+        "/nonexistent/profile.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
+    assert!(!shown(&out).contains("wJalrX"), "{}", shown(&out));
+    let written = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        !written.contains("wJalrX") && written.contains(masked),
+        "{written}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&report).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let path = report.to_str().unwrap();
+    let out = shown(&initagent(&["status", "--report", path]));
+    assert!(!out.contains("wJalrX"), "{out}");
+    let out = shown(&initagent(&["status", "--json", "--report", path]));
+    assert!(!out.contains("wJalrX") && out.contains(masked), "{out}");
+}
+
+#[test]
 fn config_shows_layers_and_warnings() {
     let dir = scratch("config");
     let profile = dir.join("config.toml");

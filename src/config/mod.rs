@@ -443,6 +443,37 @@ mod tests {
     }
 
     #[test]
+    fn a_credential_on_the_command_line_is_warned_about_and_a_ca_file_must_be_absolute() {
+        let config = Config::build(
+            &Cmdline::parse(
+                "initagent.flist.store=dir:///x,s3s://AK:S/K@h/b initagent.flist.ca_file=ca.pem",
+            ),
+            Some(("profile", "flist.store = \"s3s://AK:OTHER@h/b\"\n")),
+        );
+        let credential: Vec<&String> = config
+            .warnings
+            .iter()
+            .filter(|w| w.contains("carries a credential"))
+            .collect();
+        assert_eq!(credential.len(), 1, "{:?}", config.warnings);
+        assert!(credential[0].contains("initagent.flist.store"));
+        assert!(!credential[0].contains("S/K"));
+        assert_eq!(config.flist_ca_file, None);
+        assert!(config
+            .warnings
+            .iter()
+            .any(|w| w.contains("flist.ca_file") && w.contains("absolute")));
+        let config = Config::build(
+            &Cmdline::parse("initagent.flist.ca_file=/etc/initagent/ca.pem"),
+            None,
+        );
+        assert_eq!(
+            config.flist_ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/initagent/ca.pem"))
+        );
+    }
+
+    #[test]
     fn garbage_values_warn_and_keep_the_lower_layer() {
         let c = build(
             "initagent.log=loud initagent.on_failure=explode initagent.reboot_delay=-5 \
