@@ -54,26 +54,38 @@ pub fn parts(url: &str) -> Option<Parts<'_>> {
 
 /// `url` with its password masked (`s3://AK:***@host/b`).
 pub fn url(url: &str) -> String {
-    match parts(url) {
-        Some(Parts {
-            scheme,
-            user,
-            password: Some(_),
-            rest,
-        }) => format!("{scheme}{user}:{MASK}@{rest}"),
-        _ => url.to_string(),
-    }
+    replace_password(url, Some(MASK))
 }
 
 /// `url` without its password, as rfs writes routes (`s3://AK@host/b`).
 pub fn strip_password(url: &str) -> String {
-    match parts(url) {
-        Some(Parts {
-            scheme,
-            user,
-            password: Some(_),
-            rest,
-        }) => format!("{scheme}{user}@{rest}"),
+    replace_password(url, None)
+}
+
+fn replace_password(url: &str, replacement: Option<&str>) -> String {
+    match (parts(url), replacement) {
+        (
+            Some(Parts {
+                scheme,
+                user,
+                password: Some(_),
+                rest,
+            }),
+            Some(with),
+        ) => {
+            format!("{scheme}{user}:{with}@{rest}")
+        }
+        (
+            Some(Parts {
+                scheme,
+                user,
+                password: Some(_),
+                rest,
+            }),
+            None,
+        ) => {
+            format!("{scheme}{user}@{rest}")
+        }
         _ => url.to_string(),
     }
 }

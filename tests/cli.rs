@@ -25,6 +25,25 @@ fn initagent_unshared(args: &[&str]) -> Output {
         .expect("unshare (util-linux)")
 }
 
+/// `initagent stage1` off PID 1 with `cmdline` as the kernel's command line and no
+/// profile, its report in a scratch directory `name`: (output, report path).
+fn stage1_with(name: &str, cmdline: &str) -> (Output, std::path::PathBuf) {
+    let dir = scratch(name);
+    let report = dir.join("report.json");
+    let cmdline_file = dir.join("cmdline");
+    std::fs::write(&cmdline_file, format!("{cmdline}\n")).unwrap();
+    let out = initagent_unshared(&[
+        "stage1",
+        "--report",
+        report.to_str().unwrap(),
+        "--cmdline-file",
+        cmdline_file.to_str().unwrap(),
+        "--profile",
+        "/nonexistent/profile.toml",
+    ]);
+    (out, report)
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -72,23 +91,11 @@ fn status_of_a_damaged_report_says_so() {
 fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
     // Not PID 1: the pseudo-filesystems missing on this host are mounted in a private
     // namespace, and a missing handoff target ends in exit 1 instead of the failure policy.
-    let dir = scratch("stage1");
-    let report = dir.join("report.json");
-    let cmdline = dir.join("cmdline");
-    std::fs::write(
-        &cmdline,
-        "quiet initagent.handoff=/nonexistent/zinit runmode=qa farmer_id=7\n",
-    )
-    .unwrap();
-    let out = initagent_unshared(&[
+    let (out, report) = stage1_with(
         "stage1",
-        "--report",
-        report.to_str().unwrap(),
-        "--cmdline-file",
-        cmdline.to_str().unwrap(),
-        "--profile",
-        "/nonexistent/profile.toml",
-    ]);
+        "quiet initagent.handoff=/nonexistent/zinit runmode=qa farmer_id=7",
+    );
+    let dir = report.parent().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("handoff target /nonexistent/zinit does not exist"));
     let status = initagent(&["status", "--report", report.to_str().unwrap()]);
@@ -180,23 +187,10 @@ fn credentials_on_the_command_line_are_masked_everywhere_and_warned_about() {
         }
     }
     // Stage 1 records the command line and the configuration: masked, and root's alone.
-    let dir = scratch("stage1-secret");
-    let report = dir.join("report.json");
-    let cmdline = dir.join("cmdline");
-    std::fs::write(
-        &cmdline,
-        format!("quiet initagent.handoff=/nonexistent/zinit initagent.flist.store={store}\n"),
-    )
-    .unwrap();
-    let out = initagent_unshared(&[
-        "stage1",
-        "--report",
-        report.to_str().unwrap(),
-        "--cmdline-file",
-        cmdline.to_str().unwrap(),
-        "--profile",
-        "/nonexistent/profile.toml",
-    ]);
+    let (out, report) = stage1_with(
+        "stage1-secret",
+        &format!("quiet initagent.handoff=/nonexistent/zinit initagent.flist.store={store}"),
+    );
     assert_eq!(out.status.code(), Some(1), "{}", shown(&out));
     assert!(!shown(&out).contains("wJalrX"), "{}", shown(&out));
     let written = std::fs::read_to_string(&report).unwrap();

@@ -105,9 +105,10 @@ fn odd_tree_source(name: &str) -> PathBuf {
     src
 }
 
-#[test]
-fn s3_with_sigv4_read_credentials_and_wrong_ones() {
-    let root = common::scratch("s3-root").join("buckets");
+/// s3s-fs serving a copy of the fixture's bucket (`flbucket`) with its read-only
+/// credentials: (server, port, the directory of buckets).
+fn fixture_bucket_server(name: &str) -> (Killed, u16, PathBuf) {
+    let root = common::scratch(name).join("buckets");
     let status = Command::new("cp")
         .arg("-a")
         .arg(fixtures().join("odd-tree-variants/s3-bucket"))
@@ -115,7 +116,13 @@ fn s3_with_sigv4_read_credentials_and_wrong_ones() {
         .status()
         .unwrap();
     assert!(status.success());
-    let (_server, port) = s3_server(&root, "READKEY", "READSECRET");
+    let (server, port) = s3_server(&root, "READKEY", "READSECRET");
+    (server, port, root)
+}
+
+#[test]
+fn s3_with_sigv4_read_credentials_and_wrong_ones() {
+    let (_server, port, _) = fixture_bucket_server("s3-root");
     let source = odd_tree_source("s3-source");
     let rewrite = format!(
         "s3://READKEY:READSECRET@127.0.0.1:19000/=s3://READKEY:READSECRET@127.0.0.1:{port}/"
@@ -266,15 +273,7 @@ fn three_hours_behind() -> i64 {
 #[test]
 fn a_node_clock_hours_off_signs_again_with_the_stores_time() {
     use initagent::flist::store::{s3::S3Store, BlockStore, StoreOptions};
-    let root = common::scratch("s3-skew-root").join("buckets");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(fixtures().join("odd-tree-variants/s3-bucket"))
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let (_server, port) = s3_server(&root, "READKEY", "READSECRET");
+    let (_server, port, root) = fixture_bucket_server("s3-skew-root");
     let url = format!("s3://READKEY:READSECRET@127.0.0.1:{port}/flbucket?region=garage");
     // hello.txt's block (the fixture's test vector).
     let name = "30ee1d63f9dcdd993f73bdfad60ed773e26350dcde159d42b5736b6bc3e46971";

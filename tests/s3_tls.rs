@@ -12,18 +12,13 @@ use common::netns::NetNs;
 use common::s3tls::{self, S3Tls, ACCESS, BUCKET, SECRET};
 use std::path::Path;
 
-/// A small tree: a file of four blocks (the last one short), a text file, a subdirectory.
+/// A small tree: a file of four blocks (the last one short; a static program's bytes),
+/// a text file, a subdirectory.
 fn tree(dir: &Path) {
     std::fs::create_dir_all(dir.join("sub")).unwrap();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let big: Vec<u8> = (0..(3 << 19) + 4321)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect();
+    let mut big = std::fs::read("/bin/busybox").expect("busybox-static (make setup)");
+    big.truncate((3 << 19) + 4321);
+    assert_eq!(big.len(), (3 << 19) + 4321);
     std::fs::write(dir.join("big.bin"), big).unwrap();
     std::fs::write(dir.join("hello.txt"), "hello over TLS on 443\n").unwrap();
     std::fs::write(dir.join("sub/inner.txt"), "inner\n").unwrap();
