@@ -1,9 +1,11 @@
 //! The one redaction rule: where a URL's credentials are, and every sink's way to hide
 //! them. Pure (no I/O), unit-tested and fuzzed.
 //!
-//! A URL's userinfo is the text between `scheme://` and the **last** `@` before the query,
-//! the fragment (`?`, `#`) or the next URL's `://` (`server://http://u:p@h` has its
-//! credentials in the inner URL; `FROM=TO` rewrites hold two URLs). So a secret written raw with `/`, `+`, `=` or `@` in it (AWS-style
+//! A URL's userinfo is the text between `scheme://` and the **last** `@` before the query
+//! or the fragment (`?`, `#`); `server://http://u:p@h` (rfs's fl-server) has its
+//! credentials in the inner URL. A secret may itself begin with `//` (base64 does), so no
+//! other `://` is taken for a nested URL: two URLs in one word (a `FROM=TO` rewrite) are
+//! masked from the first password to the last `@`. So a secret written raw with `/`, `+`, `=` or `@` in it (AWS-style
 //! secrets are base64) and one written with percent-escapes are both found whole. The
 //! password is everything after the userinfo's first `:`; the user (an access key) stays
 //! visible, since it names which credential was used. A token that only looks like a URL
@@ -29,27 +31,29 @@ pub struct Parts<'a> {
 
 /// Splits `url` around its userinfo; `None` when it has none (or is no URL).
 pub fn parts(url: &str) -> Option<Parts<'_>> {
-    let mut start = url.find("://")? + 3;
-    loop {
-        let after = &url[start..];
-        let query = after.find(['?', '#']).unwrap_or(after.len());
-        let next = after[..query].find("://");
-        if let Some(at) = after[..next.unwrap_or(query)].rfind('@') {
-            let userinfo = &after[..at];
-            let (user, password) = match userinfo.split_once(':') {
-                Some((user, password)) => (user, Some(password)),
-                None => (userinfo, None),
-            };
-            return Some(Parts {
-                scheme: &url[..start],
-                user,
-                password,
-                rest: &after[at + 1..],
-            });
-        }
-        // No userinfo before an inner URL (`server://http://u:p@h`): it may be there.
-        start += next? + 3;
+    let start = url.find("://")? + 3;
+    let after = &url[start..];
+    if url[..start].ends_with("server://") && after.contains("://") {
+        // rfs's fl-server route nests an HTTP URL: its credentials are the inner URL's.
+        let inner = parts(after)?;
+        return Some(Parts {
+            scheme: &url[..start + inner.scheme.len()],
+            ..inner
+        });
     }
+    let query = after.find(['?', '#']).unwrap_or(after.len());
+    let at = after[..query].rfind('@')?;
+    let userinfo = &after[..at];
+    let (user, password) = match userinfo.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (userinfo, None),
+    };
+    Some(Parts {
+        scheme: &url[..start],
+        user,
+        password,
+        rest: &after[at + 1..],
+    })
 }
 
 /// `url` with its password masked (`s3://AK:***@host/b`).
@@ -127,24 +131,39 @@ pub fn text(text: &str) -> Cow<'_, str> {
 }
 
 /// One token (no separators in it): `key=URL`, `URL`, `server://URL`, … each URL in it
-/// masked.
+/// masked, left to right.
 fn token_masked(token: &str) -> String {
-    // Each "://" may open a URL (a key or a scheme before it); the innermost one that has
-    // a userinfo is masked.
-    let mut out = token.to_string();
-    let mut search = 0;
-    while let Some(found) = out[search..].find("://") {
-        let at = search + found;
+    let mut out = String::with_capacity(token.len());
+    let mut rest = token;
+    while let Some(at) = rest.find("://") {
         // The scheme's start: back over scheme characters.
-        let begin = out[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
-        let masked = url(&out[begin..]);
-        if masked != out[begin..] {
-            out.replace_range(begin.., &masked);
+        let begin = rest[..at]
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        match parts(&rest[begin..]) {
+            Some(Parts {
+                scheme,
+                user,
+                password: Some(_),
+                rest: after,
+            }) => {
+                out.push_str(&rest[..begin]);
+                out.push_str(scheme);
+                out.push_str(user);
+                out.push(':');
+                out.push_str(MASK);
+                out.push('@');
+                rest = after;
+            }
+            _ => {
+                out.push_str(&rest[..at + 3]);
+                rest = &rest[at + 3..];
+            }
         }
-        search = at + 3;
     }
+    out.push_str(rest);
     out
 }
 
@@ -226,12 +245,20 @@ mod tests {
         );
         assert_eq!(
             text("--store-rewrite=s3://a:b@h/=s3://c:d@h/"),
-            "--store-rewrite=s3://a:***@h/=s3://c:***@h/"
+            "--store-rewrite=s3://a:***@h/"
+        );
+        // A secret that begins with "//" (base64 has '/') is no nested URL.
+        assert_eq!(url("s3s://AK://c+d@h/b"), "s3s://AK:***@h/b");
+        assert_eq!(
+            strip_password("server://http://u:p@h:1/"),
+            "server://http://u@h:1/"
         );
         assert!(matches!(text("no urls here"), Cow::Borrowed(_)));
         assert!(matches!(text("http://h:80/ and a@b"), Cow::Borrowed(_)));
         // Masking is idempotent.
         assert_eq!(text(&shown), shown);
+        // Found by fuzzing: a multi-byte character before a scheme.
+        assert_eq!(text("é:/::@ŧ server://x"), "é:/::@ŧ server://x");
     }
 
     #[test]
