@@ -53,12 +53,68 @@ pub fn describe_outcome(name: &str, outcome: &Outcome) -> String {
     }
 }
 
+/// This boot's outcomes after a later load run: each module's latest outcome, except that
+/// "already loaded" keeps the record of how it was loaded; a name a later run found is no
+/// longer "not found". So `modules status` shows the whole boot, healed failures gone.
+pub fn merge_outcomes(mut boot: load::Report, later: &load::Report) -> load::Report {
+    for (name, outcome) in &later.modules {
+        match boot.modules.iter_mut().find(|(known, _)| known == name) {
+            Some((_, kept)) => {
+                let how_it_loaded = matches!(kept, Outcome::Loaded { .. } | Outcome::Builtin);
+                if !(how_it_loaded && matches!(outcome, Outcome::AlreadyLoaded)) {
+                    *kept = outcome.clone();
+                }
+            }
+            None => boot.modules.push((name.clone(), outcome.clone())),
+        }
+    }
+    for (request, why) in &later.unresolved {
+        if !boot.unresolved.iter().any(|(known, _)| known == request) {
+            boot.unresolved.push((request.clone(), why.clone()));
+        }
+    }
+    let resolved = |request: &str| {
+        let request = name::modname(request);
+        boot.modules.iter().any(|(module, outcome)| {
+            *module == request
+                && !matches!(outcome, Outcome::Failed { .. } | Outcome::Skipped { .. })
+        })
+    };
+    let unresolved: Vec<(String, String)> = boot
+        .unresolved
+        .iter()
+        .filter(|(request, _)| !resolved(request))
+        .cloned()
+        .collect();
+    boot.unresolved = unresolved;
+    boot.micros += later.micros;
+    boot
+}
+
+/// Records a load run in [`OUTCOMES_PATH`], merged into the boot's earlier runs under a
+/// lock (stage 1, then zinit's oneshots, may each load).
 fn save_outcomes(report: &load::Report) -> std::io::Result<()> {
     let path = Path::new(OUTCOMES_PATH);
     if !path.parent().is_some_and(Path::is_dir) {
         return Ok(()); // not a booted initagent system (a build host)
     }
-    crate::fsutil::write_atomic(path, &serde_json::to_vec_pretty(report).unwrap_or_default())
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.with_extension("json.lock"))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+    let merged = match std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<load::Report>(&bytes).ok())
+    {
+        Some(boot) => merge_outcomes(boot, report),
+        None => report.clone(),
+    };
+    crate::fsutil::write_atomic(
+        path,
+        &serde_json::to_vec_pretty(&merged).unwrap_or_default(),
+    )
 }
 
 /// A module tree with the modprobe configuration that applies to it.
@@ -116,5 +172,64 @@ impl Modules {
             log::warn!("{OUTCOMES_PATH}: {e}");
         }
         (plan, report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load::{Outcome, Report};
+    use super::*;
+
+    fn report(modules: &[(&str, Outcome)], unresolved: &[&str]) -> Report {
+        Report {
+            modules: modules
+                .iter()
+                .map(|(n, o)| (n.to_string(), o.clone()))
+                .collect(),
+            unresolved: unresolved
+                .iter()
+                .map(|n| (n.to_string(), "no such module".into()))
+                .collect(),
+            micros: 10,
+        }
+    }
+
+    #[test]
+    fn later_runs_merge_into_the_boots_record() {
+        let loaded = Outcome::Loaded {
+            via: load::Via::Finit,
+            micros: 5,
+        };
+        let failed = Outcome::Failed {
+            error: load::LoadError {
+                errno: Some(2),
+                message: "no such file".into(),
+            },
+        };
+        let boot = report(
+            &[("fuse", loaded.clone()), ("bridge", failed.clone())],
+            &["8021q", "nonexistent"],
+        );
+        // Later (a healed node): bridge and 8021q load, fuse is already there.
+        let later = report(
+            &[
+                ("fuse", Outcome::AlreadyLoaded),
+                ("bridge", loaded.clone()),
+                ("8021q", loaded.clone()),
+            ],
+            &["nonexistent"],
+        );
+        let merged = merge_outcomes(boot, &later);
+        assert_eq!(
+            merged.modules,
+            [
+                ("fuse".to_string(), loaded.clone()),
+                ("bridge".to_string(), loaded.clone()),
+                ("8021q".to_string(), loaded)
+            ]
+        );
+        assert_eq!(merged.unresolved.len(), 1);
+        assert_eq!(merged.unresolved[0].0, "nonexistent");
+        assert_eq!(merged.micros, 20);
     }
 }

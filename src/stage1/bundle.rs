@@ -25,7 +25,7 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
         (report_path, "report.json"),
         (Path::new(crate::kmod::OUTCOMES_PATH), "modules.json"),
         (Path::new(super::coldplug::RESULT_PATH), "coldplug.json"),
-        (Path::new("/run/initagent/net/up.json"), "net-up.json"),
+        (Path::new(super::net::RESULT_PATH), "net-up.json"),
         (Path::new("/proc/self/mountinfo"), "mountinfo.txt"),
     ];
     for (from, name) in copies {

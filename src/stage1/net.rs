@@ -1,21 +1,23 @@
 //! The `net` step: `net up` as configured (profile, `initagent.net.*`, `ip=`, `BOOTIF=`).
 //! No lease is `degraded` with what each link tried, and the boot goes on; the full
-//! result is kept in `/run/initagent/net/up.json` for `initagent net status` and people.
+//! result is kept in [`RESULT_PATH`] for people and the failure bundle (not in the lease
+//! directory, which holds only leases: `net renew` keeps every file there).
 
 use super::runner::StepDone;
 use crate::config::Config;
 use crate::net::up::{up, UpOptions};
+use std::path::Path;
+
+/// The step's whole result.
+pub const RESULT_PATH: &str = "/run/initagent/net-up.json";
 
 /// Brings the network up.
 pub fn bring_up(config: &Config) -> Result<StepDone, String> {
     let options = UpOptions::from_config(&config.net);
     let report = up(&options)?;
-    let path = options.run_dir.join("up.json");
-    if std::fs::create_dir_all(&options.run_dir).is_ok() {
-        let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
-        if let Err(e) = crate::fsutil::write_atomic(&path, &text) {
-            log::warn!("{}: {e}", path.display());
-        }
+    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    if let Err(e) = crate::fsutil::write_atomic(Path::new(RESULT_PATH), &text) {
+        log::warn!("{RESULT_PATH}: {e}");
     }
     let leases = report.links.iter().filter(|l| l.lease.is_some()).count() as u64;
     let done = if report.outcome == "ok" {
@@ -34,4 +36,13 @@ pub fn bring_up(config: &Config) -> Result<StepDone, String> {
                 .map(|l| u64::from(l.dhcp.discovers + l.dhcp.requests))
                 .sum(),
         ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_result_is_not_in_the_lease_directory() {
+        let result = std::path::Path::new(super::RESULT_PATH);
+        assert!(!result.starts_with(crate::net::apply::RUN_DIR));
+    }
 }
