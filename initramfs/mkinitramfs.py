@@ -10,6 +10,8 @@ mknod are needed. The image holds:
                                  mode 0600 (it may hold store credentials)
   /etc/initagent/ca.pem          --ca-file PEM: the CAs stage 1 trusts for HTTPS/S3 stores
                                  (the profile gets flist.ca_file unless it sets it)
+  /sbin/zinit                    --zinit BIN: the supervisor stage 1 hands off to (required
+                                 when image.toml says zinit = true)
   /bin/busybox + applet links    when the target's image.toml says busybox = true
   /dev/console, /dev/null        so the kernel can give PID 1 its standard descriptors
   /etc/initagent/bootstrap       with image.toml's bootstrap = true: the target's bootstrap
@@ -34,6 +36,7 @@ mknod are needed. The image holds:
 usage: mkinitramfs.py --target NAME --agent BIN -o OUT.cpio
                       [--kernel-root DIR --kernel-release KVER] [--xz MODULE]...
                       [--flist FILE.fl]... [--firmware-root DIR] [--ca-file PEM]
+                      [--zinit BIN]
                       [--add SRC:DEST[:MODE]]...
 """
 
@@ -303,6 +306,15 @@ def build(args):
         image.file("etc/initagent/config.toml", config, 0o600)
         sizes["profile"] = len(config)
 
+    if args.zinit:
+        check_static(args.zinit, "zinit")
+        data = read(args.zinit)
+        image.file("sbin/zinit", data, 0o755)
+        sizes["zinit"] = len(data)
+    elif spec.get("zinit", False):
+        sys.exit(f"mkinitramfs: target {args.target} hands off to zinit: pass --zinit BIN "
+                 "(make setup builds zinit v0.2.14 into /var/cache/initagent/zinit/zinit)")
+
     if spec.get("busybox", False):
         busybox = args.busybox
         check_static(busybox, "busybox")
@@ -426,6 +438,7 @@ def main():
     parser.add_argument("--flist", action="append", default=[],
                         help="an flist manifest for stage 1 (firmware.fl, modules-<release>.fl)")
     parser.add_argument("--firmware-root", help="directory the bootstrap modules' firmware is taken from")
+    parser.add_argument("--zinit", help="static zinit binary to install as /sbin/zinit (the handoff target)")
     parser.add_argument("--ca-file", help="PEM CA file stage 1 trusts for HTTPS/S3 stores (/etc/initagent/ca.pem, "
                                           "flist.ca_file set in the profile unless it sets it)")
     parser.add_argument("-o", "--output", required=True)

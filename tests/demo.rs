@@ -4,9 +4,10 @@
 //! the initramfs for the `vm-node` target (the agent, the bootstrap modules, the two
 //! flist manifests), boot Debian's kernel in QEMU with the agent as /init, and print the
 //! boot as the agent reports it: network from QEMU's DHCP, flists mounted lazily, maps
-//! checked, boot-critical prefetch, baseline loaded, devices coldplugged, handoff. The
-//! next stage is a stand-in for zinit (it runs as PID 1 after the exec and says so) that
-//! prints `initagent status` and powers off.
+//! checked, boot-critical prefetch, baseline loaded, devices coldplugged, handoff to the
+//! real zinit (Zero-OS's, v0.2.14) as PID 1, which runs the agent's services; a oneshot of
+//! the demo then prints `zinit list` and `initagent status` from inside the guest and
+//! powers off.
 
 mod common;
 
@@ -24,7 +25,7 @@ fn main() {
     let packed = node::pack("demo-store", &stamped, &release);
     let boot = Vm::new("demo")
         .target("vm-node")
-        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/node-check.sh")
         .flist(&packed.modules)
         .flist(&packed.firmware)
         .serve_dir(&packed.store)
@@ -35,21 +36,26 @@ fn main() {
     }
     println!("--- after the handoff, inside the guest ---");
     for line in boot.lines("handoff ") {
-        println!("next stage running: {line} (the zinit stand-in, exec'd as PID 1)");
+        println!("next stage running: {line}");
     }
     for line in boot.lines("flist-mount: ") {
         println!("flist mounted: {line}");
+    }
+    println!("--- zinit list, run inside the guest ---");
+    for line in boot.lines("zinit-list: ") {
+        println!("{line}");
     }
     println!("--- initagent status, run inside the guest ---");
     for line in boot.lines("status: ") {
         println!("{line}");
     }
     boot.assert_clean();
-    let handed_off = boot.report()["result"]["status"] == "handed-off";
+    let handed_off = boot.report()["result"]["status"] == "handed-off"
+        && boot.results.iter().any(|l| l.contains(" pid1=zinit "));
     println!(
         "--- {} (files in {}) ---",
         if handed_off {
-            "handed off to the next stage"
+            "handed off to zinit"
         } else {
             "DID NOT HAND OFF"
         },

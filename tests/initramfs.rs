@@ -121,6 +121,8 @@ fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_ba
         .arg(&firmware)
         .arg("--flist")
         .arg(&manifest)
+        .arg("--zinit")
+        .arg(common::vm::zinit_binary())
         .arg("-o")
         .arg(&out)
         .output()
@@ -148,6 +150,7 @@ fn a_node_image_carries_the_bootstrap_set_its_firmware_and_the_flists_not_the_ba
     let has = |suffix: &str| listing.lines().any(|l| l.ends_with(suffix));
     assert!(has(&format!("etc/initagent/flists/modules-{release}.fl")));
     assert!(has("etc/initagent/bootstrap") && has("etc/initagent/modules"));
+    assert!(has("sbin/zinit") && has("etc/zinit/net-renew.yaml"));
     assert!(has("lib/firmware/tigon/tg3_tso5.bin"), "{listing}");
     assert!(!has("lib/firmware/unrelated.bin"));
     // The bootstrap set is in the image, the baseline is left to the modules flist.
@@ -199,6 +202,9 @@ fn unknown_target_and_dynamic_binary_are_refused() {
         ]);
         assert!(stderr.contains(says), "{flist}: {stderr}");
     }
+    // A node target without the zinit it hands off to.
+    let stderr = refused(&["--target", "generic-x86_64", "--agent", "/bin/busybox"]);
+    assert!(stderr.contains("--zinit"), "{stderr}");
     // A CA file that holds no certificate.
     let stderr = refused(&[
         "--target",

@@ -16,17 +16,54 @@ use common::kernel::Kernel;
 use common::node::{self, NodeStore};
 use common::vm::{Boot, Vm};
 
+/// A `vm-node` VM over the packed node, handing off to the real zinit, whose test-report
+/// oneshot reports once the agent's services are done.
 fn node_vm(name: &str, packed: &NodeStore) -> Vm {
     with_node_store(Vm::new(name).target("vm-node"), packed)
+        .zinit_with_report("tests/vm/guest/node-check.sh")
 }
 
-/// `vm` with the packed node's manifests in its image, its store served and the stand-in
-/// that reports after the handoff.
+/// `vm` with the packed node's manifests in its image and its store served.
 fn with_node_store(vm: Vm, packed: &NodeStore) -> Vm {
-    vm.repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
-        .flist(&packed.modules)
+    vm.flist(&packed.modules)
         .flist(&packed.firmware)
         .serve_dir(&packed.store)
+}
+
+/// The real zinit is PID 1, and every service of `zinit/` reached the state its
+/// dependents wait for: the oneshots `Success`, the lease renewal `Running`.
+fn zinit_ran_every_service(boot: &Boot) {
+    assert!(
+        boot.results.iter().any(|l| l.contains(" pid1=zinit ")),
+        "{}",
+        boot.explain()
+    );
+    let states: std::collections::BTreeMap<&str, &str> = boot
+        .lines("zinit-list: ")
+        .iter()
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    let dir = common::vm::repo_root().join("zinit");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let expected = if name == "net-renew" {
+            "Running"
+        } else {
+            "Success"
+        };
+        assert_eq!(
+            states.get(name.as_str()).copied(),
+            Some(expected),
+            "{name} under zinit: {states:?}"
+        );
+    }
+    // The renewal keeps only leases: stage 1's own result is not in its directory.
+    assert!(
+        !boot.console.contains("not a lease file"),
+        "{}",
+        boot.explain()
+    );
 }
 
 fn handed_off(boot: &Boot) -> serde_json::Value {
@@ -48,6 +85,7 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
     let packed = node::pack("node-happy", &tree, &release);
     let boot = node_vm("node-happy", &packed).boot();
     let report = handed_off(&boot);
+    zinit_ran_every_service(&boot);
 
     // The order of the issue, each step ok; the prefetch runs beside the maps check and
     // ends before the baseline loads.
@@ -130,7 +168,7 @@ fn an_unreachable_store_gives_a_degraded_boot_that_says_why() {
     // Nothing listens on port 9 of the host: every store request is refused. After the
     // handoff the stand-in heals the node as zinit's services would once the store
     // answers (the command line without the dead mirror), then reports.
-    let boot = node_vm("node-unreachable", &packed)
+    let boot = with_node_store(Vm::new("node-unreachable").target("vm-node"), &packed)
         .append("initagent.flist.store=http://10.0.2.2:9/")
         .repo_file("/sbin/zinit", "tests/vm/guest/node-heal.sh", 0o755)
         .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
@@ -210,9 +248,11 @@ fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
         .success());
     let packed = node::pack("node-broken-maps", &tree, &release);
     let boot = with_node_store(Vm::new("node-broken-maps").kernel(kernel), &packed)
+        .zinit_with_report("tests/vm/guest/node-check.sh")
         .file("/etc/initagent/modules", "bridge\n8021q\nveth\n", 0o644)
         .boot();
     let report = handed_off(&boot);
+    zinit_ran_every_service(&boot);
     let depmod = common::step(&report, "depmod");
     assert_eq!(depmod["outcome"], "degraded", "{depmod:#}");
     let detail = depmod["detail"].as_str().unwrap();

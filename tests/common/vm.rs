@@ -36,6 +36,16 @@ pub fn agent_binary() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/x86_64-unknown-linux-musl/release/initagent"))
 }
 
+/// The real zinit (v0.2.14, static) that `make setup` builds from the shared sources.
+pub fn zinit_binary() -> PathBuf {
+    let path = std::env::var_os("INITAGENT_ZCACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/initagent/zinit"))
+        .join("zinit");
+    require(&path, "zinit");
+    path
+}
+
 fn require(path: &Path, what: &str) {
     assert!(
         path.exists(),
@@ -73,6 +83,7 @@ pub struct Vm {
     kernel: Kernel,
     netns: Option<String>,
     ca_file: Option<PathBuf>,
+    zinit: bool,
 }
 
 /// What a boot produced.
@@ -107,6 +118,7 @@ impl Vm {
             kernel,
             netns: None,
             ca_file: None,
+            zinit: false,
         }
     }
 
@@ -116,6 +128,20 @@ impl Vm {
     pub fn in_netns(mut self, ns: &super::netns::NetNs) -> Vm {
         self.netns = Some(ns.name.clone());
         self
+    }
+
+    /// Hands off to the real zinit (v0.2.14, `make setup`'s build, as `/sbin/zinit`) with
+    /// the image's service files, plus the test's eyes as one more oneshot: `report`, a
+    /// guest script of the repository, which zinit starts once the agent's own services
+    /// are done (`tests/vm/guest/test-report.yaml`).
+    pub fn zinit_with_report(mut self, report: &str) -> Vm {
+        self.zinit = true;
+        self.repo_file("/sbin/test-report", report, 0o755)
+            .repo_file(
+                "/etc/zinit/test-report.yaml",
+                "tests/vm/guest/test-report.yaml",
+                0o644,
+            )
     }
 
     /// Builds the image with `--ca-file PEM` (the CA stage 1 trusts for its stores).
@@ -281,6 +307,9 @@ impl Vm {
         }
         if let Some(pem) = &self.ca_file {
             command.arg("--ca-file").arg(pem);
+        }
+        if self.zinit {
+            command.arg("--zinit").arg(zinit_binary());
         }
         for (source, dest) in &self.trees {
             command

@@ -11,6 +11,7 @@
 # env: INITAGENT_KCACHE          current kernel cache (default /var/cache/initagent/kernel)
 #      INITAGENT_KFLAVOUR        linux-image flavour (default amd64)
 #      INITAGENT_FIXTURE_KCACHE  fixture kernel's vmlinux (default /var/cache/initagent/fixture-kernel)
+#      INITAGENT_ZCACHE          the zinit build (default /var/cache/initagent/zinit)
 #      INITAGENT_SHARED          the shared folder (default: ../shared beside the checkout)
 set -euo pipefail
 KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
@@ -126,10 +127,21 @@ if [ ! -d "$FCACHE/root/lib/firmware" ]; then
 fi
 say "firmware tree ready in $FCACHE"
 
+# zinit v0.2.14, the supervisor Zero-OS runs as PID 1 and the agent hands off to: built
+# static from its source in the shared folder (no registry carries this zinit).
+ZCACHE=${INITAGENT_ZCACHE:-/var/cache/initagent/zinit}
+if [ ! -x "$ZCACHE/zinit" ]; then
+  BUILD_ZINIT=$SHARED/third-party/build-zinit.sh
+  [ -f "$BUILD_ZINIT" ] || die "$BUILD_ZINIT is missing: the suite needs the shared third-party sources beside the checkout (../shared/third-party)"
+  say "building zinit v0.2.14 into $ZCACHE (about a minute)"
+  bash "$BUILD_ZINIT" "$ZCACHE" >&2
+fi
+say "zinit ready in $ZCACHE"
+
 # What each part of the suite boots, and a last check that everything it needs is here.
 for need in "$KCACHE/vmlinux" "$KCACHE/root/lib/modules/$KVER/modules.dep.bin" \
     "$FKCACHE/vmlinux-$FKVER" "$MINI/tree/lib/modules/$FKVER/modules.dep.bin" \
-    "$UCACHE/root/bin/udevadm" "$FCACHE/root/lib/firmware"; do
+    "$UCACHE/root/bin/udevadm" "$FCACHE/root/lib/firmware" "$ZCACHE/zinit"; do
   [ -e "$need" ] || die "$need is missing after set-up; remove its cache directory and run make setup again"
 done
 say "current kernel $KVER ($PKG, $KCACHE): the tests that pack or load its own tree"

@@ -1,12 +1,16 @@
 #!/bin/sh
-# Stand-in for zinit in the end-to-end node VM tests and the main job: shows the handoff
-# (same PID 1), then sends to the host over the second serial port what an operator
-# would look at: the flist mounts and their daemons' counters, the modules in the
-# kernel and the sizes of their files, the boot report and `initagent status`.
+# What an operator would look at after the handoff, sent to the host over the second
+# serial port: who is PID 1 (and, under the real zinit, `zinit list`), the flist mounts
+# and their daemons' counters, the modules in the kernel and the sizes of their files,
+# the boot report and `initagent status`. Runs as the next stage itself (a stand-in for
+# zinit, exec'd as PID 1) or as a oneshot of the real zinit (test-report).
 out=/dev/ttyS1
 read -r uptime _ < /proc/uptime
 kver=$(uname -r)
-echo "handoff pid=$$ args=$* uptime=$uptime" > $out
+echo "handoff pid=$$ pid1=$(cat /proc/1/comm) args=$* uptime=$uptime" > $out
+if [ "$(cat /proc/1/comm)" = zinit ]; then
+  /sbin/zinit list 2>&1 | sed 's/^/zinit-list: /' > $out
+fi
 # Counters files are rewritten each second: let the last loads' counts land.
 sleep 1.2
 grep ' fuse.initagent ' /proc/mounts | cut -d' ' -f1,2 | sed 's/^/flist-mount: /' > $out
