@@ -246,3 +246,85 @@ fn handoff_dry_run_names_the_next_init() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(text(&out.stdout).trim(), "would exec: /sbin/init --x");
 }
+
+#[test]
+fn a_oneshot_that_cannot_do_its_work_says_so_and_lets_the_boot_go_on() {
+    // No tree, no list: with --degraded-ok (as the zinit services run them) exit 0 and
+    // say why; a person without it gets exit 1.
+    let dir = scratch("degraded-ok");
+    let root = dir.to_str().unwrap();
+    let no_list = dir.join("no-list");
+    let cases: [&[&str]; 3] = [
+        &[
+            "modules",
+            "load",
+            "--root",
+            root,
+            "--kernel",
+            "6.1.0-0-none",
+        ],
+        &["coldplug", "--root", root, "--kernel", "6.1.0-0-none"],
+        &[
+            "depmod",
+            "ensure",
+            "--root",
+            root,
+            "--kernel",
+            "6.1.0-0-none",
+        ],
+    ];
+    // In a mount namespace with an empty /run: a udevd of this host is never asked to
+    // trigger its devices, and nothing lands in the host's /run.
+    let run = |args: &[&str]| {
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t tmpfs none /run && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_initagent"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in cases {
+        let out = run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let mut tolerant = args.to_vec();
+        tolerant.push("--degraded-ok");
+        let out = run(&tolerant);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        let said = text(&out.stdout);
+        assert!(
+            said.starts_with("degraded: ") && said.contains(root),
+            "{args:?}: {said}"
+        );
+    }
+    // A tree but no module list.
+    let kernel = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/modules-mini/tree");
+    let out = initagent(&[
+        "modules",
+        "load",
+        "--root",
+        kernel.to_str().unwrap(),
+        "--kernel",
+        "6.1.0-56-amd64",
+        "--list",
+        no_list.to_str().unwrap(),
+        "--degraded-ok",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no-list"),
+        "{}",
+        text(&out.stdout)
+    );
+}

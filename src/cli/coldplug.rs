@@ -25,10 +25,7 @@ pub(crate) fn run(options: &Options) -> i32 {
     }
     let modules = match super::modules::open(&options.modules, &options.paths.cmdline) {
         Ok(modules) => modules,
-        Err(e) => {
-            errln!("initagent: coldplug: {e}");
-            return 1;
-        }
+        Err(e) => return super::cannot_run("coldplug", e, options.degraded_ok),
     };
     let mut coldplug_options = ColdplugOptions {
         deadline,

@@ -140,10 +140,7 @@ pub(crate) fn run(options: &Options) -> i32 {
                     }
                     0
                 }
-                Err(e) => {
-                    errln!("initagent: depmod ensure: {e}");
-                    1
-                }
+                Err(e) => super::cannot_run("depmod ensure", e, options.degraded_ok),
             }
         }
         _ => {

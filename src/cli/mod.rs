@@ -85,8 +85,10 @@ options:
   --kernel KVER           kernel release (like modprobe -S; default: uname -r)
   --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
   --list FILE             module list for `modules load` (default: the profile's)
-  --degraded-ok           `modules load`, `coldplug`, `flists`, `prefetch`: exit 0 when some modules failed but the
-                          boot can go on (for zinit oneshots, whose failure blocks dependents)
+  --degraded-ok           `modules load`, `coldplug`, `depmod ensure`, `flists`, `prefetch`: exit 0 when
+                          the boot can go on though the step could not do its work (some modules failed,
+                          no tree, no list, no room in /run), saying why; for zinit oneshots, whose
+                          failure blocks their dependents forever
 ";
 
 /// Everything the command line said.
@@ -343,6 +345,19 @@ pub(crate) fn with_retry(command: &str, retry: bool, mut attempt: impl FnMut() -
         );
         std::thread::sleep(backoff);
         backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+    }
+}
+
+/// A step run as a zinit oneshot that cannot do its work on this node (no tree, no list,
+/// no room in /run): with `--degraded-ok` it says so and exits 0, since a oneshot that
+/// fails holds everything `after:` it forever and zinit never retries; without, exit 1.
+pub(crate) fn cannot_run(what: &str, why: impl std::fmt::Display, degraded_ok: bool) -> i32 {
+    if degraded_ok {
+        outln!("degraded: {what}: {why}; going on (--degraded-ok): nothing waits on this");
+        0
+    } else {
+        errln!("initagent: {what}: {why}");
+        1
     }
 }
 

@@ -52,6 +52,9 @@ pub(crate) fn run(options: &Options) -> i32 {
     };
     let context = match open(&options.modules, &options.paths.cmdline) {
         Ok(context) => context,
+        Err(e) if sub == "load" => {
+            return super::cannot_run("modules load", e, options.degraded_ok)
+        }
         Err(e) => return fail(e),
     };
     for problem in &context.tree.problems {
@@ -161,7 +164,13 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
             .unwrap_or_else(|| PathBuf::from(crate::kmod::DEFAULT_LIST));
         match crate::kmod::read_list(&list) {
             Ok(inputs) => inputs,
-            Err(e) => return fail(format!("{e} (name modules, or pass --list FILE)")),
+            Err(e) => {
+                return super::cannot_run(
+                    "modules load",
+                    format!("{e} (name modules, or pass --list FILE)"),
+                    options.degraded_ok,
+                )
+            }
         }
     } else {
         args.to_vec()
