@@ -75,6 +75,7 @@ pub struct Vm {
     cpus: u32,
     after_maps: Vec<Extra>,
     served: Option<PathBuf>,
+    served_after: Duration,
     qemu_args: Vec<String>,
     flists: Vec<PathBuf>,
     firmware_root: Option<PathBuf>,
@@ -110,6 +111,7 @@ impl Vm {
             cpus: 1,
             after_maps: Vec::new(),
             served: None,
+            served_after: Duration::ZERO,
             qemu_args: Vec::new(),
             flists: Vec::new(),
             firmware_root: None,
@@ -246,6 +248,19 @@ impl Vm {
         self
     }
 
+    /// [`Vm::serve_dir`], the server starting only `delay` after the VM: a store that is
+    /// down at boot and comes back.
+    pub fn serve_dir_after(mut self, dir: &Path, delay: Duration) -> Vm {
+        self.served_after = delay;
+        self.serve_dir(dir)
+    }
+
+    /// Gives up on a hung guest after `limit` (default 120 s).
+    pub fn timeout(mut self, limit: Duration) -> Vm {
+        self.timeout = limit;
+        self
+    }
+
     /// Adds a symbolic link.
     pub fn symlink(mut self, dest: &str, target: &str) -> Vm {
         self.symlinks.push((dest.into(), target.into()));
@@ -366,7 +381,12 @@ impl Vm {
             .unwrap_or_default();
         let server = self.served.as_ref().map(|dir| {
             let child = Command::new("ip")
-                .args(["netns", "exec", &netns, "python3", "-m", "http.server"])
+                .args(["netns", "exec", &netns, "sh", "-c"])
+                .arg(format!(
+                    "sleep {}; exec \"$0\" \"$@\"",
+                    self.served_after.as_secs_f32()
+                ))
+                .args(["python3", "-m", "http.server"])
                 .arg(SERVED_PORT.to_string())
                 .args([
                     "--protocol",

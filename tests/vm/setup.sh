@@ -145,7 +145,7 @@ for need in "$KCACHE/vmlinux" "$KCACHE/root/lib/modules/$KVER/modules.dep.bin" \
   [ -e "$need" ] || die "$need is missing after set-up; remove its cache directory and run make setup again"
 done
 say "current kernel $KVER ($PKG, $KCACHE): the tests that pack or load its own tree"
-say "  (vm_spine, vm_modules, vm_coldplug, vm_node's lazy-tree and unreachable-store boots,"
+say "  (vm_spine, vm_modules, vm_coldplug, vm_node's lazy-tree and store-down boots,"
 say "  kmod_oracle, initramfs, depmod_check's whole-tree check), make demo, make bench"
 say "fixture kernel $FKVER (modules-mini's own, $FKCACHE): the tests that load the rfs-made"
 say "  fixture's modules (vm_flist, vm_node's broken-maps boot)"
