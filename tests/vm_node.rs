@@ -216,6 +216,53 @@ fn a_store_down_at_boot_gives_a_degraded_boot_that_zinit_heals_once_it_is_back()
 }
 
 #[test]
+fn a_store_gone_for_good_holds_only_what_needs_the_flists() {
+    // The flists' store never answers (nothing listens on port 9): a small part of the
+    // tree is packed only to have manifests, nothing is ever read from it.
+    let (root, release) = common::kernel::debian_tree();
+    let part = root
+        .join("lib/modules")
+        .join(&release)
+        .join("kernel/net/802");
+    let packed = node::pack("node-store-gone", &part, &release);
+    let boot = with_node_store(Vm::new("node-store-gone").target("vm-node"), &packed)
+        .append("initagent.flist.store=http://10.0.2.2:9/")
+        .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report_after(
+            "tests/vm/guest/late-check.sh",
+            &["internet", "net-renew", "initagent-status"],
+        )
+        .boot();
+    let report = handed_off(&boot);
+    assert_eq!(common::step(&report, "flists")["outcome"], "degraded");
+    // The network and everything zos's bootstrap waits for went on; the flists service
+    // keeps trying, and only what needs the flists waits for it.
+    let states: std::collections::BTreeMap<&str, &str> = boot
+        .lines("zinit-list: ")
+        .iter()
+        .filter_map(|l| l.split_once(": "))
+        .collect();
+    for (name, state) in [
+        ("initagent-depmod", "Success"),
+        ("initagent-modules", "Success"),
+        ("udev-trigger", "Success"),
+        ("internet", "Success"),
+        ("initagent-status", "Success"),
+        ("net-renew", "Running"),
+        ("initagent-flists", "Running"),
+        ("initagent-late-modules", "Blocked"),
+        ("initagent-late-coldplug", "Blocked"),
+    ] {
+        assert_eq!(states.get(name).copied(), Some(state), "{name}: {states:?}");
+    }
+    assert!(
+        boot.console.contains("flists: trying again in"),
+        "{}",
+        boot.explain()
+    );
+}
+
+#[test]
 fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
     // The rfs fixture's small tree, booted on the fixture's own kernel (the only one its
     // modules load into), with maps kmod's depmod made while veth.ko was away: the tree

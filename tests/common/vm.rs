@@ -135,15 +135,29 @@ impl Vm {
     /// Hands off to the real zinit (v0.2.14, `make setup`'s build, as `/sbin/zinit`) with
     /// the image's service files, plus the test's eyes as one more oneshot: `report`, a
     /// guest script of the repository, which zinit starts once the agent's own services
-    /// are done (`tests/vm/guest/test-report.yaml`).
-    pub fn zinit_with_report(mut self, report: &str) -> Vm {
+    /// are done (the late ones after the flists, the status, the lease renewal running).
+    /// If one of them never gets there, the report never runs and the test sees the hang.
+    pub fn zinit_with_report(self, report: &str) -> Vm {
+        self.zinit_with_report_after(
+            report,
+            &["initagent-late-coldplug", "initagent-status", "net-renew"],
+        )
+    }
+
+    /// [`Vm::zinit_with_report`], the report starting once the services `after` are done.
+    pub fn zinit_with_report_after(mut self, report: &str, after: &[&str]) -> Vm {
         self.zinit = true;
-        self.repo_file("/sbin/test-report", report, 0o755)
-            .repo_file(
-                "/etc/zinit/test-report.yaml",
-                "tests/vm/guest/test-report.yaml",
-                0o644,
-            )
+        let mut service =
+            "# The test's eyes under the real zinit.\nexec: /sbin/test-report\noneshot: true\nlog: stdout\nafter:\n"
+                .to_string();
+        for name in after {
+            service.push_str(&format!("  - {name}\n"));
+        }
+        self.repo_file("/sbin/test-report", report, 0o755).file(
+            "/etc/zinit/test-report.yaml",
+            service,
+            0o644,
+        )
     }
 
     /// Builds the image with `--ca-file PEM` (the CA stage 1 trusts for its stores).
