@@ -17,13 +17,6 @@ use common::kernel::Kernel;
 use common::node::{self, NodeStore};
 use common::vm::{Boot, Vm};
 
-/// A `vm-node` VM over the packed node, handing off to the real zinit, whose test-report
-/// oneshot reports once the agent's services are done.
-fn node_vm(name: &str, packed: &NodeStore) -> Vm {
-    with_node_store(Vm::new(name).target("vm-node"), packed)
-        .zinit_with_report("tests/vm/guest/node-check.sh")
-}
-
 /// `vm` with the packed node's manifests in its image and its store served.
 fn with_node_store(vm: Vm, packed: &NodeStore) -> Vm {
     vm.flist(&packed.modules)
@@ -84,9 +77,35 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
         &release,
     );
     let packed = node::pack("node-happy", &tree, &release);
-    let boot = node_vm("node-happy", &packed).boot();
+    // Under zinit, an operator restarts the lease renewal before the usual report.
+    let boot = with_node_store(Vm::new("node-happy").target("vm-node"), &packed)
+        .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/renew-restart.sh")
+        .boot();
     let report = handed_off(&boot);
     zinit_ran_every_service(&boot);
+    // `zinit stop net-renew` then `zinit start net-renew`: the same address throughout
+    // and the same lease after.
+    let stopped = boot.result("renew-stopped: ").unwrap_or_default();
+    assert!(
+        stopped.starts_with("net-renew: ") && !stopped.contains("Running"),
+        "{stopped}"
+    );
+    assert_eq!(
+        boot.result("renew-started: "),
+        Some("net-renew: Running"),
+        "{}",
+        boot.explain()
+    );
+    for moment in ["before", "stopped", "after"] {
+        assert_eq!(
+            boot.result(&format!("renew-address-{moment}: ")),
+            Some("10.0.2.15/24"),
+            "{moment}: {}",
+            boot.explain()
+        );
+    }
+    assert_eq!(boot.result("renew-lease-same: "), Some("yes"));
 
     // The order of the issue, each step ok; the prefetch runs beside the maps check and
     // ends before the baseline loads.
