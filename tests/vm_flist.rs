@@ -19,7 +19,7 @@ fn modules_flist_from_a_host_store_mounts_and_reads_back_in_the_vm() {
     let flist = fixture.join(format!("modules-{}.fl", kernel.release));
     let boot = Vm::new("flist-modules")
         .kernel(kernel)
-        .repo_file("/sbin/zinit", "tests/vm/guest/flist-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/flist-check.sh")
         .file("/modules.fl", std::fs::read(&flist).unwrap(), 0o644)
         .serve_dir(&fixture.join("store"))
         .boot();

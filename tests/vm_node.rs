@@ -24,42 +24,6 @@ fn with_node_store(vm: Vm, packed: &NodeStore) -> Vm {
         .serve_dir(&packed.store)
 }
 
-/// The real zinit is PID 1, and every service of `zinit/` reached the state its
-/// dependents wait for: the oneshots `Success`, the lease renewal `Running`.
-fn zinit_ran_every_service(boot: &Boot) {
-    assert!(
-        boot.results.iter().any(|l| l.contains(" pid1=zinit ")),
-        "{}",
-        boot.explain()
-    );
-    let states: std::collections::BTreeMap<&str, &str> = boot
-        .lines("zinit-list: ")
-        .iter()
-        .filter_map(|l| l.split_once(": "))
-        .collect();
-    let dir = common::vm::repo_root().join("zinit");
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let expected = if name == "net-renew" {
-            "Running"
-        } else {
-            "Success"
-        };
-        assert_eq!(
-            states.get(name.as_str()).copied(),
-            Some(expected),
-            "{name} under zinit: {states:?}"
-        );
-    }
-    // The renewal keeps only leases: stage 1's own result is not in its directory.
-    assert!(
-        !boot.console.contains("not a lease file"),
-        "{}",
-        boot.explain()
-    );
-}
-
 fn handed_off(boot: &Boot) -> serde_json::Value {
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
@@ -83,7 +47,7 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
         .zinit_with_report("tests/vm/guest/renew-restart.sh")
         .boot();
     let report = handed_off(&boot);
-    zinit_ran_every_service(&boot);
+    boot.assert_zinit_ran_every_service();
     // `zinit stop net-renew` then `zinit start net-renew`: the same address throughout
     // and the same lease after.
     let stopped = boot.result("renew-stopped: ").unwrap_or_default();
@@ -221,7 +185,7 @@ fn a_store_down_at_boot_gives_a_degraded_boot_that_zinit_heals_once_it_is_back()
 
     // Healed by zinit's services alone: every one reached Success, both flists are
     // mounted, and the baseline the initramfs lacked is loaded from the mounted tree.
-    zinit_ran_every_service(&boot);
+    boot.assert_zinit_ran_every_service();
     assert!(
         boot.console.contains("flists: trying again in"),
         "the flists service never had to retry: {}",
@@ -256,11 +220,7 @@ fn a_store_gone_for_good_holds_only_what_needs_the_flists() {
     assert_eq!(common::step(&report, "flists")["outcome"], "degraded");
     // The network and everything zos's bootstrap waits for went on; the flists service
     // keeps trying, and only what needs the flists waits for it.
-    let states: std::collections::BTreeMap<&str, &str> = boot
-        .lines("zinit-list: ")
-        .iter()
-        .filter_map(|l| l.split_once(": "))
-        .collect();
+    let states = boot.zinit_states();
     for (name, state) in [
         ("initagent-depmod", "Success"),
         ("initagent-modules", "Success"),
@@ -310,7 +270,7 @@ fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
         .file("/etc/initagent/modules", "bridge\n8021q\nveth\n", 0o644)
         .boot();
     let report = handed_off(&boot);
-    zinit_ran_every_service(&boot);
+    boot.assert_zinit_ran_every_service();
     let depmod = common::step(&report, "depmod");
     assert_eq!(depmod["outcome"], "degraded", "{depmod:#}");
     let detail = depmod["detail"].as_str().unwrap();

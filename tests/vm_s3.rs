@@ -2,10 +2,11 @@
 //! the module tree is the rfs fixture's): both flists routed to
 //! `s3s://KEY:SECRET@10.0.2.2/bucket?region=garage` (no port: 443), s3s-fs behind nginx
 //! TLS with a private CA that the image carries (`mkinitramfs --ca-file`, so the profile
-//! sets `flist.ca_file`). Stage 1 mounts both and loads from them; after the handoff the
-//! secret is in no output of the operator's commands, no file under `/run/initagent`, no
-//! kernel log line and no process's argv. A node whose clock is hours off still mounts
-//! and reads, and its report says by how much the clock was off.
+//! sets `flist.ca_file`). Stage 1 mounts both, loads from them and hands off to the real
+//! zinit, whose services all succeed; after that the secret is in no output of the
+//! operator's commands, no file under `/run/initagent`, no kernel log line and no
+//! process's argv. A node whose clock is hours off still mounts and reads, and its report
+//! says by how much the clock was off.
 #![cfg(feature = "system-tests")]
 
 mod common;
@@ -71,7 +72,7 @@ fn boot_on_s3(name: &str, vm: impl FnOnce(Vm) -> Vm) -> (Boot, String) {
         .ca_file(&store.ca)
         .flist(&packed.modules)
         .flist(&packed.firmware)
-        .repo_file("/sbin/zinit", "tests/vm/guest/secrets-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/secrets-check.sh")
         .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755))
     .boot();
     let log = std::fs::read_to_string(dir.join("nginx.access")).unwrap_or_default();
@@ -92,6 +93,7 @@ fn mounted_and_loaded(boot: &Boot, access_log: &str) -> serde_json::Value {
         assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
     }
     assert_eq!(common::step(&report, "modules")["outcome"], "ok");
+    boot.assert_zinit_ran_every_service();
     // The blocks came over TLS from the S3 server, signed.
     let served = access_log
         .lines()

@@ -588,6 +588,46 @@ impl Boot {
             .collect()
     }
 
+    /// The services' states in the guest's `zinit list` (node-check.sh's `zinit-list:`
+    /// lines).
+    pub fn zinit_states(&self) -> std::collections::BTreeMap<&str, &str> {
+        self.lines("zinit-list: ")
+            .iter()
+            .filter_map(|l| l.split_once(": "))
+            .collect()
+    }
+
+    /// The real zinit is PID 1, and every service of `zinit/` reached the state its
+    /// dependents wait for: the oneshots `Success`, the lease renewal `Running`.
+    pub fn assert_zinit_ran_every_service(&self) {
+        assert!(
+            self.results.iter().any(|l| l.contains(" pid1=zinit ")),
+            "{}",
+            self.explain()
+        );
+        let states = self.zinit_states();
+        for entry in std::fs::read_dir(repo_root().join("zinit")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            let expected = if name == "net-renew" {
+                "Running"
+            } else {
+                "Success"
+            };
+            assert_eq!(
+                states.get(name.as_str()).copied(),
+                Some(expected),
+                "{name} under zinit: {states:?}"
+            );
+        }
+        // The renewal keeps only leases: stage 1's own result is not in its directory.
+        assert!(
+            !self.console.contains("not a lease file"),
+            "{}",
+            self.explain()
+        );
+    }
+
     /// Whether a result line starts with `prefix`.
     pub fn has_result(&self, prefix: &str) -> bool {
         self.results.iter().any(|l| l.starts_with(prefix))

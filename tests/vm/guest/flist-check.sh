@@ -1,8 +1,9 @@
 #!/bin/sh
-# Stand-in for zinit in the flist VM test: reports the network stage 1 brought up (DHCP
-# from QEMU's user network), mounts the modules flist from the host's HTTP store over FUSE on /lib/modules/<kver>,
-# prints every file's sha256 (the host compares them with the fixture's manifest), then
-# checks the maps on the mount and loads a module from it with finit_module.
+# The test-report oneshot of the flist VM test, under the real zinit: reports the network
+# stage 1 brought up (DHCP from QEMU's user network), mounts the modules flist from the
+# host's HTTP store over FUSE on /lib/modules/<kver>, prints every file's sha256 (the
+# host compares them with the fixture's manifest), then checks the maps on the mount and
+# loads a module from it with finit_module.
 out=/dev/ttyS1
 say() { echo "$*" > $out; }
 kver=$(uname -r)

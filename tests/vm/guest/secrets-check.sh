@@ -1,9 +1,9 @@
 #!/bin/sh
-# Stand-in for zinit in the S3-over-TLS VM tests: sends to the host, over the second
-# serial port, everything on the node a user or a log collector could see, for the host
-# to search for the store's secret: what the operator's commands print, every file under
-# /run/initagent and its mode, the kernel log, every process's argv. Then the usual node
-# report (node-check.sh).
+# The test-report oneshot of the S3-over-TLS VM tests, under the real zinit (after the
+# agent's services): sends to the host, over the second serial port, everything on the
+# node a user or a log collector could see, for the host to search for the store's
+# secret: what the operator's commands print, every file under /run/initagent and its
+# mode, the kernel log, every process's argv. Then the usual node report (node-check.sh).
 out=/dev/ttyS1
 seen() { sed "s|^|seen $1: |" > $out; }
 /sbin/initagent status 2>&1 | seen status
