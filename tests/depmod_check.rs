@@ -21,23 +21,8 @@ fn agent() -> &'static str {
 /// A fresh copy of the fixture tree, every file dated the same second (as an initramfs
 /// or an flist presents it).
 fn tree(name: &str) -> PathBuf {
-    let dir = common::scratch(name);
-    let fixture = common::fixtures().join("modules-mini/tree");
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(dir.join("t"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let root = dir.join("t");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("chmod -R u+w \"$0\" && find \"$0\" -exec touch -h -d @1700000000 {} +")
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let root = common::scratch(name).join("t");
+    common::dated_fixture_tree(&root);
     root
 }
 

@@ -24,21 +24,7 @@ fn run(args: &[&str]) -> std::process::Output {
 fn packed_tree(name: &str, damage: impl FnOnce(&Path)) -> (PathBuf, PathBuf, PathBuf) {
     let dir = common::scratch(name);
     let root = dir.join("src");
-    let fixture = common::fixtures().join("modules-mini/tree");
-    assert!(Command::new("cp")
-        .arg("-a")
-        .arg(&fixture)
-        .arg(&root)
-        .status()
-        .unwrap()
-        .success());
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg("chmod -R u+w \"$0\" && find \"$0\" -exec touch -h -d @1700000000 {} +")
-        .arg(&root)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::dated_fixture_tree(&root);
     let out = run(&[
         "depmod",
         "stamp",

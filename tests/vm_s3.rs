@@ -35,23 +35,20 @@ fn boot_on_s3(name: &str, vm: impl FnOnce(Vm) -> Vm) -> (Boot, String) {
     let ns = NetNs::create();
     let store = S3Tls::start(&dir, &ns, "IP:10.0.2.2");
     let kernel = Kernel::fixture();
-    // The fixture's tree, dated one second as an image pipeline dates it (a checkout
-    // keeps no mtimes) and stamped, so stage 1 proves its maps without reading it.
-    let root = common::scratch(&format!("{name}-tree"));
-    let tree = root.join("lib/modules").join(&kernel.release);
-    let script = "mkdir -p \"$(dirname \"$1\")\" && cp -a \"$0\" \"$1\" && chmod -R u+w \"$1\" \
-                  && find \"$1\" -exec touch -h -d @1700000000 {} + \
-                  && \"$2\" depmod stamp --root \"$3\" --kernel \"$4\"";
-    let status = std::process::Command::new("sh")
-        .args(["-c", script])
-        .arg(kernel.module_dir())
-        .arg(&tree)
-        .arg(common::vm::agent_binary())
-        .arg(&root)
-        .arg(&kernel.release)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    // The fixture's tree, dated one second and stamped, so stage 1 proves its maps
+    // without reading it.
+    let root = common::scratch(&format!("{name}-tree")).join("root");
+    common::dated_fixture_tree(&root);
+    let tree = kernel.module_dir_in(&root);
+    let out = common::agent(&[
+        "depmod",
+        "stamp",
+        "--root",
+        root.to_str().unwrap(),
+        "--kernel",
+        &kernel.release,
+    ]);
+    assert!(out.status.success(), "{out:?}");
     let packed = node::pack(name, &tree, &kernel.release);
     into_bucket(&packed.store, &store.buckets.join(BUCKET));
     let route = s3tls::url("10.0.2.2", BUCKET, SECRET);

@@ -68,7 +68,12 @@ impl Kernel {
 
     /// `lib/modules/<release>` of this kernel's tree.
     pub fn module_dir(&self) -> PathBuf {
-        self.root.join("lib/modules").join(&self.release)
+        self.module_dir_in(&self.root)
+    }
+
+    /// `lib/modules/<release>` under another root (a copy of the tree).
+    pub fn module_dir_in(&self, root: &std::path::Path) -> PathBuf {
+        root.join("lib/modules").join(&self.release)
     }
 }
 

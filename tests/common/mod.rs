@@ -31,6 +31,24 @@ pub fn fixtures() -> std::path::PathBuf {
     })
 }
 
+/// A writable copy of the `modules-mini` fixture's tree (a root holding
+/// `lib/modules/<release>`) at `root`, every file dated the same second, as an image
+/// pipeline or an flist presents it (a checkout keeps no mtimes).
+pub fn dated_fixture_tree(root: &std::path::Path) {
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("cp -a \"$0\" \"$1\" && chmod -R u+w \"$1\" && find \"$1\" -exec touch -h -d @1700000000 {} +")
+        .arg(fixtures().join("modules-mini/tree"))
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "copying the fixture's tree to {}",
+        root.display()
+    );
+}
+
 /// The step called `name` in a boot report (JSON).
 pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     report["steps"]
