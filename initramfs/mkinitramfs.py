@@ -403,6 +403,10 @@ def build(args):
             sys.exit(f"mkinitramfs: --symlink {item!r}: expected DEST:TARGET")
         image.symlink(dest, target)
 
+    for dest in args.remove:
+        if image.entries.pop(dest.lstrip("/"), None) is None:
+            sys.exit(f"mkinitramfs: --remove {dest!r}: not in the image")
+
     extra = 0
     for dest, data, mode in extras:
         image.file(dest, data, mode)
@@ -441,6 +445,8 @@ def main():
     parser.add_argument("--zinit", help="static zinit binary to install as /sbin/zinit (the handoff target)")
     parser.add_argument("--ca-file", help="PEM CA file stage 1 trusts for HTTPS/S3 stores (/etc/initagent/ca.pem, "
                                           "flist.ca_file set in the profile unless it sets it)")
+    parser.add_argument("--remove", action="append", default=[],
+                        help="leave this file of the target out (a node without a module list)")
     parser.add_argument("-o", "--output", required=True)
     build(parser.parse_args())
 

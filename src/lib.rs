@@ -24,5 +24,7 @@ pub mod mountinfo;
 pub mod net;
 pub mod redact;
 pub mod report;
+pub mod rundir;
 pub mod stage1;
+pub mod step;
 pub mod sys;

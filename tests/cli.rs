@@ -116,18 +116,32 @@ fn stage1_off_pid1_records_steps_and_fails_cleanly_without_a_next_init() {
         .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
         .collect();
     assert_eq!(steps.len(), 10, "{steps:?}");
+    let details: Vec<&str> = value["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details[2].starts_with("no module list at /etc/initagent/bootstrap"),
+        "{details:?}"
+    );
+    // Each step's outcome file beside the report.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("steps/modules.json")).unwrap()).unwrap();
+    assert_eq!(record["outcome"], "degraded", "{record:#}");
     // Off PID 1 the host's network, trees and devices are left alone (no DHCP on a live
     // machine's links, no mounts over its module tree, no driver loading); this sandbox
-    // has no module lists, no tree and no flists.
+    // has no module lists and no tree: the steps that need them are degraded, saying so.
     assert_eq!(
         &steps[2..],
         [
-            ("bootstrap", "skipped"),
+            ("bootstrap", "degraded"),
             ("net", "skipped"),
             ("flists", "skipped"),
             ("prefetch", "skipped"),
-            ("depmod", "skipped"),
-            ("modules", "skipped"),
+            ("depmod", "degraded"),
+            ("modules", "degraded"),
             ("coldplug", "skipped"),
             ("handoff", "failed")
         ]
@@ -303,10 +317,26 @@ fn a_oneshot_that_cannot_do_its_work_says_so_and_lets_the_boot_go_on() {
         );
         let said = text(&out.stdout);
         assert!(
-            said.starts_with("degraded: ") && said.contains(root),
+            said.contains("degraded: ") && said.contains(root),
             "{args:?}: {said}"
         );
     }
+    // The zinit services' form: the same steps, exit 0 because what waits on them may go
+    // on, saying why they did nothing.
+    for step in ["depmod", "modules", "coldplug"] {
+        let out = run(&["step", step, "--root", root, "--kernel", "6.1.0-0-none"]);
+        assert_eq!(out.status.code(), Some(0), "{step}: {}", text(&out.stderr));
+        let said = text(&out.stdout);
+        assert!(
+            said.starts_with(&format!("{step}: degraded: "))
+                && said.contains(root)
+                && said.contains(&format!("{step}: going on")),
+            "{step}: {said}"
+        );
+    }
+    let out = run(&["step", "zinit"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unknown step \"zinit\""));
     // A tree but no module list.
     let kernel = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/modules-mini/tree");

@@ -6,7 +6,7 @@
 //! boot as the agent reports it: network from QEMU's DHCP, flists mounted lazily, maps
 //! checked, boot-critical prefetch, baseline loaded, devices coldplugged, handoff to the
 //! real zinit (Zero-OS's, v0.2.14) as PID 1, which runs the agent's services; a oneshot of
-//! the demo then prints `zinit list` and `initagent status` from inside the guest and
+//! the demo then prints `initagent status` and `zinit list` from inside the guest and
 //! powers off.
 
 mod common;
@@ -41,12 +41,12 @@ fn main() {
     for line in boot.lines("flist-mount: ") {
         println!("flist mounted: {line}");
     }
-    println!("--- zinit list, run inside the guest ---");
-    for line in boot.lines("zinit-list: ") {
-        println!("{line}");
-    }
     println!("--- initagent status, run inside the guest ---");
     for line in boot.lines("status: ") {
+        println!("{line}");
+    }
+    println!("--- zinit list, run inside the guest ---");
+    for line in boot.lines("zinit-list: ") {
         println!("{line}");
     }
     boot.assert_clean();

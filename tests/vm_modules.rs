@@ -7,33 +7,8 @@
 
 mod common;
 
-use common::kernel::debian_tree;
+use common::kernel::{debian_tree, foreign_module, foreign_release};
 use common::vm::Vm;
-
-/// A copy of a real module that the running kernel must refuse: signature stripped (so
-/// the refusal is about the build, not the signature) and vermagic rewritten.
-fn foreign_module(original: &[u8], release: &str) -> Vec<u8> {
-    const MAGIC: &[u8] = b"~Module signature appended~\n";
-    let mut data = original.to_vec();
-    if data.ends_with(MAGIC) {
-        let info_end = data.len() - MAGIC.len();
-        let sig_len = u32::from_be_bytes(data[info_end - 4..info_end].try_into().unwrap()) as usize;
-        data.truncate(info_end - 12 - sig_len);
-    }
-    let needle = format!("vermagic={release} SMP");
-    let at = data
-        .windows(needle.len())
-        .position(|w| w == needle.as_bytes())
-        .expect("vermagic in module");
-    let fake = format!("vermagic={} SMX", "9.9.9-99-amd64");
-    assert_eq!(
-        fake.len(),
-        needle.len(),
-        "choose a release string of the same length"
-    );
-    data[at..at + fake.len()].copy_from_slice(fake.as_bytes());
-    data
-}
 
 #[test]
 fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
@@ -41,7 +16,10 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
     let tree = root.join("lib/modules").join(&release);
     let read = |path: &str| std::fs::read(tree.join(path)).unwrap();
     let boot = Vm::new("modules-baseline")
-        .repo_file("/sbin/zinit", "tests/vm/guest/modules-check.sh", 0o755)
+        .zinit_with_report_after(
+            "tests/vm/guest/modules-check.sh",
+            &["udev-trigger", "initagent-status"],
+        )
         .xz("8021q")
         .file(
             &format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko"),
@@ -144,7 +122,8 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
     );
     assert!(
         line("foreign_vermagic: FAILED").contains(&format!(
-            "built for another kernel (vermagic 9.9.9-99-amd64, running {release})"
+            "built for another kernel (vermagic {}, running {release})",
+            foreign_release(&release)
         )),
         "{third:#?}"
     );
@@ -170,7 +149,10 @@ fn maps_broken_behind_their_stamp_are_regenerated_in_tmpfs_and_modules_still_loa
     // A module that arrived after the maps were made (old mtime, so `depmod -A` would
     // not notice) and the list asks for it.
     let boot = Vm::new("modules-broken-maps")
-        .repo_file("/sbin/zinit", "tests/vm/guest/next-stage.sh", 0o755)
+        .zinit_with_report_after(
+            "tests/vm/guest/handoff-check.sh",
+            &["udev-trigger", "initagent-status"],
+        )
         .file_after_maps(
             &format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko"),
             std::fs::read(tree.join("kernel/drivers/net/dummy.ko")).unwrap(),

@@ -196,6 +196,38 @@ fn a_store_down_at_boot_gives_a_degraded_boot_that_zinit_heals_once_it_is_back()
     for name in ["virtio_net", "fuse", "bridge", "8021q", "overlay"] {
         assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
     }
+
+    // The report shows the late steps, run by the services after the handoff, with
+    // their times: the flists mounted after retrying, then the baseline, then coldplug.
+    let late = |name: &str| {
+        let step = common::step(&report, name);
+        let (start, end) = (step["start_us"].as_u64().unwrap(), step["end_us"].as_u64());
+        assert!(end.is_some_and(|end| end >= start), "{step:#}");
+        (step.clone(), start)
+    };
+    let (mounted, mounted_at) = late("initagent-flists");
+    assert_eq!(mounted["outcome"], "ok", "{mounted:#}");
+    assert!(
+        mounted["counters"]["attempts"].as_u64().unwrap() >= 2,
+        "{mounted:#}"
+    );
+    let (baseline, baseline_at) = late("initagent-late-modules");
+    assert_eq!(baseline["outcome"], "ok", "{baseline:#}");
+    let (coldplug, coldplug_at) = late("initagent-late-coldplug");
+    assert_eq!(coldplug["unit"], "coldplug", "{coldplug:#}");
+    assert!(
+        mounted_at > report["result"]["at_us"].as_u64().unwrap()
+            && mounted_at < baseline_at
+            && baseline_at < coldplug_at,
+        "{report:#}"
+    );
+    let shown = boot.lines("status: ");
+    assert!(
+        shown.iter().any(|l| l
+            .trim_start()
+            .starts_with("initagent-late-modules (modules) @")),
+        "{shown:#?}"
+    );
 }
 
 #[test]

@@ -77,9 +77,25 @@ fn every_service_loads_and_runs_an_initagent_command() {
             "{name}: {}",
             service.exec
         );
+        if words[1] == "step" {
+            // A boot step, recorded in the report under the service's own name.
+            assert!(
+                usage.contains(&format!(" {},", words[2]))
+                    || usage.contains(&format!(" {})", words[2])),
+                "{name}: {} is not a step the usage lists",
+                words[2]
+            );
+            let record_as = words.iter().skip_while(|w| **w != "--as").nth(1);
+            assert_eq!(
+                record_as,
+                Some(&name.as_str()),
+                "{name}: --as must name the service"
+            );
+        }
         // The subcommand (one or two words) is one the binary documents.
-        let command = words[1..]
+        let command = words[1..2]
             .iter()
+            .chain(words[2..].iter().filter(|_| words[1] != "step"))
             .take_while(|w| !w.starts_with('-'))
             .copied()
             .collect::<Vec<_>>()

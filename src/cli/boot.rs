@@ -1,72 +1,120 @@
-//! `initagent flists` and `initagent prefetch`: the stage-1 steps of the same names on a
-//! live node (zinit services, operators): mount the firmware and modules flists the image
-//! carries manifests for, and prefetch what this node will load from them.
+//! `initagent step NAME` — a boot step on a live node, the same unit stage 1 runs, recorded
+//! in the boot report — and its short forms `initagent flists` and `initagent prefetch`.
+//! What the zinit services run.
 
 use super::Options;
 use crate::report::Outcome;
-use crate::stage1::flists::{self, MANIFEST_DIR};
-use crate::stage1::modules::BOOTSTRAP_LIST;
-use crate::stage1::runner::StepDone;
-use std::path::Path;
+use crate::step::oneshot::{self, Attempt};
+use crate::step::{Ctx, StepName};
+use std::time::Duration;
 
-fn show(command: &str, done: &StepDone, json: bool) {
+/// The context of a step run by hand or by a service: the effective configuration, the
+/// live system, and the devices `--subsystem`/`--device` select.
+pub(crate) fn context(options: &Options) -> Ctx {
+    let loaded = crate::stage1::load_config(&options.paths);
+    let config = match &options.cmdline_text {
+        Some(_) => super::effective_config(options),
+        None => loaded.config,
+    };
+    let mut ctx = Ctx::system(config, loaded.cmdline, true);
+    ctx.selection = options.selection.clone();
+    if !options.modules.root.as_os_str().is_empty() {
+        ctx.root = options.modules.root.clone();
+    }
+    if let Some(release) = &options.modules.kernel {
+        ctx.release = release.clone();
+    }
+    if let Some(seconds) = options.deadline {
+        ctx.config.coldplug_deadline_s = seconds;
+    }
+    if options.modules.sequential {
+        ctx.config.modules_parallel = false;
+    }
+    ctx
+}
+
+fn show(step: StepName, record_as: &str, attempt: &Attempt, again: Option<Duration>, json: bool) {
+    let outcome = attempt.outcome().as_str();
     if json {
+        let (counters, result) = match &attempt.result {
+            Ok(done) => (
+                serde_json::to_value(&done.counters).unwrap_or_default(),
+                done.result.clone(),
+            ),
+            Err(_) => (serde_json::Value::Null, serde_json::Value::Null),
+        };
         let value = serde_json::json!({
-            "outcome": done.outcome.as_str(),
-            "detail": done.detail,
-            "counters": done.counters,
+            "step": record_as, "attempt": attempt.number, "outcome": outcome,
+            "detail": attempt.detail(), "counters": counters, "result": result,
+            "go_on": attempt.go_on,
         });
         super::print_json(&value);
-    } else {
-        outln!("{command}: {}: {}", done.outcome.as_str(), done.detail);
+        return;
+    }
+    outln!("{record_as}: {outcome}: {}", attempt.detail());
+    if let Ok(done) = &attempt.result {
+        if step == StepName::Coldplug {
+            for line in super::coldplug::details(&done.result) {
+                outln!("{line}");
+            }
+        }
+    }
+    match again {
+        Some(wait) => errln!(
+            "initagent: {record_as}: trying again in {} s (--retry): what waits on it needs it done",
+            wait.as_secs()
+        ),
+        None if attempt.go_on && attempt.outcome() != Outcome::Ok => outln!(
+            "{record_as}: going on: what comes after it does not need more"
+        ),
+        None => {}
     }
 }
 
-fn exit_code(done: &StepDone, degraded_ok: bool) -> i32 {
-    match done.outcome {
+/// Runs step `name`, recorded in the report as `--as NAME` (default: the step's name).
+/// As a service (`by_hand` false): exit 0 exactly when what waits on it may go on. By
+/// hand: exit 0 when it did all its work (or, with `--degraded-ok`, some of it).
+pub(crate) fn run_step(options: &Options, name: &str, by_hand: bool) -> i32 {
+    crate::logging::init(log::LevelFilter::Warn);
+    let Some(step) = StepName::parse(name) else {
+        let names: Vec<&str> = StepName::ALL.iter().map(|s| s.as_str()).collect();
+        errln!(
+            "initagent: step: unknown step {name:?} (one of: {})",
+            names.join(", ")
+        );
+        return 2;
+    };
+    let mut ctx = context(options);
+    if by_hand {
+        // A person asked for this step: `initagent.skip` is for the boot's own runs.
+        ctx.config.skip.clear();
+    }
+    let record_as = options.record_as.as_deref().unwrap_or(step.as_str());
+    let last = oneshot::run(
+        step,
+        &ctx,
+        record_as,
+        options.retry,
+        &mut std::thread::sleep,
+        &mut |attempt, again| show(step, record_as, attempt, again, options.json),
+    );
+    if !by_hand {
+        return i32::from(!last.go_on);
+    }
+    match last.outcome() {
         Outcome::Ok | Outcome::Skipped => 0,
-        Outcome::Degraded if degraded_ok => 0,
+        Outcome::Degraded if options.degraded_ok => 0,
         _ => 1,
     }
 }
 
-/// `initagent flists [--retry]`: mounts what is not mounted yet; already mounted flists
-/// are left as they are.
-pub(crate) fn flists(options: &Options) -> i32 {
-    crate::logging::init(log::LevelFilter::Warn);
-    let config = super::effective_config(options);
-    super::with_retry("flists", options.retry, || {
-        match flists::mount_all(&config, Path::new(MANIFEST_DIR), &Default::default()) {
-            Ok(done) => {
-                show("flists", &done, options.json);
-                exit_code(&done, options.degraded_ok)
-            }
-            Err(e) => {
-                errln!("initagent: flists: {e}");
-                1
-            }
-        }
-    })
-}
-
-/// `initagent prefetch`: the boot-critical prefetch over the flists mounted now.
-pub(crate) fn prefetch(options: &Options) -> i32 {
-    crate::logging::init(log::LevelFilter::Warn);
-    let loaded = crate::stage1::load_config(&options.paths);
-    let mounted = flists::open_mounted(&loaded.config, Path::new(MANIFEST_DIR));
-    let lists = [
-        Path::new(BOOTSTRAP_LIST),
-        Path::new(crate::kmod::DEFAULT_LIST),
-    ];
-    match crate::stage1::prefetch::boot_critical(&loaded.config, &loaded.cmdline, &lists, &mounted)
-    {
-        Ok(done) => {
-            show("prefetch", &done, options.json);
-            exit_code(&done, options.degraded_ok)
-        }
-        Err(e) => {
-            errln!("initagent: prefetch: {e}");
-            1
+/// `initagent step NAME`.
+pub(crate) fn step(options: &Options) -> i32 {
+    match options.positional.as_slice() {
+        [name] => run_step(options, name, false),
+        _ => {
+            errln!("initagent: step: name one step (initagent step modules)");
+            2
         }
     }
 }

@@ -1,53 +1,30 @@
-//! `initagent coldplug`: load the drivers of the devices present, as stage 1 does without
-//! udevd, and list the devices no module in the tree drives.
+//! `initagent coldplug`: the coldplug step by hand — the drivers of the devices present
+//! (with a udevd running: trigger and settle) — then each module's outcome and the devices
+//! no module in the tree drives.
 
 use super::Options;
-use crate::coldplug::{self, ColdplugOptions};
-use std::time::Duration;
 
 pub(crate) fn run(options: &Options) -> i32 {
-    let deadline = Duration::from_secs(options.deadline.unwrap_or(30).into());
-    if std::path::Path::new(crate::coldplug::udev::CONTROL).exists() {
-        // A udevd runs: it loads the drivers; trigger and settle like udevadm.
-        let report = crate::coldplug::udev::run(
-            std::path::Path::new("/sys"),
-            None,
-            deadline,
-            &options.selection,
-        );
-        if options.json {
-            super::print_json(&report);
-        } else {
-            let done = crate::stage1::coldplug_udev_summary(&report);
-            outln!("{}: {}", done.outcome.as_str(), done.detail);
-        }
-        return i32::from(!report.settled && !options.degraded_ok);
+    super::boot::run_step(options, "coldplug", true)
+}
+
+/// The lines after the step's own: each module's outcome, each device without a driver.
+pub(crate) fn details(result: &serde_json::Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let modules: Vec<(String, crate::kmod::load::Outcome)> =
+        serde_json::from_value(result["modules"].clone()).unwrap_or_default();
+    for (name, outcome) in &modules {
+        lines.push(format!(
+            "  {}",
+            crate::kmod::describe_outcome(name, outcome)
+        ));
     }
-    let modules = match super::modules::open(&options.modules, &options.paths.cmdline) {
-        Ok(modules) => modules,
-        Err(e) => return super::cannot_run("coldplug", e, options.degraded_ok),
-    };
-    let mut coldplug_options = ColdplugOptions {
-        deadline,
-        selection: options.selection.clone(),
-        ..ColdplugOptions::default()
-    };
-    if options.modules.sequential {
-        coldplug_options.load.workers = 1;
+    for device in result["undriven"].as_array().into_iter().flatten() {
+        lines.push(format!(
+            "  no driver: {} ({})",
+            device["devpath"].as_str().unwrap_or("?"),
+            device["modalias"].as_str().unwrap_or("?")
+        ));
     }
-    let report = coldplug::run(&modules, &coldplug_options);
-    if options.json {
-        super::print_json(&report);
-    } else {
-        let done = crate::stage1::coldplug_summary(&report);
-        outln!("{}: {}", done.outcome.as_str(), done.detail);
-        for (name, outcome) in &report.modules {
-            outln!("  {}", crate::kmod::describe_outcome(name, outcome));
-        }
-        for device in &report.undriven {
-            outln!("  no driver: {} ({})", device.devpath, device.modalias);
-        }
-    }
-    let degraded = report.timed_out || !report.problems.is_empty();
-    i32::from(degraded && !options.degraded_ok)
+    lines
 }

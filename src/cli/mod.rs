@@ -58,6 +58,13 @@ commands:
   net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
                           granting server, at T2 to any, a fresh lease if one is lost; same
                           client id and address. --once: renew every lease now and exit
+  step NAME [--as NAME] [--retry] [--json]
+                          run one boot step (bootstrap, net, flists, depmod, prefetch,
+                          modules, coldplug) as stage 1 does, recorded in the boot report
+                          as --as NAME (the zinit service's name); exits 0 exactly when
+                          what waits on it may go on: net and flists once done (--retry:
+                          until then, backoff 5 s doubling to 60 s), the others always,
+                          saying why they are degraded. What the zinit services run
   flists [--json]         mount the firmware and modules flists of /etc/initagent/flists on
                           /lib/firmware and /lib/modules/<release>, as stage 1 does (what is
                           mounted stays) [--retry: until mounted, backoff up to 60 s]
@@ -110,6 +117,7 @@ pub(crate) struct Options {
     pub deadline: Option<u32>,
     pub degraded_ok: bool,
     pub retry: bool,
+    pub record_as: Option<String>,
     pub svg: Option<PathBuf>,
     pub selection: crate::coldplug::select::Selection,
 }
@@ -138,6 +146,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         deadline: None,
         degraded_ok: false,
         retry: false,
+        record_as: None,
         svg: None,
         selection: Default::default(),
     };
@@ -197,6 +206,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
             Long("degraded-ok") => options.degraded_ok = true,
             Long("retry") => options.retry = true,
+            Long("as") => options.record_as = Some(parser.value()?.string()?),
             Long("svg") => options.svg = Some(PathBuf::from(parser.value()?)),
             Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
@@ -240,8 +250,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("flist") => flist::run(&options),
         Some("net") => net::run(&options),
         Some("coldplug") => coldplug::run(&options),
-        Some("flists") => boot::flists(&options),
-        Some("prefetch") => boot::prefetch(&options),
+        Some("step") => boot::step(&options),
+        Some("flists") => boot::run_step(&options, "flists", true),
+        Some("prefetch") => boot::run_step(&options, "prefetch", true),
         Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             outln!("initagent {}", env!("CARGO_PKG_VERSION"));
@@ -318,12 +329,16 @@ fn node_state() -> Vec<String> {
             count("failed")
         ));
     }
-    if let Some(coldplug) = read_json(crate::stage1::COLDPLUG_RESULT) {
-        if let Some(undriven) = coldplug["undriven"].as_array().filter(|u| !u.is_empty()) {
+    let run = crate::rundir::RunDir::default();
+    if let Ok(coldplug) = run.read_outcome("coldplug") {
+        if let Some(undriven) = coldplug.result["undriven"]
+            .as_array()
+            .filter(|u| !u.is_empty())
+        {
             lines.push(format!(
                 "devices without a driver: {} ({})",
                 undriven.len(),
-                crate::stage1::COLDPLUG_RESULT
+                run.outcome_path("coldplug").display()
             ));
         }
     }
@@ -331,21 +346,21 @@ fn node_state() -> Vec<String> {
 }
 
 /// Runs `attempt` until it exits 0 when `retry` (`--retry`, for zinit oneshots, whose
-/// failure would block their dependents forever): backoff from 5 s, doubling up to 60 s.
+/// failure would block their dependents forever), with the steps' backoff.
 pub(crate) fn with_retry(command: &str, retry: bool, mut attempt: impl FnMut() -> i32) -> i32 {
-    let mut backoff = std::time::Duration::from_secs(5);
-    loop {
+    for number in 0.. {
         let code = attempt();
         if code == 0 || !retry {
             return code;
         }
+        let wait = crate::step::oneshot::backoff(number);
         errln!(
             "initagent: {command}: trying again in {} s (--retry)",
-            backoff.as_secs()
+            wait.as_secs()
         );
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+        std::thread::sleep(wait);
     }
+    1
 }
 
 /// A step run as a zinit oneshot that cannot do its work on this node (no tree, no list,

@@ -175,10 +175,14 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
     } else {
         args.to_vec()
     };
-    let workers = options.modules.sequential.then_some(1);
+    // The same ordering rules as the boot's steps: the configuration's sequential set,
+    // one worker when it (or --sequential) says so.
+    let config = super::effective_config(options);
+    let workers = (options.modules.sequential || !config.modules_parallel).then_some(1);
+    let sequential = config.modules_sequential.iter().cloned().collect();
     let (plan, report) = context.load(
         &inputs,
-        &load_options(HashSet::new(), workers),
+        &load_options(sequential, workers),
         blacklist_mode(&options.modules),
     );
     if options.json {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Where regenerated maps go by default (tmpfs).
-pub const DEFAULT_OUTPUT: &str = "/run/initagent/depmod";
+pub const DEFAULT_OUTPUT: &str = crate::rundir::DEPMOD;
 /// depmod binaries looked for, in order.
 const DEPMOD_BINARIES: &[&str] = &[
     "/sbin/depmod",
@@ -128,39 +128,48 @@ pub fn ensure(options: &EnsureOptions<'_>) -> Result<EnsureReport, String> {
     }
     let tree = options.root.join("lib/modules").join(options.release);
     let out = options.output.join("lib/modules").join(options.release);
-    prepare_output(&tree, &out)?;
-    let quick = report.quick_repair_suffices();
-    match depmod_binary().filter(|_| !options.in_process) {
-        Some(depmod) => {
-            if quick {
-                // -A compares the modules with modules.dep's mtime: give it the old maps.
-                for file in OUTPUTS {
-                    let source = tree.join(file);
-                    if source.exists() {
-                        copy_preserving_mtime(&source, &out.join(file))?;
+    // Half-written maps are never left behind (a full /run, a failed depmod): they would
+    // take the room the report needs, and a later run starts from nothing anyway.
+    let generated = (|| -> Result<(), String> {
+        prepare_output(&tree, &out)?;
+        let quick = report.quick_repair_suffices();
+        match depmod_binary().filter(|_| !options.in_process) {
+            Some(depmod) => {
+                if quick {
+                    // -A compares the modules with modules.dep's mtime: give it the old maps.
+                    for file in OUTPUTS {
+                        let source = tree.join(file);
+                        if source.exists() {
+                            copy_preserving_mtime(&source, &out.join(file))?;
+                        }
                     }
                 }
+                let flag = if quick { "-A" } else { "-a" };
+                let argv = vec![
+                    depmod.to_string(),
+                    "-b".to_string(),
+                    options.output.display().to_string(),
+                    flag.to_string(),
+                    options.release.to_string(),
+                ];
+                run(&argv)?;
+                result.action = format!("depmod {flag}");
             }
-            let flag = if quick { "-A" } else { "-a" };
-            let argv = vec![
-                depmod.to_string(),
-                "-b".to_string(),
-                options.output.display().to_string(),
-                flag.to_string(),
-                options.release.to_string(),
-            ];
-            run(&argv)?;
-            result.action = format!("depmod {flag}");
-        }
-        None => {
-            let regenerated = regen::regenerate(&TreeView::new(tree.clone()))?;
-            for (name, data) in &regenerated.files {
-                std::fs::write(out.join(name), data)
-                    .map_err(|e| format!("{}: {e}", out.join(name).display()))?;
+            None => {
+                let regenerated = regen::regenerate(&TreeView::new(tree.clone()))?;
+                for (name, data) in &regenerated.files {
+                    std::fs::write(out.join(name), data)
+                        .map_err(|e| format!("{}: {e}", out.join(name).display()))?;
+                }
+                result.warnings = regenerated.warnings;
+                result.action = "in-process".into();
             }
-            result.warnings = regenerated.warnings;
-            result.action = "in-process".into();
         }
+        Ok(())
+    })();
+    if let Err(why) = generated {
+        let _ = std::fs::remove_dir_all(&out);
+        return Err(format!("{why} (nothing kept in {})", out.display()));
     }
     result.output = Some(out.display().to_string());
     if options.place {
@@ -210,7 +219,8 @@ fn prepare_output(tree: &Path, out: &Path) -> Result<(), String> {
 }
 
 fn copy_preserving_mtime(source: &Path, target: &PathBuf) -> Result<(), String> {
-    std::fs::copy(source, target).map_err(|e| format!("{}: {e}", source.display()))?;
+    std::fs::copy(source, target)
+        .map_err(|e| format!("copying {} to {}: {e}", source.display(), target.display()))?;
     let modified = std::fs::metadata(source)
         .and_then(|m| m.modified())
         .map_err(|e| format!("{}: {e}", source.display()))?;

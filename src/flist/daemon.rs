@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Where stage 1 keeps the counters of the flists it mounted (`<name>.json`).
-pub const STATS_DIR: &str = "/run/initagent/flists";
+pub const STATS_DIR: &str = crate::rundir::FLIST_STATS;
 
 /// Everything the daemon's command line carries.
 #[derive(Debug, Clone, Default)]

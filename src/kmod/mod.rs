@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 /// Where a target's module list lives in the initramfs.
 pub const DEFAULT_LIST: &str = "/etc/initagent/modules";
 /// Where loads record per-module outcomes for `modules status`.
-pub const OUTCOMES_PATH: &str = "/run/initagent/modules.json";
+pub const OUTCOMES_PATH: &str = crate::rundir::MODULE_OUTCOMES;
 
 /// Reads a module list: one name or alias per line, `#` comments.
 pub fn read_list(path: &Path) -> Result<Vec<String>, String> {
@@ -163,11 +163,22 @@ impl Modules {
         options: &LoadOptions,
         mode: BlacklistMode,
     ) -> (Plan, load::Report) {
+        self.load_with(&kernel::SysKernel::new(), inputs, options, mode)
+    }
+
+    /// [`Modules::load`] into `kernel` (a fake one in tests).
+    pub fn load_with(
+        &self,
+        kernel: &dyn load::Kernel,
+        inputs: &[String],
+        options: &LoadOptions,
+        mode: BlacklistMode,
+    ) -> (Plan, load::Report) {
         let resolver = self.resolver();
         let resolutions: Vec<Resolution> =
             inputs.iter().map(|i| resolver.resolve(i, mode)).collect();
         let plan = Plan::from_resolutions(&resolutions, &self.tree.dir);
-        let report = load::load(&plan, &kernel::SysKernel::new(), options);
+        let report = load::load(&plan, kernel, options);
         if let Err(e) = save_outcomes(&report) {
             log::warn!("{OUTCOMES_PATH}: {e}");
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where lease files are written.
-pub const RUN_DIR: &str = "/run/initagent/net";
+pub const RUN_DIR: &str = crate::rundir::LEASES;
 
 /// A lease as handed over to the renewing service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

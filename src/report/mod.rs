@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where stage 1 and every step write the report.
-pub const DEFAULT_REPORT_PATH: &str = "/run/initagent/report.json";
+pub const DEFAULT_REPORT_PATH: &str = crate::rundir::REPORT;
 /// Version of the document's layout.
 pub const SCHEMA: u32 = 1;
 
@@ -69,6 +69,11 @@ pub struct Step {
     pub after: Vec<String>,
     /// Process that ran it.
     pub pid: u32,
+    /// For a step run after stage 1 in its own process (a zinit service, an operator):
+    /// the step unit it ran (`modules`), its name being the service's. `None` for
+    /// stage 1's own steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 impl Step {
@@ -126,6 +131,19 @@ impl Report {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
+
+    /// Stage 1's own steps, in the order they started.
+    pub fn stage1_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.unit.is_none())
+    }
+
+    /// The steps run later in their own processes (zinit services), in the order they
+    /// started.
+    pub fn late_steps(&self) -> Vec<&Step> {
+        let mut late: Vec<&Step> = self.steps.iter().filter(|s| s.unit.is_some()).collect();
+        late.sort_by_key(|s| s.start_us);
+        late
+    }
 }
 
 /// Errors reading or writing the report; each names the file.
@@ -176,12 +194,13 @@ pub fn store(path: &Path, report: &Report) -> Result<(), ReportError> {
     std::fs::create_dir_all(dir).map_err(fail)?;
     let mut text = serde_json::to_vec_pretty(report).map_err(|e| fail(io::Error::other(e)))?;
     text.push(b'\n');
-    crate::fsutil::write_private(path, &text).map_err(fail)
+    crate::rundir::RunDir::at(dir)
+        .write_report(path, &text)
+        .map_err(fail)
 }
 
-/// Read-modify-write of the report under an exclusive lock (`<path>.lock`), for steps
-/// that run in their own process. A missing or unreadable report starts afresh.
-pub fn update(path: &Path, change: impl FnOnce(&mut Report)) -> Result<(), ReportError> {
+/// Takes the report's exclusive lock (`<path>.lock`); held until the file is dropped.
+fn lock(path: &Path) -> Result<std::fs::File, ReportError> {
     let fail = |e: io::Error| ReportError::Write(path.into(), e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
@@ -196,6 +215,20 @@ pub fn update(path: &Path, change: impl FnOnce(&mut Report)) -> Result<(), Repor
         .map_err(fail)?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| fail(e.into()))?;
+    Ok(lock)
+}
+
+/// [`store`] under the report's lock, for the process that owns the whole report (stage
+/// 1): no service's merge is lost half-way.
+pub fn replace(path: &Path, report: &Report) -> Result<(), ReportError> {
+    let _lock = lock(path)?;
+    store(path, report)
+}
+
+/// Read-modify-write of the report under an exclusive lock (`<path>.lock`), for steps
+/// that run in their own process. A missing or unreadable report starts afresh.
+pub fn update(path: &Path, change: impl FnOnce(&mut Report)) -> Result<(), ReportError> {
+    let _lock = lock(path)?;
     let mut report = load(path).unwrap_or_else(|_| Report {
         schema: SCHEMA,
         ..Report::default()
@@ -218,6 +251,7 @@ mod tests {
             counters: BTreeMap::new(),
             after: Vec::new(),
             pid: 1,
+            unit: None,
         }
     }
 

@@ -10,10 +10,12 @@ fn seconds(us: u64) -> String {
 
 /// The chain of steps that decided when the last step finished: starting from the step
 /// that ended last, follow at each link the dependency that ended last. First to last.
+///
+/// Only stage 1's steps count: the services after the handoff did not hold it.
 pub fn critical_path(report: &Report) -> Vec<&Step> {
     let by_end = |s: &&Step| s.end_us.unwrap_or(s.start_us);
     let mut chain = Vec::new();
-    let mut current = report.steps.iter().max_by_key(by_end);
+    let mut current = report.stage1_steps().max_by_key(by_end);
     while let Some(step) = current {
         if chain.iter().any(|s: &&Step| s.name == step.name) || chain.len() > report.steps.len() {
             break; // a dependency cycle in a hand-edited report
@@ -27,6 +29,25 @@ pub fn critical_path(report: &Report) -> Vec<&Step> {
     }
     chain.reverse();
     chain
+}
+
+/// The step's line with its counters: `detail  [k=v …]`.
+fn with_counters(step: &Step) -> String {
+    let mut detail = step.detail.clone();
+    if !step.counters.is_empty() {
+        let counters: Vec<String> = step
+            .counters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !detail.is_empty() {
+            detail.push_str("  ");
+        }
+        detail.push('[');
+        detail.push_str(&counters.join(" "));
+        detail.push(']');
+    }
+    detail
 }
 
 /// Renders the report as text; `source` names the file it came from.
@@ -66,7 +87,7 @@ pub fn render_text(report: &Report, source: &str) -> String {
             );
         }
     }
-    let mut steps: Vec<&Step> = report.steps.iter().collect();
+    let mut steps: Vec<&Step> = report.stage1_steps().collect();
     steps.sort_by(|a, b| {
         b.duration_us()
             .cmp(&a.duration_us())
@@ -79,20 +100,7 @@ pub fn render_text(report: &Report, source: &str) -> String {
         "time", "step", "outcome"
     );
     for step in &steps {
-        let mut detail = step.detail.clone();
-        if !step.counters.is_empty() {
-            let counters: Vec<String> = step
-                .counters
-                .iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            if !detail.is_empty() {
-                detail.push_str("  ");
-            }
-            detail.push('[');
-            detail.push_str(&counters.join(" "));
-            detail.push(']');
-        }
+        let detail = with_counters(step);
         let _ = writeln!(
             out,
             "{:>9}  {:<name_width$}  {:<8}  {}",
@@ -101,6 +109,28 @@ pub fn render_text(report: &Report, source: &str) -> String {
             step.outcome.as_str(),
             detail
         );
+    }
+    let late = report.late_steps();
+    if !late.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nafter the handoff (zinit services, in the order they started):"
+        );
+        for step in late {
+            let ended = step.end_us.map_or("still running".to_string(), |end| {
+                format!("+{}", seconds(end.saturating_sub(step.start_us)))
+            });
+            let _ = writeln!(
+                out,
+                "  {} ({}) @{} {}  {:<8}  {}",
+                step.name,
+                step.unit.as_deref().unwrap_or("?"),
+                seconds(step.start_us),
+                ended,
+                step.outcome.as_str(),
+                with_counters(step)
+            );
+        }
     }
     let path = critical_path(report);
     if !path.is_empty() {
@@ -139,6 +169,7 @@ mod tests {
             counters: Default::default(),
             after: after.iter().map(|s| s.to_string()).collect(),
             pid: 1,
+            unit: None,
         }
     }
 
@@ -184,5 +215,27 @@ mod tests {
         assert!(network < flists, "{text}");
         assert!(text.contains("result: handed-off at 3.000s"));
         assert!(text.contains("network @1.004s +1.996s"));
+        assert!(!text.contains("after the handoff"));
+    }
+
+    #[test]
+    fn late_steps_are_listed_apart_and_off_the_critical_path() {
+        let mut report = sample();
+        let mut late = step("initagent-late-modules", 60_000_000, 62_500_000, &[]);
+        late.unit = Some("modules".into());
+        late.pid = 812;
+        report.steps.push(late);
+        let names: Vec<_> = critical_path(&report)
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(names, ["pseudofs", "network", "handoff"]);
+        let text = render_text(&report, "r.json");
+        let (stage1, after) = text.split_once("after the handoff").unwrap();
+        assert!(!stage1.contains("initagent-late-modules"), "{text}");
+        assert!(
+            after.contains("initagent-late-modules (modules) @60.000s +2.500s  ok"),
+            "{text}"
+        );
     }
 }

@@ -126,6 +126,7 @@ mod tests {
             counters: Default::default(),
             after: Vec::new(),
             pid: 1,
+            unit: None,
         }
     }
 

@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the bundle goes.
-pub const BUNDLE_DIR: &str = "/run/initagent/failure";
+pub const BUNDLE_DIR: &str = crate::rundir::FAILURE;
 
 /// Kernel log records kept.
 const KMSG_LINES: usize = 300;
@@ -21,14 +21,26 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     let mut missing = Vec::new();
-    let copies: [(&Path, &str); 5] = [
-        (report_path, "report.json"),
-        (Path::new(crate::kmod::OUTCOMES_PATH), "modules.json"),
-        (Path::new(super::coldplug::RESULT_PATH), "coldplug.json"),
-        (Path::new(super::net::RESULT_PATH), "net-up.json"),
-        (Path::new("/proc/self/mountinfo"), "mountinfo.txt"),
+    let run = crate::rundir::RunDir::default();
+    let mut copies: Vec<(PathBuf, String)> = vec![
+        (report_path.to_path_buf(), "report.json".into()),
+        (
+            PathBuf::from(crate::kmod::OUTCOMES_PATH),
+            "modules.json".into(),
+        ),
+        (
+            PathBuf::from("/proc/self/mountinfo"),
+            "mountinfo.txt".into(),
+        ),
     ];
+    for step in crate::step::StepName::ALL {
+        let path = run.outcome_path(step.as_str());
+        if path.exists() {
+            copies.push((path, format!("step-{}.json", step.as_str())));
+        }
+    }
     for (from, name) in copies {
+        let (from, name) = (from.as_path(), name.as_str());
         if let Err(e) = std::fs::read(from)
             .and_then(|data| crate::fsutil::write_private(&dir.join(name), &data))
         {

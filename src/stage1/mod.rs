@@ -8,27 +8,18 @@
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
 mod bundle;
-mod coldplug;
-pub use coldplug::{
-    step_done as coldplug_summary, udev_step_done as coldplug_udev_summary,
-    RESULT_PATH as COLDPLUG_RESULT,
-};
-mod depmod;
 mod failure;
-pub mod flists;
 pub mod handoff;
-pub mod modules;
-mod net;
-pub mod prefetch;
 mod pseudofs;
 pub mod runner;
 
 use crate::config::{self, cmdline::Cmdline, Config};
-use crate::net::up::UpOptions;
 use crate::report::{Report, SCHEMA};
+use crate::step::{self, Ctx, StepName};
 use crate::sys;
 use runner::{StepDone, StepRunner};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Files stage 1 reads and writes (overridable for tests and operators).
 #[derive(Debug, Clone)]
@@ -170,86 +161,41 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     runner.save();
 
     let config = &loaded.config;
-    let modules_deadline = std::time::Duration::from_secs(u64::from(config.modules_deadline_s));
+    let mut ctx = Ctx::system(config.clone(), loaded.cmdline.clone(), pid1);
+    // The run directory is the report's (`--report` moves both).
+    if let Some(dir) = runner.path().parent() {
+        ctx.run = crate::rundir::RunDir::at(dir);
+    }
+    let ctx = Arc::new(ctx);
+    if let Err(e) = ctx.run.reserve() {
+        log::warn!(
+            "{}: cannot keep room for the report: {e}",
+            ctx.run.root().display()
+        );
+    }
+    let unit = |name: StepName| {
+        let ctx = Arc::clone(&ctx);
+        move || step::run(name, &ctx)
+    };
     // The bootstrap set: what must work before the lazy trees exist (NIC drivers, fuse).
-    let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
-    runner.run_bounded("bootstrap", modules_deadline, move || {
-        modules::load(
-            &module_config,
-            &module_cmdline,
-            Path::new(modules::BOOTSTRAP_LIST),
-        )
-    });
-
-    // Only as PID 1: `initagent stage1` on a running system must not touch its links or
-    // mount over its trees (`net up` and `flist mount` are there for that).
-    let net_config = config.clone();
-    let deadline = UpOptions::from_config(&config.net).worst_case();
-    runner.run_bounded("net", deadline, move || {
-        if pid1 {
-            net::bring_up(&net_config)
-        } else {
-            Ok(StepDone::skipped(
-                "not PID 1: the network of a running system is left alone (use `initagent net up`)",
-            ))
-        }
-    });
-
-    let mounted = flists::Shared::default();
-    let (flist_config, flist_shared) = (config.clone(), mounted.clone());
-    let deadline = std::time::Duration::from_secs(u64::from(config.flists_deadline_s) + 5);
-    runner.run_bounded("flists", deadline, move || {
-        if pid1 {
-            flists::mount_all(
-                &flist_config,
-                Path::new(flists::MANIFEST_DIR),
-                &flist_shared,
-            )
-        } else {
-            Ok(StepDone::skipped(
-                "not PID 1: a running system's trees are left alone (use `initagent flist mount`)",
-            ))
-        }
-    });
-
+    // Then the network and the flists, only as PID 1: `initagent stage1` on a running
+    // system must not touch its links or mount over its trees.
+    for name in [StepName::Bootstrap, StepName::Net, StepName::Flists] {
+        runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
+    }
     // In the background beside the maps check (it only fetches; the loads below use
     // whatever maps the check leaves), joined before the baseline loads.
-    let (prefetch_config, prefetch_cmdline) = (config.clone(), loaded.cmdline.clone());
-    let deadline = std::time::Duration::from_secs(u64::from(config.prefetch_deadline_s) + 5);
-    let prefetching = runner.start_background("prefetch", deadline, move || {
-        let lists = [
-            Path::new(modules::BOOTSTRAP_LIST),
-            Path::new(crate::kmod::DEFAULT_LIST),
-        ];
-        prefetch::boot_critical(&prefetch_config, &prefetch_cmdline, &lists, &mounted)
-    });
-
-    let deadline = std::time::Duration::from_secs(u64::from(config.depmod_deadline_s));
-    runner.run_bounded("depmod", deadline, depmod::ensure_maps);
+    let prefetch = StepName::Prefetch;
+    let prefetching =
+        runner.start_background(prefetch.as_str(), prefetch.deadline(config), unit(prefetch));
+    let depmod = StepName::Depmod;
+    runner.run_bounded(depmod.as_str(), depmod.deadline(config), unit(depmod));
     if let Some(prefetching) = prefetching {
         runner.join_background(prefetching);
     }
-
-    let (module_config, module_cmdline) = (config.clone(), loaded.cmdline.clone());
-    runner.run_bounded("modules", modules_deadline, move || {
-        modules::load(
-            &module_config,
-            &module_cmdline,
-            Path::new(crate::kmod::DEFAULT_LIST),
-        )
-    });
-
-    let (coldplug_config, coldplug_cmdline) = (config.clone(), loaded.cmdline.clone());
-    let deadline = std::time::Duration::from_secs(u64::from(config.coldplug_deadline_s) + 5);
-    runner.run_bounded("coldplug", deadline, move || {
-        if pid1 {
-            coldplug::run(&coldplug_config, &coldplug_cmdline)
-        } else {
-            Ok(StepDone::skipped(
-                "not PID 1: a running system's devices are left alone (use `initagent coldplug`)",
-            ))
-        }
-    });
+    for name in [StepName::Modules, StepName::Coldplug] {
+        runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
+    }
 
     let why = handoff::handoff(&mut runner, &config.handoff);
     let report_path = runner.path().display().to_string();

@@ -82,7 +82,7 @@ fn would_hide(target: &str) -> Option<String> {
 /// Mounts what is missing; degraded (never fatal) when a mount fails. A directory that
 /// is not a mount point but holds files is left alone (mounting would hide them: this is
 /// `initagent stage1` run by hand on a booted system).
-pub fn setup() -> Result<StepDone, String> {
+pub fn setup() -> Result<StepDone, crate::step::StepError> {
     let mut mounted = Vec::new();
     let mut present = 0u64;
     let mut failures = Vec::new();

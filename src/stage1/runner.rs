@@ -3,54 +3,12 @@
 //! recorded as failed and the boot goes on.
 
 use crate::report::{self, Outcome, Report, Step};
+pub use crate::step::StepDone;
+use crate::step::StepError;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-
-/// What a finished step reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepDone {
-    /// `Ok`, `Degraded` or `Skipped`.
-    pub outcome: Outcome,
-    /// One line for a person.
-    pub detail: String,
-    /// Counters for the report.
-    pub counters: BTreeMap<String, u64>,
-}
-
-impl StepDone {
-    /// A step that did everything.
-    pub fn ok(detail: impl Into<String>) -> Self {
-        StepDone {
-            outcome: Outcome::Ok,
-            detail: detail.into(),
-            counters: BTreeMap::new(),
-        }
-    }
-
-    /// A step that had nothing to do.
-    pub fn skipped(detail: impl Into<String>) -> Self {
-        StepDone {
-            outcome: Outcome::Skipped,
-            ..StepDone::ok(detail)
-        }
-    }
-
-    /// A step that did part of its work.
-    pub fn degraded(detail: impl Into<String>) -> Self {
-        StepDone {
-            outcome: Outcome::Degraded,
-            ..StepDone::ok(detail)
-        }
-    }
-
-    /// Adds a counter.
-    pub fn count(mut self, name: &str, value: u64) -> Self {
-        self.counters.insert(name.to_string(), value);
-        self
-    }
-}
 
 /// Owns the report while stage 1 runs.
 pub struct StepRunner {
@@ -95,18 +53,26 @@ impl StepRunner {
         if !self.persist {
             return;
         }
-        if let Err(e) = report::store(&self.path, &self.report) {
+        if let Err(e) = report::replace(&self.path, &self.report) {
             log::warn!("{e}");
         }
     }
 
     /// Starts a step that depends on the previous one, runs `body`, records the result.
-    pub fn run(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
+    pub fn run(
+        &mut self,
+        name: &str,
+        body: impl FnOnce() -> Result<StepDone, StepError>,
+    ) -> Outcome {
         self.maybe_break(name);
         self.run_now(name, body)
     }
 
-    fn run_now(&mut self, name: &str, body: impl FnOnce() -> Result<StepDone, String>) -> Outcome {
+    fn run_now(
+        &mut self,
+        name: &str,
+        body: impl FnOnce() -> Result<StepDone, StepError>,
+    ) -> Outcome {
         let start = self.begin(name);
         if self.skip.iter().any(|s| s == name) {
             let detail = format!("skipped by {}.skip", crate::config::CMDLINE_PREFIX);
@@ -116,10 +82,10 @@ impl StepRunner {
         let result = catch_unwind(AssertUnwindSafe(body));
         let (outcome, detail, counters) = match result {
             Ok(Ok(done)) => (done.outcome, done.detail, done.counters),
-            Ok(Err(why)) => (Outcome::Failed, why, BTreeMap::new()),
+            Ok(Err(why)) => (Outcome::Failed, why.to_string(), BTreeMap::new()),
             Err(panic) => (
                 Outcome::Failed,
-                format!("panicked: {}", panic_message(&panic)),
+                StepError::Panicked(panic_message(&panic)).to_string(),
                 BTreeMap::new(),
             ),
         };
@@ -148,7 +114,7 @@ impl StepRunner {
         &mut self,
         name: &str,
         deadline: std::time::Duration,
-        body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
+        body: impl FnOnce() -> Result<StepDone, StepError> + Send + 'static,
     ) -> Outcome {
         if self.skip.iter().any(|s| s == name) {
             return self.run(name, || Ok(StepDone::skipped("")));
@@ -165,7 +131,7 @@ impl StepRunner {
         &mut self,
         name: &str,
         deadline: std::time::Duration,
-        body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
+        body: impl FnOnce() -> Result<StepDone, StepError> + Send + 'static,
     ) -> Option<Background> {
         if self.skip.iter().any(|s| s == name) {
             self.run(name, || Ok(StepDone::skipped("")));
@@ -190,7 +156,7 @@ impl StepRunner {
         let result = wait_step(step.receiver, left, step.limit);
         let (outcome, detail, counters) = match result {
             Ok(done) => (done.outcome, done.detail, done.counters),
-            Err(why) => (Outcome::Failed, why, BTreeMap::new()),
+            Err(why) => (Outcome::Failed, why.to_string(), BTreeMap::new()),
         };
         let main_line = self.last_step.clone();
         self.finish(&step.name, step.start, outcome, detail, counters);
@@ -210,6 +176,7 @@ impl StepRunner {
             counters: BTreeMap::new(),
             after,
             pid: crate::sys::pid(),
+            unit: None,
         });
         self.save();
         start
@@ -251,38 +218,38 @@ pub struct Background {
     start: u64,
     deadline: std::time::Instant,
     limit: std::time::Duration,
-    receiver: Result<Receiver<Result<StepDone, String>>, String>,
+    receiver: Result<Receiver<Result<StepDone, StepError>>, StepError>,
 }
 
 /// Runs `body` on a thread named after the step; a panic becomes an error.
-fn spawn_step(
+pub(crate) fn spawn_step(
     name: &str,
-    body: impl FnOnce() -> Result<StepDone, String> + Send + 'static,
-) -> Result<Receiver<Result<StepDone, String>>, String> {
+    body: impl FnOnce() -> Result<StepDone, StepError> + Send + 'static,
+) -> Result<Receiver<Result<StepDone, StepError>>, StepError> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
             let result = catch_unwind(AssertUnwindSafe(body))
-                .unwrap_or_else(|panic| Err(format!("panicked: {}", panic_message(&panic))));
+                .unwrap_or_else(|panic| Err(StepError::Panicked(panic_message(&panic))));
             let _ = sender.send(result);
         })
-        .map_err(|e| format!("cannot start a thread: {e}"))?;
+        .map_err(|e| StepError::System {
+            what: "a thread for the step",
+            why: e.to_string(),
+        })?;
     Ok(receiver)
 }
 
 /// The step's result, or an error once `wait` passed (saying the step's `limit`).
-fn wait_step(
-    receiver: Result<Receiver<Result<StepDone, String>>, String>,
+pub(crate) fn wait_step(
+    receiver: Result<Receiver<Result<StepDone, StepError>>, StepError>,
     wait: std::time::Duration,
     limit: std::time::Duration,
-) -> Result<StepDone, String> {
+) -> Result<StepDone, StepError> {
     match receiver?.recv_timeout(wait) {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "did not finish within {} s; left running in the background",
-            limit.as_secs()
-        )),
+        Err(_) => Err(StepError::Deadline(limit)),
     }
 }
 
@@ -310,7 +277,10 @@ mod tests {
             Outcome::Ok
         );
         assert_eq!(
-            runner.run("b", || Err("no network".into())),
+            runner.run("b", || Err(StepError::System {
+                what: "network",
+                why: "no link".into()
+            })),
             Outcome::Failed
         );
         assert_eq!(runner.run("c", || panic!("bug {}", 42)), Outcome::Failed);
@@ -319,7 +289,7 @@ mod tests {
         assert_eq!(steps[0].counters["n"], 3);
         assert!(steps[0].after.is_empty());
         assert_eq!(steps[1].after, ["a"]);
-        assert_eq!(steps[1].detail, "no network");
+        assert_eq!(steps[1].detail, "network: no link");
         assert_eq!(steps[2].detail, "panicked: bug 42");
         assert!(steps.iter().all(|s| s.end_us >= Some(s.start_us)));
     }
@@ -356,12 +326,15 @@ mod tests {
         let beside = runner
             .start_background("beside", std::time::Duration::from_secs(30), move || {
                 // Ends only once the main-line step below has run.
-                wait.recv().map_err(|e| e.to_string())?;
+                wait.recv()
+                    .map_err(|e| StepError::Panicked(e.to_string()))?;
                 Ok(StepDone::ok("done").count("n", 1))
             })
             .unwrap();
         runner.run("main", move || {
-            release.send(()).map_err(|e| e.to_string())?;
+            release
+                .send(())
+                .map_err(|e| StepError::Panicked(e.to_string()))?;
             Ok(StepDone::ok(""))
         });
         runner.join_background(beside);

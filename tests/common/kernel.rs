@@ -95,3 +95,33 @@ pub fn debian_tree() -> (PathBuf, String) {
     let kernel = Kernel::current();
     (kernel.root, kernel.release)
 }
+
+/// A release string of the same length as `release` that no kernel runs: every digit 9
+/// (`6.1.0-28-amd64` → `9.9.9-99-amd64`).
+pub fn foreign_release(release: &str) -> String {
+    release
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '9' } else { c })
+        .collect()
+}
+
+/// A copy of a real module that the running kernel must refuse: signature stripped (so
+/// the refusal is about the build, not the signature) and vermagic rewritten to
+/// [`foreign_release`].
+pub fn foreign_module(original: &[u8], release: &str) -> Vec<u8> {
+    const MAGIC: &[u8] = b"~Module signature appended~\n";
+    let mut data = original.to_vec();
+    if data.ends_with(MAGIC) {
+        let info_end = data.len() - MAGIC.len();
+        let sig_len = u32::from_be_bytes(data[info_end - 4..info_end].try_into().unwrap()) as usize;
+        data.truncate(info_end - 12 - sig_len);
+    }
+    let needle = format!("vermagic={release} SMP");
+    let at = data
+        .windows(needle.len())
+        .position(|w| w == needle.as_bytes())
+        .expect("vermagic in module");
+    let fake = format!("vermagic={} SMX", foreign_release(release));
+    data[at..at + fake.len()].copy_from_slice(fake.as_bytes());
+    data
+}

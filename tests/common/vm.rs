@@ -85,6 +85,8 @@ pub struct Vm {
     netns: Option<String>,
     ca_file: Option<PathBuf>,
     zinit: bool,
+    removed: Vec<String>,
+    nic: bool,
 }
 
 /// What a boot produced.
@@ -121,7 +123,23 @@ impl Vm {
             netns: None,
             ca_file: None,
             zinit: false,
+            removed: Vec::new(),
+            nic: false,
         }
+    }
+
+    /// A NIC on QEMU's user network (its DHCP server answers), so zinit's `internet` and
+    /// what waits for it can finish.
+    pub fn with_nic(mut self) -> Vm {
+        self.nic = true;
+        self
+    }
+
+    /// Leaves a file of the target out of the image (`/etc/initagent/modules`: a node
+    /// without a module list).
+    pub fn without(mut self, dest: &str) -> Vm {
+        self.removed.push(dest.into());
+        self
     }
 
     /// Runs QEMU in the test's network namespace `ns` (where the test runs its servers:
@@ -355,6 +373,9 @@ impl Vm {
         for (dest, target) in &self.symlinks {
             command.arg("--symlink").arg(format!("{dest}:{target}"));
         }
+        for dest in &self.removed {
+            command.arg("--remove").arg(dest);
+        }
         for (i, extra) in self.extras.iter().enumerate() {
             let source = out.join(format!("extra-{i}"));
             std::fs::write(&source, &extra.content).unwrap();
@@ -417,7 +438,7 @@ impl Vm {
             Killed(child)
         });
         // A NIC on QEMU's user network when the guest has something to reach there.
-        let nic = if self.served.is_some() || self.netns.is_some() {
+        let nic = if self.nic || self.served.is_some() || self.netns.is_some() {
             vec![
                 "-netdev".to_string(),
                 "user,id=n0".to_string(),

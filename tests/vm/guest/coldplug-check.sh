@@ -1,12 +1,12 @@
 #!/bin/sh
-# Stand-in for zinit in the coldplug VM test: sends the boot report, coldplug's full
-# result and the loaded modules to the host over the second serial port.
+# The coldplug VM test's report under the real zinit: sends the boot report, stage 1's
+# coldplug result and the loaded modules to the host over the second serial port.
 out=/dev/ttyS1
 echo "report-begin" > $out
 /sbin/initagent status --json > $out 2>&1
 echo "report-end" > $out
 echo "coldplug-begin" > $out
-cat /run/initagent/coldplug.json > $out 2>&1
+cat /run/initagent/steps/coldplug.json > $out 2>&1
 echo > $out
 echo "coldplug-end" > $out
 /sbin/initagent status | grep -E '^devices without a driver' | sed 's/^/status: /' > $out

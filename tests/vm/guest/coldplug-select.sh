@@ -1,7 +1,8 @@
 #!/bin/sh
-# Stand-in for zinit in the coldplug selection VM test: `initagent coldplug --device` loads
-# only the named device's driver (the agent's own coldplug), then with Debian's udevd
-# running, `--subsystem pci` and a full trigger (subsystem objects first) settle.
+# The coldplug selection VM test's report under the real zinit: `initagent coldplug
+# --device` loads only the named device's driver (the agent's own coldplug: the image's
+# udevd is out of the way for it), then with Debian's udevd running, `--subsystem pci` and
+# a full trigger (subsystem objects first) settle.
 out=/dev/ttyS1
 say() { echo "$*" > $out; }
 modules() { cut -d' ' -f1 /proc/modules | tr '\n' ' '; }
@@ -10,8 +11,10 @@ for dev in /sys/bus/pci/devices/*; do
   [ "$(cat "$dev/vendor")" = 0x8086 ] && [ "$(cat "$dev/device")" = 0x100e ] && e1000=$(readlink -f "$dev")
 done
 say "e1000-device $e1000"
+mv /lib/systemd/systemd-udevd /lib/systemd/udevd.aside
 /sbin/initagent coldplug --device "$e1000" > /tmp/own.txt 2>&1
 say "own rc=$? modules: $(modules)"
+mv /lib/systemd/udevd.aside /lib/systemd/systemd-udevd
 /lib/systemd/systemd-udevd --daemon
 say "udevd rc=$?"
 /sbin/initagent coldplug --json --subsystem pci > /tmp/pci.json 2>&1

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Stand-in for zinit in the modules VM test: reports what stage 1 loaded, then runs the
-# loader again (a no-op), with bad input, and through the kernel's own request_module.
+# The modules VM test's report under the real zinit: what stage 1 (and zinit's module
+# services after it) loaded, then the loader again (a no-op), with bad input, and through
+# the kernel's own request_module.
 out=/dev/ttyS1
 say() { echo "$*" > $out; }
 say "handoff pid=$$"

@@ -32,7 +32,7 @@ for p in /proc/[0-9]*; do
     initagent|systemd-udevd) echo "rss: $(cat "$p/comm") ${p#/proc/} $(awk '/^VmHWM/ {print $2}' "$p/status")" > $out ;;
   esac
 done
-echo "coldplug-begin" > $out; cat /run/initagent/coldplug.json > $out 2>&1; echo > $out; echo "coldplug-end" > $out
+echo "coldplug-begin" > $out; cat /run/initagent/steps/coldplug.json > $out 2>&1; echo > $out; echo "coldplug-end" > $out
 echo "report-begin" > $out
 /sbin/initagent status --json > $out 2>&1
 echo "report-end" > $out

@@ -1,27 +1,40 @@
 //! The `depmod` step: check the module tree's dependency maps against the tree and the
 //! running kernel; repair them into tmpfs only when they are wrong.
 
-use super::runner::StepDone;
+use super::{Ctx, StepDone, StepError};
 use crate::depmod::ensure::{self, EnsureOptions};
-use std::path::Path;
 
-/// Runs `depmod ensure` on the live system.
-pub fn ensure_maps() -> Result<StepDone, String> {
-    let release = crate::sys::kernel_release();
-    if !Path::new("/lib/modules").join(&release).is_dir() {
-        return Ok(StepDone::skipped(format!(
-            "no /lib/modules/{release} in this image"
+/// Runs `depmod ensure` on the node's tree. Degraded, never failed, when the maps cannot
+/// be made usable (no tree, no room for repaired maps): the loads after it go on with
+/// what there is, and say what is missing.
+pub fn ensure_maps(ctx: &Ctx) -> Result<StepDone, StepError> {
+    let release = &ctx.release;
+    let tree = ctx.path("/lib/modules").join(release);
+    if !tree.is_dir() {
+        return Ok(StepDone::degraded(format!(
+            "no module tree at {}: nothing to check (modules load from nowhere until the modules flist is mounted)",
+            tree.display()
         )));
     }
+    let live = ctx.root == std::path::Path::new("/");
+    let output = ctx.run.root().join("depmod");
     let options = EnsureOptions {
-        root: Path::new("/"),
-        release: &release,
-        running: Some(&release),
-        output: Path::new(ensure::DEFAULT_OUTPUT),
-        place: true,
+        root: &ctx.root,
+        release,
+        running: live.then_some(release.as_str()),
+        output: &output,
+        place: live,
         in_process: false,
     };
-    let report = ensure::ensure(&options)?;
+    let report = match ensure::ensure(&options) {
+        Ok(report) => report,
+        Err(why) => {
+            return Ok(StepDone::degraded(format!(
+                "maps could not be checked or repaired: {why}; loads use the maps as they are"
+            ))
+            .count("checks_failed", 1))
+        }
+    };
     let accounting = report.check.accounting;
     let failed: Vec<String> = report
         .check
@@ -51,6 +64,7 @@ pub fn ensure_maps() -> Result<StepDone, String> {
         ))
     };
     Ok(done
+        .with_result(&report)
         .count("files_read", accounting.files_opened)
         .count("bytes_read", accounting.bytes_read)
         .count("module_bytes_read", accounting.module_bytes_read)

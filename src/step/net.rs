@@ -1,24 +1,24 @@
 //! The `net` step: `net up` as configured (profile, `initagent.net.*`, `ip=`, `BOOTIF=`).
 //! No lease is `degraded` with what each link tried, and the boot goes on; the full
-//! result is kept in [`RESULT_PATH`] for people and the failure bundle (not in the lease
-//! directory, which holds only leases: `net renew` keeps every file there).
+//! result is the step's outcome file (`/run/initagent/steps/net.json`), not in the lease
+//! directory, which holds only leases (`net renew` keeps every file there).
 
-use super::runner::StepDone;
-use crate::config::Config;
+use super::{Ctx, StepDone, StepError};
 use crate::net::up::{up, UpOptions};
-use std::path::Path;
-
-/// The step's whole result.
-pub const RESULT_PATH: &str = "/run/initagent/net-up.json";
 
 /// Brings the network up.
-pub fn bring_up(config: &Config) -> Result<StepDone, String> {
-    let options = UpOptions::from_config(&config.net);
-    let report = up(&options)?;
-    let text = serde_json::to_vec_pretty(&report).unwrap_or_default();
-    if let Err(e) = crate::fsutil::write_atomic(Path::new(RESULT_PATH), &text) {
-        log::warn!("{RESULT_PATH}: {e}");
+pub fn bring_up(ctx: &Ctx) -> Result<StepDone, StepError> {
+    if !ctx.live {
+        return Ok(StepDone::skipped(
+            "not PID 1: the network of a running system is left alone (use `initagent net up`)",
+        ));
     }
+    let mut options = UpOptions::from_config(&ctx.config.net);
+    options.run_dir = ctx.run.leases();
+    let report = up(&options).map_err(|why| StepError::System {
+        what: "network",
+        why,
+    })?;
     let leases = report.links.iter().filter(|l| l.lease.is_some()).count() as u64;
     let done = if report.outcome == "ok" {
         StepDone::ok(report.summary())
@@ -26,6 +26,7 @@ pub fn bring_up(config: &Config) -> Result<StepDone, String> {
         StepDone::degraded(report.summary())
     };
     Ok(done
+        .with_result(&report)
         .count("links", report.links.len() as u64)
         .count("leases", leases)
         .count(
@@ -42,7 +43,7 @@ pub fn bring_up(config: &Config) -> Result<StepDone, String> {
 mod tests {
     #[test]
     fn the_result_is_not_in_the_lease_directory() {
-        let result = std::path::Path::new(super::RESULT_PATH);
-        assert!(!result.starts_with(crate::net::apply::RUN_DIR));
+        let run = crate::rundir::RunDir::default();
+        assert!(!run.outcome_path("net").starts_with(run.leases()));
     }
 }

@@ -1,50 +1,49 @@
 //! The `coldplug` step: the drivers of the devices present. With a udevd in the image (or
 //! one running), udevd loads them: trigger and settle, within the deadline. Without one,
-//! the agent's own coldplug. The full result is kept in `/run/initagent/coldplug.json`.
+//! the agent's own coldplug. The full result is the step's outcome file
+//! (`/run/initagent/steps/coldplug.json`: devices, modules, devices without a driver).
 
-use super::runner::StepDone;
+use super::{Ctx, StepDone, StepError};
 use crate::coldplug::{self, ColdplugOptions, ColdplugReport};
-use crate::config::{cmdline::Cmdline, Config};
-use crate::kmod::Modules;
 use std::path::Path;
 use std::time::Duration;
 
-/// Where the step's full result goes.
-pub const RESULT_PATH: &str = "/run/initagent/coldplug.json";
-
-/// Coldplug with the running kernel's tree.
-pub fn run(config: &Config, cmdline: &Cmdline) -> Result<StepDone, String> {
+/// Coldplug with the running kernel's tree; degraded when the tree is missing (the
+/// devices wait for a later run), the deadline passed or a driver failed to load.
+pub fn run(ctx: &Ctx) -> Result<StepDone, StepError> {
+    if !ctx.live {
+        return Ok(StepDone::skipped(
+            "not PID 1: a running system's devices are left alone (use `initagent coldplug`)",
+        ));
+    }
+    let config = &ctx.config;
     let deadline = Duration::from_secs(config.coldplug_deadline_s.into());
     let udevd = crate::coldplug::udev::udevd_binary();
     if udevd.is_some() || Path::new(crate::coldplug::udev::CONTROL).exists() {
-        let report = crate::coldplug::udev::run(
-            Path::new("/sys"),
-            udevd.as_deref(),
-            deadline,
-            &Default::default(),
-        );
-        save(&report);
-        return Ok(udev_step_done(&report));
+        let report =
+            crate::coldplug::udev::run(&ctx.sysfs, udevd.as_deref(), deadline, &ctx.selection);
+        return Ok(udev_step_done(&report).with_result(&report));
     }
-    let release = crate::sys::kernel_release();
-    let modules =
-        Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
+    let modules = match ctx.modules() {
+        Ok(modules) => modules,
+        Err(e) => {
+            return Ok(StepDone::degraded(format!(
+                "{e}: no drivers loaded; the devices wait for a run with a tree"
+            )))
+        }
+    };
     let mut options = ColdplugOptions {
+        sysfs: ctx.sysfs.clone(),
         deadline,
+        selection: ctx.selection.clone(),
         ..ColdplugOptions::default()
     };
     options.load.sequential = config.modules_sequential.iter().cloned().collect();
-    let report = coldplug::run(&modules, &options);
-    save(&report);
-    Ok(step_done(&report))
-}
-
-fn save(report: &impl serde::Serialize) {
-    if let Ok(text) = serde_json::to_vec_pretty(report) {
-        if let Err(e) = crate::fsutil::write_atomic(Path::new(RESULT_PATH), &text) {
-            log::warn!("{RESULT_PATH}: {e}");
-        }
+    if !config.modules_parallel {
+        options.load.workers = 1;
     }
+    let report = coldplug::run(&modules, &options);
+    Ok(step_done(&report).with_result(&report))
 }
 
 /// The report line of a coldplug through udevd.

@@ -9,7 +9,7 @@
 //! initramfs carries stays visible and the boot goes on with it, degraded, with the
 //! reason in the report.
 
-use super::runner::StepDone;
+use super::{Ctx, StepDone, StepError};
 use crate::config::Config;
 use crate::flist::daemon::{self, DaemonRequest};
 use crate::flist::fs::FlistFs;
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// Where the initramfs keeps the flist manifests.
 pub const MANIFEST_DIR: &str = "/etc/initagent/flists";
 /// The disk caches of the stage-1 flists (`<dir>/<name>`, tmpfs).
-pub const CACHE_DIR: &str = "/run/initagent/cache";
+pub const CACHE_DIR: &str = crate::rundir::CACHES;
 
 /// An flist stage 1 mounted, with the agent's own handle on it (same manifest, same disk
 /// cache as the daemon) for the prefetch.
@@ -166,18 +166,19 @@ fn mount_one(
 }
 
 /// Mounts every flist the image has a manifest for; degraded when one could not be.
-pub fn mount_all(
-    config: &Config,
-    manifest_dir: &Path,
-    shared: &Shared,
-) -> Result<StepDone, String> {
-    let release = crate::sys::kernel_release();
+pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> {
+    if !ctx.live {
+        return Ok(StepDone::skipped(
+            "not PID 1: a running system's trees are left alone (use `initagent flist mount`)",
+        ));
+    }
+    let (config, shared, release) = (&ctx.config, &ctx.mounted, &ctx.release);
     let deadline = Instant::now() + Duration::from_secs(u64::from(config.flists_deadline_s));
     let mut mounted = Vec::new();
     let mut problems = Vec::new();
     let (mut probe_bytes, mut probe_blocks) = (0u64, 0u64);
     let mut clock_offset = None;
-    for (name, manifest, target) in wanted(manifest_dir, &release) {
+    for (name, manifest, target) in wanted(manifest_dir, release) {
         if !manifest.exists() {
             continue;
         }

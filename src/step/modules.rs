@@ -2,11 +2,10 @@
 //! `/etc/initagent/modules`) with the agent's own loader, and make the kernel's own
 //! module requests (`request_module`) reach the agent when the image has no modprobe.
 
-use super::runner::StepDone;
-use crate::config::{cmdline::Cmdline, Config};
+use super::{Ctx, StepDone, StepError};
+use crate::kmod;
 use crate::kmod::load::LoadOptions;
 use crate::kmod::resolve::BlacklistMode;
-use crate::kmod::{self, Modules};
 use std::path::{Path, PathBuf};
 
 const MODPROBE_BINARIES: &[&str] = &[
@@ -19,7 +18,7 @@ const MODPROBE_BINARIES: &[&str] = &[
 /// (NIC drivers, `fuse`), written by the image builder from `targets/<name>/bootstrap`.
 pub const BOOTSTRAP_LIST: &str = "/etc/initagent/bootstrap";
 /// Where stage 1 puts a `modprobe` name for itself when the image has none.
-pub const MODPROBE_LINK: &str = "/run/initagent/bin/modprobe";
+pub const MODPROBE_LINK: &str = crate::rundir::MODPROBE_LINK;
 
 /// Points `/proc/sys/kernel/modprobe` at the agent (through a link named `modprobe`, so
 /// it runs its modprobe personality) unless a modprobe binary exists.
@@ -43,15 +42,25 @@ pub fn route_kernel_requests() -> Result<Option<PathBuf>, String> {
     Ok(Some(link.to_path_buf()))
 }
 
-/// Loads the list; degraded when a required module failed or a name matched nothing.
-pub fn load(config: &Config, cmdline: &Cmdline, list: &Path) -> Result<StepDone, String> {
-    if !list.exists() {
-        return Ok(StepDone::skipped(format!(
-            "no module list at {}",
-            list.display()
-        )));
-    }
-    let inputs = kmod::read_list(list)?;
+/// Loads the list; degraded when a required module failed or a name matched nothing, and
+/// when the list or the tree is missing (this node can never load it: nothing waits).
+pub fn load(ctx: &Ctx, list: &Path) -> Result<StepDone, StepError> {
+    let inputs = match std::fs::read_to_string(list) {
+        Ok(text) => kmod::parse_list(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(StepDone::degraded(format!(
+                "no module list at {}: nothing loaded (the image builder writes it from the target's list)",
+                list.display()
+            ))
+            .count("requested", 0))
+        }
+        Err(e) => {
+            return Err(StepError::Input {
+                path: list.to_path_buf(),
+                why: format!("cannot read the module list: {e}"),
+            })
+        }
+    };
     let routed = match route_kernel_requests() {
         Ok(Some(link)) => format!("; kernel requests go to {}", link.display()),
         Ok(None) => String::new(),
@@ -60,20 +69,33 @@ pub fn load(config: &Config, cmdline: &Cmdline, list: &Path) -> Result<StepDone,
             format!("; kernel requests not routed: {e}")
         }
     };
-    let release = crate::sys::kernel_release();
-    let modules =
-        Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
+    let modules = match ctx.modules() {
+        Ok(modules) => modules,
+        Err(e) => {
+            return Ok(StepDone::degraded(format!(
+                "{e}: none of the {} modules of {} loaded",
+                inputs.len(),
+                list.display()
+            ))
+            .count("requested", inputs.len() as u64))
+        }
+    };
     for problem in &modules.tree.problems {
         log::warn!("{problem}");
     }
     let mut options = LoadOptions {
-        sequential: config.modules_sequential.iter().cloned().collect(),
+        sequential: ctx.config.modules_sequential.iter().cloned().collect(),
         ..LoadOptions::default()
     };
-    if !config.modules_parallel {
+    if !ctx.config.modules_parallel {
         options.workers = 1;
     }
-    let (plan, report) = modules.load(&inputs, &options, BlacklistMode::AliasOnly);
+    let (plan, report) = modules.load_with(
+        ctx.kernel.as_ref(),
+        &inputs,
+        &options,
+        BlacklistMode::AliasOnly,
+    );
     for (name, outcome) in &report.modules {
         log::debug!("{}", kmod::describe_outcome(name, outcome));
     }
@@ -98,5 +120,7 @@ pub fn load(config: &Config, cmdline: &Cmdline, list: &Path) -> Result<StepDone,
     for (key, value) in counters {
         done = done.count(&key, value);
     }
-    Ok(done)
+    Ok(done
+        .count("requested", inputs.len() as u64)
+        .with_result(&report))
 }

@@ -5,16 +5,15 @@
 //! daemons read. It runs in the background beside the dependency-map check and is joined
 //! before the baseline loads, which then read local blocks instead of the network.
 
-use super::flists::{Mounted, Shared};
-use super::runner::StepDone;
-use crate::config::{cmdline::Cmdline, Config};
+use super::flists::Mounted;
+use super::{Ctx, StepDone, StepError};
 use crate::flist::fs::FlistFs;
 use crate::flist::prefetch::prefetch_paths;
 use crate::kmod::elf::Modinfo;
 use crate::kmod::resolve::{Action, BlacklistMode};
 use crate::kmod::{self, Modules};
 use std::collections::{BTreeSet, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What this node will load: module names or aliases from the lists and `/sys`.
@@ -117,12 +116,21 @@ fn firmware_paths(modules: &FlistFs, module_paths: &[String], firmware: &FlistFs
 }
 
 /// Fetches the blocks of what this node is about to load into the flists' disk caches.
-pub fn boot_critical(
-    config: &Config,
-    cmdline: &Cmdline,
-    lists: &[&Path],
-    shared: &Shared,
-) -> Result<StepDone, String> {
+/// In stage 1 over the flists the flists step mounted; in its own process (a zinit
+/// service, an operator) over the stage-1 flists mounted now.
+pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
+    let shared = if ctx.mounted.lock().map_or(true, |m| m.is_empty()) {
+        super::flists::open_mounted(&ctx.config, Path::new(super::flists::MANIFEST_DIR))
+    } else {
+        ctx.mounted.clone()
+    };
+    let (config, lists) = (
+        &ctx.config,
+        [
+            ctx.path(super::modules::BOOTSTRAP_LIST),
+            ctx.path(crate::kmod::DEFAULT_LIST),
+        ],
+    );
     let mounted = shared.lock().unwrap_or_else(|p| p.into_inner());
     let by_name = |name: &str| mounted.iter().find(|m: &&Mounted| m.name == name);
     let Some(modules_flist) = by_name("modules") else {
@@ -130,10 +138,9 @@ pub fn boot_critical(
     };
     let started = Instant::now();
     let deadline = Duration::from_secs(u64::from(config.prefetch_deadline_s));
-    let release = crate::sys::kernel_release();
-    let modules =
-        Modules::open(Path::new("/"), &release, &[], cmdline).map_err(|e| e.to_string())?;
-    let inputs = wanted_inputs(lists, Path::new("/sys"));
+    let modules = ctx.modules()?;
+    let lists: Vec<&Path> = lists.iter().map(PathBuf::as_path).collect();
+    let inputs = wanted_inputs(&lists, &ctx.sysfs);
     let paths = module_paths(&modules, &inputs, &modules_flist.target);
     let resolved_ms = started.elapsed().as_millis() as u64;
     let bytes_before: u64 = mounted
