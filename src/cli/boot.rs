@@ -89,14 +89,20 @@ pub(crate) fn run_step(options: &Options, name: &str, by_hand: bool) -> i32 {
         // A person asked for this step: `initagent.skip` is for the boot's own runs.
         ctx.config.skip.clear();
     }
-    let record_as = options.record_as.as_deref().unwrap_or(step.as_str());
+    // In the report, a run without `--as` is `<step>-by-hand`: stage 1's own record of
+    // the step stays as it was.
+    let shown = options.record_as.as_deref().unwrap_or(step.as_str());
+    let record_as = options
+        .record_as
+        .clone()
+        .unwrap_or_else(|| format!("{}-by-hand", step.as_str()));
     let last = oneshot::run(
         step,
         &ctx,
-        record_as,
+        &record_as,
         options.retry,
         &mut std::thread::sleep,
-        &mut |attempt, again| show(step, record_as, attempt, again, options.json),
+        &mut |attempt, again| show(step, shown, attempt, again, options.json),
     );
     if !by_hand {
         return i32::from(!last.go_on);

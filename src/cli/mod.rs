@@ -61,7 +61,8 @@ commands:
   step NAME [--as NAME] [--retry] [--json]
                           run one boot step (bootstrap, net, flists, depmod, prefetch,
                           modules, coldplug) as stage 1 does, recorded in the boot report
-                          as --as NAME (the zinit service's name); exits 0 exactly when
+                          as --as NAME (the zinit service's name; default <step>-by-hand,
+                          stage 1's own record is never replaced); exits 0 exactly when
                           what waits on it may go on: net and flists once done (--retry:
                           until then, backoff 5 s doubling to 60 s), the others always,
                           saying why they are degraded. What the zinit services run

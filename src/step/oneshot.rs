@@ -127,12 +127,21 @@ fn run_once(step: StepName, ctx: &Ctx, record_as: &str, number: u32) -> Attempt 
 }
 
 /// Merges the step into the report (a node without one, e.g. a build host, gets none).
+/// Stage 1's own record of a step is never replaced: a run named like it is recorded as
+/// `<name>-late`.
 fn save(ctx: &Ctx, step: &Step) {
     if !ctx.run.root().is_dir() {
         return;
     }
     let path = ctx.run.report();
-    if let Err(e) = report::update(&path, |r| r.upsert_step(step.clone())) {
+    let result = report::update(&path, |r| {
+        let mut step = step.clone();
+        if r.step(&step.name).is_some_and(|s| s.unit.is_none()) {
+            step.name.push_str("-late");
+        }
+        r.upsert_step(step)
+    });
+    if let Err(e) = result {
         log::warn!("{e}");
     }
 }
@@ -202,7 +211,28 @@ mod tests {
             (record.unit.as_str(), record.outcome),
             ("modules", Outcome::Degraded)
         );
-        assert_eq!(report.late_steps().len(), 3);
+        // Named like a stage-1 step, a run never replaces it.
+        let stage1 = crate::report::Step {
+            unit: None,
+            pid: 1,
+            ..report.step("bootstrap").unwrap().clone()
+        };
+        crate::report::update(&ctx.run.report(), |r| r.upsert_step(stage1.clone())).unwrap();
+        super::run(
+            StepName::Bootstrap,
+            &ctx,
+            "bootstrap",
+            false,
+            &mut |_| {},
+            &mut |_, _| {},
+        );
+        let report = crate::report::load(&ctx.run.report()).unwrap();
+        assert_eq!(report.step("bootstrap"), Some(&stage1));
+        assert_eq!(
+            report.step("bootstrap-late").unwrap().unit.as_deref(),
+            Some("bootstrap")
+        );
+        assert_eq!(report.late_steps().len(), 3, "{report:#?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
