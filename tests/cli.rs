@@ -358,3 +358,39 @@ fn a_oneshot_that_cannot_do_its_work_says_so_and_lets_the_boot_go_on() {
         text(&out.stdout)
     );
 }
+
+#[test]
+fn module_files_out_of_the_tree_or_not_regular_are_refused_by_name() {
+    // Maps made by the real depmod over a tree where one module is a symlink leading out
+    // of it: resolve and load refuse it, naming the path and why; nothing is loaded.
+    let dir = scratch("hostile-tree");
+    let release = "6.1.0-0-hostile";
+    let tree = dir.join("lib/modules").join(release);
+    std::fs::create_dir_all(tree.join("kernel")).unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/modules-mini/tree/lib/modules/6.1.0-56-amd64/kernel/net/llc/llc.ko");
+    std::fs::copy(&fixture, dir.join("outside.ko")).unwrap();
+    std::os::unix::fs::symlink(dir.join("outside.ko"), tree.join("kernel/llc.ko")).unwrap();
+    let depmod = Command::new("depmod")
+        .arg("-b")
+        .arg(&dir)
+        .arg(release)
+        .status()
+        .unwrap();
+    assert!(depmod.success());
+    let root = dir.to_str().unwrap();
+    let out = initagent(&["modules", "resolve", "llc", "--root", root, "--kernel", release]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("REFUSED: modules.dep path \"kernel/llc.ko\" leads out of")
+            && shown.contains("through a symlink"),
+        "{shown}"
+    );
+    let out = initagent(&["modules", "load", "llc", "--root", root, "--kernel", release]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("llc: FAILED: refused: modules.dep path"),
+        "{}",
+        text(&out.stdout)
+    );
+}

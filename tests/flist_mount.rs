@@ -387,7 +387,31 @@ fn damaged_and_foreign_manifests_are_clear_errors() {
             "damaged flist",
         ),
     ];
+    // Crafted from a real rfs flist: a row listed twice (no primary key), a cycle of
+    // parents (a/b/c made b's parent): refused at open, before anything is walked.
+    let crafted = |name: &str, sql: &str| -> (String, Vec<u8>) {
+        let path = scratch.join(format!("{name}.source"));
+        std::fs::copy(fixtures().join("odd-tree/odd-tree.fl"), &path).unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+        (name.to_string(), std::fs::read(&path).unwrap())
+    };
+    let mut cases: Vec<(String, Vec<u8>, &str)> = cases
+        .into_iter()
+        .map(|(name, content, expected)| (name.to_string(), content, expected))
+        .collect();
+    let (name, content) = crafted(
+        "twice.fl",
+        "CREATE TABLE copy AS SELECT * FROM inode; DROP TABLE inode; \
+         ALTER TABLE copy RENAME TO inode; INSERT INTO inode SELECT * FROM inode WHERE ino = 18;",
+    );
+    cases.push((name, content, "inode 18 appears more than once"));
+    let (name, content) = crafted("cycle.fl", "UPDATE inode SET parent = 20 WHERE ino = 19;");
+    cases.push((name, content, "is its own ancestor"));
     for (name, content, expected) in cases {
+        let name = name.as_str();
         let path = scratch.join(name);
         std::fs::write(&path, content).unwrap();
         let out = agent(&[

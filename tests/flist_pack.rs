@@ -254,3 +254,69 @@ fn moved_store_is_followed_by_route_set_and_prefetched_blocks_survive_its_loss()
         std::fs::read(dir.join("src/hello.txt")).unwrap()
     );
 }
+
+#[test]
+fn a_mounted_flist_keeps_its_files_modes_for_other_users() {
+    // allow_other lets every user into the mount; default_permissions keeps each file's
+    // own mode: nobody reads the world-readable file, not the 0600 one nor into a 0700 dir.
+    let dir = std::env::temp_dir().join(format!("initagent-modes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("locked")).unwrap();
+    std::fs::write(src.join("open.txt"), b"for everyone\n").unwrap();
+    std::fs::write(src.join("secret.txt"), b"root only\n").unwrap();
+    std::fs::write(src.join("locked/inside.txt"), b"root only\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(&dir, 0o755);
+    mode(&src.join("open.txt"), 0o644);
+    mode(&src.join("secret.txt"), 0o600);
+    mode(&src.join("locked"), 0o700);
+    let flist = dir.join("modes.fl");
+    let store = format!("dir://{}", dir.join("store").display());
+    let out = agent(&[
+        "flist",
+        "pack",
+        "-m",
+        flist.to_str().unwrap(),
+        "--store",
+        &store,
+        src.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let target = dir.join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    mode(&target, 0o755);
+    let out = agent(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let as_nobody = |file: &str| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+            .arg(target.join(file))
+            .output()
+            .unwrap()
+    };
+    let open = as_nobody("open.txt");
+    let secret = as_nobody("secret.txt");
+    let inside = as_nobody("locked/inside.txt");
+    let root_reads = std::fs::read(target.join("secret.txt"));
+    let _ = agent(&["flist", "umount", "--lazy", target.to_str().unwrap()]);
+    assert_eq!(open.stdout, b"for everyone\n", "{open:?}");
+    for denied in [&secret, &inside] {
+        assert!(!denied.status.success(), "{denied:?}");
+        assert!(
+            String::from_utf8_lossy(&denied.stderr).contains("Permission denied"),
+            "{denied:?}"
+        );
+    }
+    assert_eq!(root_reads.unwrap(), b"root only\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -140,6 +140,7 @@ fn print_resolution(resolution: &Resolution, dir: &Path) {
                 Action::Builtin => "built in".into(),
                 Action::Install { command } => format!("install command: {command}"),
                 Action::Missing => "MISSING from modules.dep".into(),
+                Action::Refused { why } => format!("REFUSED: {why}"),
             };
             let options = if step.options.is_empty() {
                 String::new()
@@ -270,7 +271,10 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
     } else {
         let name = crate::kmod::name::modname(target);
         match context.tree.dep_line(&name) {
-            Some(line) => context.tree.module_path(&line.path),
+            Some(line) => match context.tree.module_path(&line.path) {
+                Ok(path) => path,
+                Err(why) => return fail(why),
+            },
             None if context.tree.is_builtin(&name) => {
                 outln!("{name}: built into the kernel");
                 return 0;

@@ -151,6 +151,34 @@ fn digest(value: ValueRef<'_>) -> Option<[u8; 32]> {
     None
 }
 
+/// An inode whose chain of parents comes back to itself, if any (each chain is followed
+/// once: linear in the number of inodes).
+fn parent_cycle(inodes: &HashMap<u64, Inode>) -> Option<u64> {
+    // 0: not seen, 1: on the chain being followed, 2: known to end.
+    let mut state: HashMap<u64, u8> = HashMap::with_capacity(inodes.len());
+    for &start in inodes.keys() {
+        let mut chain = Vec::new();
+        let mut current = start;
+        loop {
+            match state.get(&current).copied().unwrap_or(0) {
+                2 => break,
+                1 => return Some(current),
+                _ => {}
+            }
+            let Some(inode) = inodes.get(&current).filter(|_| current != 1) else {
+                break; // the root, or a parent not in the manifest: the chain ends
+            };
+            state.insert(current, 1);
+            chain.push(current);
+            current = inode.parent;
+        }
+        for ino in chain {
+            state.insert(ino, 2);
+        }
+    }
+    None
+}
+
 impl Manifest {
     /// Opens `path` read-only and loads the tree.
     pub fn open(path: &Path) -> Result<Manifest, MetaError> {
@@ -242,8 +270,20 @@ impl Manifest {
                 if ino != 1 {
                     children.entry(inode.parent).or_default().push(ino);
                 }
-                inodes.insert(ino, inode);
+                if inodes.insert(ino, inode).is_some() {
+                    // Listed twice, a directory would be walked twice (or forever).
+                    return Err(MetaError::Damaged(
+                        p(),
+                        format!("inode {ino} appears more than once"),
+                    ));
+                }
             }
+        }
+        if let Some(ino) = parent_cycle(&inodes) {
+            return Err(MetaError::Damaged(
+                p(),
+                format!("inode {ino} is its own ancestor (a cycle of parents)"),
+            ));
         }
         for list in children.values_mut() {
             list.sort_unstable();

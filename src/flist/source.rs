@@ -109,7 +109,17 @@ impl BlockSource {
                 })
             });
         }
-        let result = self.load(block);
+        // A panic while fetching (a bug, or a store client's) must not leave the readers
+        // waiting on this block forever: it becomes this block's error for all of them.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load(block)))
+            .unwrap_or_else(|panic| {
+                let message = crate::stage1::runner::panic_message(&panic);
+                log::error!("bug: fetching a block panicked: {message}");
+                Err(FetchError {
+                    id: crate::flist::codec::hex(&block.id),
+                    attempts: vec![format!("the fetch panicked: {message}")],
+                })
+            });
         *flight.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
         flight.done.notify_all();
         self.inflight
@@ -253,4 +263,46 @@ fn check_block_length(index: usize, count: usize, data: &[u8]) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flist::router::RetryPolicy;
+    use crate::flist::store::{BlockStore, StoreError};
+
+    /// A store whose client panics, slowly enough that other readers queue behind it.
+    struct Panicking;
+
+    impl BlockStore for Panicking {
+        fn get(&self, _id: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            panic!("store client bug");
+        }
+        fn describe(&self) -> String {
+            "panicking://".into()
+        }
+    }
+
+    #[test]
+    fn a_fetch_that_panics_fails_every_reader_of_the_block_instead_of_hanging_them() {
+        let router =
+            Router::from_stores(vec![(0, 255, Arc::new(Panicking))], RetryPolicy::default());
+        let source = BlockSource::new(router, 1 << 20, None);
+        let block = BlockRef {
+            id: [7; 32],
+            key: [0; 32],
+        };
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let source = source.clone();
+                std::thread::spawn(move || source.block(&block).map(|_| ()))
+            })
+            .collect();
+        for reader in readers {
+            let error = reader.join().unwrap().unwrap_err().to_string();
+            assert!(error.contains("store client bug"), "{error}");
+        }
+        assert!(source.inflight.lock().unwrap().is_empty());
+    }
 }

@@ -8,7 +8,7 @@ use super::elf::Modinfo;
 use super::load::{Kernel, KernelState, LoadError, Via};
 use crate::sys;
 use std::io::Read;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const SHELL: &str = "/bin/sh";
@@ -40,6 +40,23 @@ impl SysKernel {
             sys_module: PathBuf::from("/sys/module"),
             compression,
         }
+    }
+}
+
+/// What a file that is not a regular file is, for a person.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device node"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
     }
 }
 
@@ -97,12 +114,36 @@ impl Kernel for SysKernel {
     }
 
     fn load(&self, _name: &str, path: &Path, options: &str) -> Result<Via, LoadError> {
-        let file = std::fs::File::open(path).map_err(|e| {
-            error(
-                e.raw_os_error(),
-                format!("cannot open {}: {e}", path.display()),
-            )
-        })?;
+        // Non-blocking: a FIFO named in the maps must not hold the loader in open(2).
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| {
+                error(
+                    e.raw_os_error(),
+                    format!("cannot open {}: {e}", path.display()),
+                )
+            })?;
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => {}
+            Ok(meta) => {
+                return Err(error(
+                    None,
+                    format!(
+                        "{}: not a regular file ({}); refused",
+                        path.display(),
+                        file_kind(&meta)
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(error(
+                    e.raw_os_error(),
+                    format!("cannot stat {}: {e}", path.display()),
+                ))
+            }
+        }
         let mut head = [0u8; 6];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
         let format = Compression::detect(&head[..n]);
@@ -189,5 +230,30 @@ impl Kernel for SysKernel {
             )),
             Err(e) => Err(error(None, format!("install rule for {name}: {e}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kmod::load::Kernel;
+
+    #[test]
+    fn a_fifo_or_directory_named_as_a_module_is_refused_without_waiting() {
+        let dir = std::env::temp_dir().join(format!("initagent-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("stuck.ko");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        // No writer ever opens the FIFO: a blocking open would never return.
+        let kernel = SysKernel::new();
+        let err = kernel.load("stuck", &fifo, "").unwrap_err();
+        assert!(
+            err.message.contains("not a regular file (a FIFO)"),
+            "{}",
+            err.message
+        );
+        let err = kernel.load("dir", &dir, "").unwrap_err();
+        assert!(err.message.contains("(a directory)"), "{}", err.message);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -402,6 +402,14 @@ fn run_unit(unit: &Unit, kernel: &dyn Kernel, options: &LoadOptions) -> Outcome 
                 },
             }
         }
+        Action::Refused { why } => {
+            return Outcome::Failed {
+                error: LoadError {
+                    errno: None,
+                    message: format!("refused: {why}"),
+                },
+            }
+        }
         Action::Install { command } => {
             let started = Instant::now();
             return match kernel.install(&unit.name, command, &unit.options) {

@@ -107,6 +107,11 @@ pub enum Action {
     },
     /// Neither in the dependency map nor built in (a config alias to a missing module).
     Missing,
+    /// In the dependency map under a path that is refused (out of the tree).
+    Refused {
+        /// Why.
+        why: String,
+    },
 }
 
 /// One entry of a probe list.
@@ -299,8 +304,9 @@ impl<'a> Resolver<'a> {
                     return Action::Builtin;
                 }
                 match self.tree.dep_line(&module.name) {
-                    Some(line) => Action::Insert {
-                        path: self.tree.module_path(&line.path),
+                    Some(line) => match self.tree.module_path(&line.path) {
+                        Ok(path) => Action::Insert { path },
+                        Err(why) => Action::Refused { why },
                     },
                     None if self.tree.is_builtin(&module.name) => Action::Builtin,
                     None => Action::Missing,
@@ -408,7 +414,7 @@ impl Resolution {
                     Action::Install { command } => {
                         lines.push(format!("install {command} {options}"))
                     }
-                    Action::Missing => {}
+                    Action::Missing | Action::Refused { .. } => {}
                 }
             }
         }

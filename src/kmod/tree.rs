@@ -170,12 +170,72 @@ impl ModuleTree {
             .is_some_and(|values| !values.is_empty())
     }
 
-    /// Absolute path of a module path taken from `modules.dep`.
-    pub fn module_path(&self, relative: &str) -> PathBuf {
+    /// Absolute path of a module path taken from `modules.dep`. A relative path must
+    /// stay inside the tree: one that leads out through `..` or a symlink is refused (the
+    /// maps come from the network or from a tree someone else built). Absolute paths are
+    /// taken as they are, as kmod does, for external module directories.
+    pub fn module_path(&self, relative: &str) -> Result<PathBuf, String> {
         if relative.starts_with('/') {
-            PathBuf::from(relative)
-        } else {
-            self.dir.join(relative)
+            return Ok(PathBuf::from(relative));
         }
+        let path = self.dir.join(relative);
+        if Path::new(relative)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err(format!(
+                "modules.dep path {relative:?} leads out of {} through '..'",
+                self.dir.display()
+            ));
+        }
+        if let (Ok(real), Ok(dir)) = (path.canonicalize(), self.dir.canonicalize()) {
+            if !real.starts_with(&dir) {
+                return Err(format!(
+                    "modules.dep path {relative:?} leads out of {} through a symlink (to {})",
+                    self.dir.display(),
+                    real.display()
+                ));
+            }
+        }
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn module_paths_that_leave_the_tree_are_refused() {
+        let root = std::env::temp_dir().join(format!("initagent-tree-{}", std::process::id()));
+        let dir = root.join("lib/modules/6.1.0-0-test");
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        std::fs::write(root.join("outside.ko"), b"x").unwrap();
+        std::fs::write(dir.join("kernel/inside.ko"), b"x").unwrap();
+        std::os::unix::fs::symlink(root.join("outside.ko"), dir.join("kernel/evil.ko")).unwrap();
+        std::os::unix::fs::symlink("inside.ko", dir.join("kernel/alias.ko")).unwrap();
+        let tree = ModuleTree::open(&root, "6.1.0-0-test", None).unwrap();
+        assert_eq!(
+            tree.module_path("kernel/inside.ko").unwrap(),
+            dir.join("kernel/inside.ko")
+        );
+        // A symlink that stays inside, and a file not there yet, are fine.
+        assert!(tree.module_path("kernel/alias.ko").is_ok());
+        assert!(tree.module_path("kernel/later.ko").is_ok());
+        // Absolute paths are kmod's external module directories.
+        assert_eq!(
+            tree.module_path("/opt/m.ko").unwrap(),
+            PathBuf::from("/opt/m.ko")
+        );
+        let dots = tree
+            .module_path("kernel/../../../../outside.ko")
+            .unwrap_err();
+        assert!(
+            dots.contains("through '..'") && dots.contains("outside.ko"),
+            "{dots}"
+        );
+        let link = tree.module_path("kernel/evil.ko").unwrap_err();
+        assert!(link.contains("through a symlink"), "{link}");
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

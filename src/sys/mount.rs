@@ -49,7 +49,8 @@ pub fn bind(source: &Path, target: &Path) -> io::Result<()> {
 }
 
 /// Opens `/dev/fuse` and mounts a FUSE filesystem on `target` with mount(2) (no
-/// fusermount, no libfuse): read-only, nosuid, nodev. Returns the channel to serve.
+/// fusermount, no libfuse): read-only, nosuid, nodev, file modes enforced by the kernel.
+/// Returns the channel to serve.
 pub fn fuse_mount(
     source: &str,
     target: &Path,
@@ -65,8 +66,10 @@ pub fn fuse_mount(
             )
         },
     )?;
+    // default_permissions: the kernel checks every access against the files' own modes
+    // and owners; with allow_other and without it, any user would read any file.
     let mut data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0",
+        "fd={},rootmode=40000,user_id=0,group_id=0,default_permissions",
         rustix::fd::AsRawFd::as_raw_fd(&fd)
     );
     if allow_other {
