@@ -46,6 +46,36 @@ fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Opens (creating) the lock file `path` and takes its exclusive `flock`, waiting at most
+/// `wait`: a holder stuck with it (a stopped process) gives an error, not a hang.
+pub fn lock_exclusive(path: &Path, wait: std::time::Duration) -> io::Result<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(lock),
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{}: another process has held this lock for {} ms (a stopped `initagent`?)",
+                        path.display(),
+                        wait.as_millis()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

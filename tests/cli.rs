@@ -367,8 +367,9 @@ fn module_files_out_of_the_tree_or_not_regular_are_refused_by_name() {
     let release = "6.1.0-0-hostile";
     let tree = dir.join("lib/modules").join(release);
     std::fs::create_dir_all(tree.join("kernel")).unwrap();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/modules-mini/tree/lib/modules/6.1.0-56-amd64/kernel/net/llc/llc.ko");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+        "../shared/fixtures/modules-mini/tree/lib/modules/6.1.0-56-amd64/kernel/net/llc/llc.ko",
+    );
     std::fs::copy(&fixture, dir.join("outside.ko")).unwrap();
     std::os::unix::fs::symlink(dir.join("outside.ko"), tree.join("kernel/llc.ko")).unwrap();
     let depmod = Command::new("depmod")
@@ -379,14 +380,18 @@ fn module_files_out_of_the_tree_or_not_regular_are_refused_by_name() {
         .unwrap();
     assert!(depmod.success());
     let root = dir.to_str().unwrap();
-    let out = initagent(&["modules", "resolve", "llc", "--root", root, "--kernel", release]);
+    let out = initagent(&[
+        "modules", "resolve", "llc", "--root", root, "--kernel", release,
+    ]);
     let shown = text(&out.stdout);
     assert!(
         shown.contains("REFUSED: modules.dep path \"kernel/llc.ko\" leads out of")
             && shown.contains("through a symlink"),
         "{shown}"
     );
-    let out = initagent(&["modules", "load", "llc", "--root", root, "--kernel", release]);
+    let out = initagent(&[
+        "modules", "load", "llc", "--root", root, "--kernel", release,
+    ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
         text(&out.stdout).contains("llc: FAILED: refused: modules.dep path"),

@@ -160,10 +160,13 @@ pub fn run(
             .push(format!("udevd did not create {CONTROL} in time"));
     }
     if let Some(child) = &ours {
-        if let Err(e) = process::terminate(child) {
-            report.problems.push(format!("stopping udevd: {e}"));
+        match process::stop(child, Duration::from_secs(5)) {
+            Ok(Some(_)) => {}
+            Ok(None) => report
+                .problems
+                .push("udevd did not end even on SIGKILL within 10 s".into()),
+            Err(e) => report.problems.push(format!("stopping udevd: {e}")),
         }
-        let _ = process::wait(child, Some(Instant::now() + Duration::from_secs(5)));
     }
     let after = loaded_modules();
     report.modules_loaded = after.iter().filter(|m| !before.contains(m)).count();

@@ -244,12 +244,11 @@ fn run(argv: &[String]) -> Result<(), String> {
         Ok(Some(crate::sys::process::Exit::Code(0))) => Ok(()),
         Ok(Some(exit)) => Err(format!("`{}` ended with {exit}", argv.join(" "))),
         Ok(None) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.pid()),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = crate::sys::process::wait(&child, None);
-            Err(format!("`{}` did not finish within 120 s", argv.join(" ")))
+            let _ = crate::sys::process::stop(&child, std::time::Duration::from_secs(1));
+            Err(format!(
+                "`{}` did not finish within 120 s; stopped",
+                argv.join(" ")
+            ))
         }
         Err(e) => Err(format!("{}: {e}", argv.join(" "))),
     }

@@ -10,6 +10,7 @@ use crate::sys;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const SHELL: &str = "/bin/sh";
 
@@ -17,7 +18,12 @@ const SHELL: &str = "/bin/sh";
 pub struct SysKernel {
     sys_module: PathBuf,
     compression: Option<Compression>,
+    /// How long an `install` rule may run before it is stopped.
+    pub install_deadline: Duration,
 }
+
+/// How long an `install` rule may run (a rule that never returns must not hold the loader).
+const INSTALL_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Default for SysKernel {
     fn default() -> Self {
@@ -39,6 +45,7 @@ impl SysKernel {
         SysKernel {
             sys_module: PathBuf::from("/sys/module"),
             compression,
+            install_deadline: INSTALL_DEADLINE,
         }
     }
 }
@@ -218,16 +225,23 @@ impl Kernel for SysKernel {
         ];
         let child = sys::process::spawn(&argv, &env, Default::default())
             .map_err(|e| error(e.raw_os_error(), format!("install rule for {name}: {e}")))?;
-        match sys::process::wait(&child, None) {
+        let deadline = std::time::Instant::now() + self.install_deadline;
+        match sys::process::wait(&child, Some(deadline)) {
             Ok(Some(sys::process::Exit::Code(0))) => Ok(()),
             Ok(Some(exit)) => Err(error(
                 None,
                 format!("install rule for {name} ({command}) ended with {exit}"),
             )),
-            Ok(None) => Err(error(
-                None,
-                format!("install rule for {name} did not finish"),
-            )),
+            Ok(None) => {
+                let _ = sys::process::stop(&child, Duration::from_secs(1));
+                Err(error(
+                    None,
+                    format!(
+                        "install rule for {name} ({command}) did not finish within {} s; stopped",
+                        self.install_deadline.as_secs_f32()
+                    ),
+                ))
+            }
             Err(e) => Err(error(None, format!("install rule for {name}: {e}"))),
         }
     }
@@ -254,6 +268,19 @@ mod tests {
         );
         let err = kernel.load("dir", &dir, "").unwrap_err();
         assert!(err.message.contains("(a directory)"), "{}", err.message);
+        // An install rule that never returns is stopped at its deadline.
+        let kernel = SysKernel {
+            install_deadline: Duration::from_millis(300),
+            ..SysKernel::new()
+        };
+        let started = std::time::Instant::now();
+        let err = kernel.install("stuck", "sleep 600", "").unwrap_err();
+        assert!(
+            err.message.contains("did not finish within 0.3 s; stopped"),
+            "{}",
+            err.message
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -98,12 +98,10 @@ fn save_outcomes(report: &load::Report) -> std::io::Result<()> {
     if !path.parent().is_some_and(Path::is_dir) {
         return Ok(()); // not a booted initagent system (a build host)
     }
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path.with_extension("json.lock"))?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
+    let _lock = crate::fsutil::lock_exclusive(
+        &path.with_extension("json.lock"),
+        std::time::Duration::from_secs(10),
+    )?;
     let merged = match std::fs::read(path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<load::Report>(&bytes).ok())

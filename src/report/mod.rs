@@ -201,22 +201,23 @@ pub fn store(path: &Path, report: &Report) -> Result<(), ReportError> {
 
 /// Takes the report's exclusive lock (`<path>.lock`); held until the file is dropped.
 fn lock(path: &Path) -> Result<std::fs::File, ReportError> {
+    lock_within(path, LOCK_WAIT)
+}
+
+fn lock_within(path: &Path, wait: std::time::Duration) -> Result<std::fs::File, ReportError> {
     let fail = |e: io::Error| ReportError::Write(path.into(), e);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
     let mut lock_path = path.as_os_str().to_owned();
     lock_path.push(".lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(PathBuf::from(lock_path))
-        .map_err(fail)?;
-    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| fail(e.into()))?;
-    Ok(lock)
+    // Bounded: a writer stuck while holding the lock (a stopped process) must not hold
+    // every step after it.
+    crate::fsutil::lock_exclusive(Path::new(&lock_path), wait).map_err(fail)
 }
+
+/// How long a writer waits for the report's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// [`store`] under the report's lock, for the process that owns the whole report (stage
 /// 1): no service's merge is lost half-way.
@@ -280,6 +281,22 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_held_too_long_is_an_error_not_a_hang() {
+        let dir = std::env::temp_dir().join(format!("initagent-lock-{}", std::process::id()));
+        let path = dir.join("report.json");
+        let held = lock(&path).unwrap();
+        // flock locks belong to the open file: a second open is a second holder.
+        let err = lock_within(&path, std::time::Duration::from_millis(100)).unwrap_err();
+        assert!(
+            err.to_string().contains("held this lock for 100 ms"),
+            "{err}"
+        );
+        drop(held);
+        assert!(lock_within(&path, std::time::Duration::from_millis(100)).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -169,6 +169,20 @@ pub fn terminate(child: &Child) -> io::Result<()> {
     .map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
+/// Ends a child that outlived its time: SIGTERM, `grace` to end, then SIGKILL (which it
+/// cannot ignore), waited for 5 s at most. `Ok(None)`: still there (stuck in the kernel).
+pub fn stop(child: &Child, grace: Duration) -> io::Result<Option<Exit>> {
+    let _ = terminate(child);
+    if let Some(exit) = wait(child, Some(Instant::now() + grace))? {
+        return Ok(Some(exit));
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.pid),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    wait(child, Some(Instant::now() + Duration::from_secs(5)))
+}
+
 /// Starts `argv[0]` with `argv` and `env`, inheriting fds 0–2.
 pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Result<Child> {
     let program = argv
