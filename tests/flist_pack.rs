@@ -276,16 +276,7 @@ fn a_mounted_flist_keeps_its_files_modes_for_other_users() {
     mode(&src.join("locked"), 0o700);
     let flist = dir.join("modes.fl");
     let store = format!("dir://{}", dir.join("store").display());
-    let out = agent(&[
-        "flist",
-        "pack",
-        "-m",
-        flist.to_str().unwrap(),
-        "--store",
-        &store,
-        src.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    common::pack(&flist, &store, &src);
     let target = dir.join("mnt");
     std::fs::create_dir_all(&target).unwrap();
     mode(&target, 0o755);

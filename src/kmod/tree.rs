@@ -44,7 +44,7 @@ impl IndexFile {
 }
 
 /// Errors opening a module tree.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum TreeError {
     /// The module directory does not exist.
     NoModuleDir(PathBuf),

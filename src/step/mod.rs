@@ -155,6 +155,8 @@ pub enum StepError {
         /// What is wrong with it.
         why: String,
     },
+    /// The module tree could not be opened (the error names it).
+    Tree(crate::kmod::tree::TreeError),
     /// The system refused what the step needs (netlink, mounts, threads).
     System {
         /// What was asked.
@@ -172,6 +174,7 @@ impl std::fmt::Display for StepError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StepError::Input { path, why } => write!(f, "{}: {why}", path.display()),
+            StepError::Tree(e) => write!(f, "{e}"),
             StepError::System { what, why } => write!(f, "{what}: {why}"),
             StepError::Deadline(limit) => write!(
                 f,
@@ -235,12 +238,8 @@ impl Ctx {
 
     /// The module tree, with the maps `depmod ensure` repaired when they exist.
     pub fn modules(&self) -> Result<crate::kmod::Modules, StepError> {
-        crate::kmod::Modules::open(&self.root, &self.release, &[], &self.cmdline).map_err(|e| {
-            StepError::Input {
-                path: self.path("/lib/modules").join(&self.release),
-                why: e.to_string(),
-            }
-        })
+        crate::kmod::Modules::open(&self.root, &self.release, &[], &self.cmdline)
+            .map_err(StepError::Tree)
     }
 }
 
@@ -262,27 +261,29 @@ pub fn run_as(step: StepName, ctx: &Ctx, record_as: &str) -> Result<StepDone, St
         StepName::Modules => modules::load(ctx, &ctx.path(crate::kmod::DEFAULT_LIST)),
         StepName::Coldplug => coldplug::run(ctx),
     };
-    let record = match &result {
-        Ok(done) => StepRecord {
-            step: record_as.to_string(),
-            unit: step.as_str().to_string(),
-            outcome: done.outcome,
-            detail: done.detail.clone(),
-            counters: done.counters.clone(),
-            pid: crate::sys::pid(),
-            at_us: crate::sys::monotonic_us(),
-            result: done.result.clone(),
-        },
-        Err(e) => StepRecord {
-            step: record_as.to_string(),
-            unit: step.as_str().to_string(),
-            outcome: Outcome::Failed,
-            detail: e.to_string(),
-            counters: BTreeMap::new(),
-            pid: crate::sys::pid(),
-            at_us: crate::sys::monotonic_us(),
-            result: serde_json::Value::Null,
-        },
+    let (outcome, detail, counters, whole) = match &result {
+        Ok(done) => (
+            done.outcome,
+            done.detail.clone(),
+            done.counters.clone(),
+            done.result.clone(),
+        ),
+        Err(e) => (
+            Outcome::Failed,
+            e.to_string(),
+            BTreeMap::new(),
+            serde_json::Value::Null,
+        ),
+    };
+    let record = StepRecord {
+        step: record_as.to_string(),
+        unit: step.as_str().to_string(),
+        outcome,
+        detail,
+        counters,
+        pid: crate::sys::pid(),
+        at_us: crate::sys::monotonic_us(),
+        result: whole,
     };
     if ctx.run.root().is_dir() {
         if let Err(e) = ctx.run.write_outcome(&record) {

@@ -107,12 +107,12 @@ fn run_once(step: StepName, ctx: &Ctx, record_as: &str, number: u32) -> Attempt 
         let running = spawn_step(step.as_str(), move || super::run_as(step, &ctx, &name));
         wait_step(running, limit, limit)
     };
-    let mut attempt = Attempt {
+    let outcome = result.as_ref().map_or(Outcome::Failed, |d| d.outcome);
+    let attempt = Attempt {
         number,
-        go_on: false,
+        go_on: may_go_on(step, outcome),
         result,
     };
-    attempt.go_on = may_go_on(step, attempt.outcome());
     record.end_us = Some(crate::sys::monotonic_us());
     record.outcome = attempt.outcome();
     record.detail = attempt.detail();
