@@ -3,6 +3,7 @@
 
 use super::Options;
 use crate::config::cmdline::Cmdline;
+use crate::config::Config;
 use crate::kmod::load::{self, LoadOptions, Outcome};
 use crate::kmod::resolve::{Action, BlacklistMode, Resolution};
 use crate::kmod::{compress, elf::Modinfo, Modules};
@@ -73,9 +74,16 @@ pub(crate) fn run(options: &Options) -> i32 {
     }
 }
 
-fn load_options(sequential: HashSet<String>, workers: Option<usize>) -> LoadOptions {
+/// How to load: `sequential` never together, `workers` if given, and done by the
+/// configuration's modules deadline (a load still running then is reported as such).
+fn load_options(
+    config: &Config,
+    sequential: HashSet<String>,
+    workers: Option<usize>,
+) -> LoadOptions {
     let mut options = LoadOptions {
         sequential,
+        deadline: Some(config.modules_deadline()),
         ..LoadOptions::default()
     };
     if let Some(workers) = workers {
@@ -183,7 +191,7 @@ fn load_command(context: &Modules, args: &[String], options: &Options) -> i32 {
     let sequential = config.modules_sequential.iter().cloned().collect();
     let (plan, report) = context.load(
         &inputs,
-        &load_options(sequential, workers),
+        &load_options(&config, sequential, workers),
         blacklist_mode(&options.modules),
     );
     if options.json {
@@ -226,7 +234,12 @@ fn status(context: &Modules, json: bool) -> i32 {
     let failed: Vec<String> = outcomes
         .iter()
         .flat_map(|r| r.modules.iter())
-        .filter(|(_, o)| matches!(o, Outcome::Failed { .. } | Outcome::Skipped { .. }))
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Failed { .. } | Outcome::StillLoading { .. } | Outcome::Skipped { .. }
+            )
+        })
         .map(|(n, o)| crate::kmod::describe_outcome(n, o))
         .chain(
             outcomes
@@ -342,7 +355,7 @@ pub(crate) fn modprobe(options: &Options) -> i32 {
     }
     let (plan, report) = context.load(
         std::slice::from_ref(name),
-        &load_options(HashSet::new(), None),
+        &load_options(&super::effective_config(options), HashSet::new(), None),
         blacklist_mode(&options.modules),
     );
     let failures = report.required_failures(&plan);

@@ -145,6 +145,11 @@ pub fn scan(sysfs: &Path) -> (Vec<(String, String)>, Vec<String>) {
 pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
     let started = Instant::now();
     let deadline = started + options.deadline;
+    // The loads end by the coldplug deadline too (a driver whose init never returns is
+    // reported as still loading).
+    let mut options = options.clone();
+    options.load.deadline = Some(options.load.deadline.map_or(deadline, |d| d.min(deadline)));
+    let options = &options;
     let mut report = ColdplugReport::default();
     // The socket first: a device that appears during the scan is seen one way or the other.
     let socket = match UeventSocket::open() {

@@ -277,6 +277,12 @@ impl std::fmt::Display for RawValue {
 }
 
 impl Config {
+    /// When a module load started now must have ended (`modules_deadline_s` from now):
+    /// the loader leaves a load still running by then to the kernel.
+    pub fn modules_deadline(&self) -> std::time::Instant {
+        std::time::Instant::now() + std::time::Duration::from_secs(self.modules_deadline_s.into())
+    }
+
     /// Builds the configuration from the layers. `profile` is the profile file's text and
     /// the path it came from, when one exists.
     pub fn build(cmdline: &Cmdline, profile: Option<(&str, &str)>) -> Config {

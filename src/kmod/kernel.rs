@@ -1,16 +1,17 @@
 //! The real [`Kernel`]: `/sys/module` for state, `finit_module` (with the kernel's own
 //! decompression when `/sys/module/compression` names the file's format), in-process
-//! decompression plus `init_module` otherwise, `install` rules through `/bin/sh`, and an
-//! explanation of every errno a load can return.
+//! decompression plus `init_module` otherwise (each call in a process of its own, waited
+//! for until the loader's deadline: `sys::module`), `install` rules through `/bin/sh`
+//! (stopped at theirs), and an explanation of every errno a load can return.
 
 use super::compress::{self, Compression};
 use super::elf::Modinfo;
-use super::load::{Kernel, KernelState, LoadError, Via};
+use super::load::{Kernel, KernelState, LoadError, NotLoaded, Via};
 use crate::sys;
 use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const SHELL: &str = "/bin/sh";
 
@@ -22,7 +23,8 @@ pub struct SysKernel {
     pub install_deadline: Duration,
 }
 
-/// How long an `install` rule may run (a rule that never returns must not hold the loader).
+/// How long an `install` rule may run (a rule that never returns must not hold the loader);
+/// the loader's deadline cuts it shorter.
 const INSTALL_DEADLINE: Duration = Duration::from_secs(30);
 
 impl Default for SysKernel {
@@ -120,7 +122,13 @@ impl Kernel for SysKernel {
         }
     }
 
-    fn load(&self, _name: &str, path: &Path, options: &str) -> Result<Via, LoadError> {
+    fn load(
+        &self,
+        _name: &str,
+        path: &Path,
+        options: &str,
+        until: Instant,
+    ) -> Result<Via, NotLoaded> {
         // Non-blocking: a FIFO named in the maps must not hold the loader in open(2).
         let file = std::fs::File::options()
             .read(true)
@@ -142,35 +150,41 @@ impl Kernel for SysKernel {
                         path.display(),
                         file_kind(&meta)
                     ),
-                ))
+                )
+                .into())
             }
             Err(e) => {
                 return Err(error(
                     e.raw_os_error(),
                     format!("cannot stat {}: {e}", path.display()),
-                ))
+                )
+                .into())
             }
         }
         let mut head = [0u8; 6];
         let n = file.read_at(&mut head, 0).unwrap_or(0);
         let format = Compression::detect(&head[..n]);
-        let kernel_error = |e: std::io::Error| {
-            let errno = e.raw_os_error().unwrap_or(0);
-            error(Some(errno), explain(errno, path, options))
+        let answer = |answer: sys::module::Answer, via: Via| match answer {
+            Ok(Ok(())) => Ok(via),
+            Ok(Err(e)) => {
+                let errno = e.raw_os_error().unwrap_or(0);
+                Err(NotLoaded::Failed(error(
+                    Some(errno),
+                    explain(errno, path, options),
+                )))
+            }
+            Err(sys::module::Unfinished) => Err(NotLoaded::StillLoading),
         };
         if format == Compression::None {
-            return sys::module::finit_module(&file, options, 0)
-                .map(|()| Via::Finit)
-                .map_err(kernel_error);
+            return answer(
+                sys::module::finit_module(&file, options, 0, until),
+                Via::Finit,
+            );
         }
         if self.compression == Some(format) {
-            match sys::module::finit_module(
-                &file,
-                options,
-                sys::module::MODULE_INIT_COMPRESSED_FILE,
-            ) {
-                Ok(()) => return Ok(Via::FinitCompressed),
-                Err(e)
+            let flags = sys::module::MODULE_INIT_COMPRESSED_FILE;
+            match sys::module::finit_module(&file, options, flags, until) {
+                Ok(Err(e))
                     if matches!(
                         e.raw_os_error(),
                         Some(nix::libc::EOPNOTSUPP) | Some(nix::libc::EINVAL)
@@ -181,7 +195,7 @@ impl Kernel for SysKernel {
                         path.display()
                     );
                 }
-                Err(e) => return Err(kernel_error(e)),
+                other => return answer(other, Via::FinitCompressed),
             }
         }
         let mut data = Vec::new();
@@ -193,12 +207,19 @@ impl Kernel for SysKernel {
         })?;
         let image = compress::decompress(&data)
             .map_err(|e| error(None, format!("{}: {e}", path.display())))?;
-        sys::module::init_module(&image, options)
-            .map(|()| Via::InitModule)
-            .map_err(kernel_error)
+        answer(
+            sys::module::init_module(image.into_owned(), options, until),
+            Via::InitModule,
+        )
     }
 
-    fn install(&self, name: &str, command: &str, options: &str) -> Result<(), LoadError> {
+    fn install(
+        &self,
+        name: &str,
+        command: &str,
+        options: &str,
+        until: Instant,
+    ) -> Result<(), LoadError> {
         if !sys::is_executable(Path::new(SHELL)) {
             // Hardening baselines use these to disable a module; no shell is needed to
             // know what they mean.
@@ -225,7 +246,8 @@ impl Kernel for SysKernel {
         ];
         let child = sys::process::spawn(&argv, &env, Default::default())
             .map_err(|e| error(e.raw_os_error(), format!("install rule for {name}: {e}")))?;
-        let deadline = std::time::Instant::now() + self.install_deadline;
+        let started = Instant::now();
+        let deadline = until.min(started + self.install_deadline);
         match sys::process::wait(&child, Some(deadline)) {
             Ok(Some(sys::process::Exit::Code(0))) => Ok(()),
             Ok(Some(exit)) => Err(error(
@@ -237,8 +259,8 @@ impl Kernel for SysKernel {
                 Err(error(
                     None,
                     format!(
-                        "install rule for {name} ({command}) did not finish within {} s; stopped",
-                        self.install_deadline.as_secs_f32()
+                        "install rule for {name} ({command}) did not finish within {:.1} s; stopped",
+                        deadline.saturating_duration_since(started).as_secs_f32()
                     ),
                 ))
             }
@@ -254,26 +276,31 @@ mod tests {
 
     #[test]
     fn a_fifo_or_directory_named_as_a_module_is_refused_without_waiting() {
+        let until = Instant::now() + Duration::from_secs(60);
         let dir = std::env::temp_dir().join(format!("initagent-fifo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fifo = dir.join("stuck.ko");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         // No writer ever opens the FIFO: a blocking open would never return.
         let kernel = SysKernel::new();
-        let err = kernel.load("stuck", &fifo, "").unwrap_err();
+        let Err(NotLoaded::Failed(err)) = kernel.load("stuck", &fifo, "", until) else {
+            panic!("a FIFO loaded");
+        };
         assert!(
             err.message.contains("not a regular file (a FIFO)"),
             "{}",
             err.message
         );
-        let err = kernel.load("dir", &dir, "").unwrap_err();
+        let Err(NotLoaded::Failed(err)) = kernel.load("dir", &dir, "", until) else {
+            panic!("a directory loaded");
+        };
         assert!(err.message.contains("(a directory)"), "{}", err.message);
         // An install rule that never returns is stopped at its deadline.
         let kernel = SysKernel {
             install_deadline: Duration::from_millis(300),
             ..SysKernel::new()
         };
-        let err = kernel.install("stuck", "sleep 600", "").unwrap_err();
+        let err = kernel.install("stuck", "sleep 600", "", until).unwrap_err();
         assert!(
             err.message.contains("did not finish within 0.3 s; stopped"),
             "{}",

@@ -48,14 +48,41 @@ pub enum KernelState {
     Going,
 }
 
-/// The kernel as the loader sees it; faked in tests.
+/// Why a [`Kernel`] did not load a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotLoaded {
+    /// The load failed.
+    Failed(LoadError),
+    /// The load had not returned by its deadline: the module's init is still running.
+    StillLoading,
+}
+
+impl From<LoadError> for NotLoaded {
+    fn from(error: LoadError) -> Self {
+        NotLoaded::Failed(error)
+    }
+}
+
+/// The kernel as the loader sees it; faked in tests. Neither call may outlast `until`.
 pub trait Kernel: Sync {
     /// The state of module `name`.
     fn state(&self, name: &str) -> KernelState;
     /// Loads the module file with options.
-    fn load(&self, name: &str, path: &Path, options: &str) -> Result<Via, LoadError>;
+    fn load(
+        &self,
+        name: &str,
+        path: &Path,
+        options: &str,
+        until: Instant,
+    ) -> Result<Via, NotLoaded>;
     /// Runs an `install` command for `name`.
-    fn install(&self, name: &str, command: &str, options: &str) -> Result<(), LoadError>;
+    fn install(
+        &self,
+        name: &str,
+        command: &str,
+        options: &str,
+        until: Instant,
+    ) -> Result<(), LoadError>;
 }
 
 /// What happened to one module.
@@ -77,6 +104,12 @@ pub enum Outcome {
     Failed {
         /// Why.
         error: LoadError,
+    },
+    /// Its init had not returned by the loader's deadline (it runs on in the kernel,
+    /// which may still finish it).
+    StillLoading {
+        /// Microseconds waited for it.
+        micros: u64,
     },
     /// Not attempted because a module it needs did not load.
     Skipped {
@@ -199,6 +232,9 @@ pub struct LoadOptions {
     pub sequential: HashSet<String>,
     /// Give up waiting for a module another process is loading after this long.
     pub coming_timeout: Duration,
+    /// When the loader stops waiting: loads still running are left to the kernel and
+    /// reported as still loading, and what has not started by then is not started.
+    pub deadline: Option<Instant>,
 }
 
 impl Default for LoadOptions {
@@ -208,6 +244,7 @@ impl Default for LoadOptions {
             workers: cpus.clamp(1, 16),
             sequential: HashSet::new(),
             coming_timeout: Duration::from_secs(30),
+            deadline: None,
         }
     }
 }
@@ -226,17 +263,24 @@ pub struct Report {
 impl Report {
     /// Counts by kind: loaded, already_loaded, builtin, failed, skipped, not_found.
     pub fn counters(&self) -> BTreeMap<String, u64> {
-        let mut counters: BTreeMap<String, u64> =
-            ["loaded", "already_loaded", "builtin", "failed", "skipped"]
-                .iter()
-                .map(|k| (k.to_string(), 0))
-                .collect();
+        let mut counters: BTreeMap<String, u64> = [
+            "loaded",
+            "already_loaded",
+            "builtin",
+            "failed",
+            "still_loading",
+            "skipped",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), 0))
+        .collect();
         for (_, outcome) in &self.modules {
             let key = match outcome {
                 Outcome::Loaded { .. } => "loaded",
                 Outcome::AlreadyLoaded => "already_loaded",
                 Outcome::Builtin => "builtin",
                 Outcome::Failed { .. } => "failed",
+                Outcome::StillLoading { .. } => "still_loading",
                 Outcome::Skipped { .. } => "skipped",
             };
             *counters.entry(key.to_string()).or_default() += 1;
@@ -257,6 +301,9 @@ impl Report {
                 Outcome::Failed { error } if unit.required => {
                     out.push(format!("{name}: {}", error.message))
                 }
+                Outcome::StillLoading { micros } if unit.required => {
+                    out.push(format!("{name}: {}", still_loading(*micros)))
+                }
                 Outcome::Skipped { reason } if unit.required => {
                     out.push(format!("{name}: {reason}"))
                 }
@@ -267,9 +314,26 @@ impl Report {
     }
 }
 
+/// What [`Outcome::StillLoading`] means, for a person.
+pub fn still_loading(micros: u64) -> String {
+    format!(
+        "still loading after {:.1} s: its init has not returned (left to the kernel, which may \
+         still finish it; dmesg may say what it waits for)",
+        micros as f64 / 1e6
+    )
+}
+
+const NOT_STARTED: &str = "not started: the loader's deadline passed";
+
+/// A load running this long no longer counts as one of the pool's workers.
+const SLOW_LOAD: Duration = Duration::from_secs(1);
+/// Workers at most, however many loads are slow.
+const MAX_WORKERS: usize = 32;
+
 struct Shared {
     outcomes: Vec<Option<Outcome>>,
-    running: Vec<bool>,
+    /// When each unit's load started, while it runs.
+    running: Vec<Option<Instant>>,
 }
 
 /// Runs `plan` against `kernel`.
@@ -278,14 +342,43 @@ pub fn load(plan: &Plan, kernel: &dyn Kernel, options: &LoadOptions) -> Report {
     let count = plan.units.len();
     let shared = Mutex::new(Shared {
         outcomes: vec![None; count],
-        running: vec![false; count],
+        running: vec![None; count],
     });
     let changed = Condvar::new();
     let sequential_lock = Mutex::new(());
     let workers = options.workers.clamp(1, 16).min(count.max(1));
     std::thread::scope(|scope| {
-        for _ in 0..workers {
+        let spawn = || {
             scope.spawn(|| worker(plan, kernel, options, &shared, &changed, &sequential_lock));
+        };
+        for _ in 0..workers {
+            spawn();
+        }
+        // A load that takes long (an init waiting for hardware, or one that never
+        // returns) keeps its worker; another joins, so that the modules that do not need
+        // it still have `workers` to load them.
+        let mut alive = workers;
+        let mut state = lock(&shared);
+        while alive < MAX_WORKERS && state.outcomes.iter().any(Option::is_none) {
+            let slow = state
+                .running
+                .iter()
+                .flatten()
+                .filter(|started| started.elapsed() >= SLOW_LOAD)
+                .count();
+            let waiting = state
+                .outcomes
+                .iter()
+                .zip(&state.running)
+                .any(|(outcome, running)| outcome.is_none() && running.is_none());
+            if waiting && alive - slow < workers {
+                spawn();
+                alive += 1;
+            }
+            state = changed
+                .wait_timeout(state, SLOW_LOAD / 4)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     });
     let shared = shared.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -316,7 +409,7 @@ fn lock<'a>(shared: &'a Mutex<Shared>) -> std::sync::MutexGuard<'a, Shared> {
 /// Takes the first unit whose prerequisites are done; marks blocked ones skipped.
 fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
     for (i, unit) in plan.units.iter().enumerate() {
-        if state.outcomes[i].is_some() || state.running[i] {
+        if state.outcomes[i].is_some() || state.running[i].is_some() {
             continue;
         }
         let mut ready = true;
@@ -337,7 +430,7 @@ fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
             continue;
         }
         if ready {
-            state.running[i] = true;
+            state.running[i] = Some(Instant::now());
             return Some(i);
         }
     }
@@ -354,12 +447,25 @@ fn worker(
 ) {
     let mut state = lock(shared);
     loop {
+        if options.deadline.is_some_and(|d| Instant::now() >= d) {
+            // Past the deadline nothing new starts; the loads still running end by it.
+            let Shared { outcomes, running } = &mut *state;
+            for (outcome, running) in outcomes.iter_mut().zip(running.iter()) {
+                if outcome.is_none() && running.is_none() {
+                    *outcome = Some(Outcome::Skipped {
+                        reason: NOT_STARTED.into(),
+                    });
+                }
+            }
+        }
         if state.outcomes.iter().all(Option::is_some) {
             changed.notify_all();
             return;
         }
         let Some(i) = next_ready(plan, &mut state) else {
-            if !state.running.iter().any(|r| *r) && state.outcomes.iter().any(Option::is_none) {
+            if state.running.iter().all(Option::is_none)
+                && state.outcomes.iter().any(Option::is_none)
+            {
                 // Nothing runs and nothing is ready: a cycle in hand-made maps.
                 for (j, outcome) in state.outcomes.iter_mut().enumerate() {
                     if outcome.is_none() {
@@ -371,7 +477,14 @@ fn worker(
                 changed.notify_all();
                 return;
             }
-            state = changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state = match options.deadline {
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let waited = changed.wait_timeout(state, left);
+                    waited.unwrap_or_else(|p| p.into_inner()).0
+                }
+                None => changed.wait(state).unwrap_or_else(|p| p.into_inner()),
+            };
             continue;
         };
         drop(state);
@@ -384,13 +497,17 @@ fn worker(
             run_unit(unit, kernel, options)
         };
         state = lock(shared);
-        state.running[i] = false;
+        state.running[i] = None;
         state.outcomes[i] = Some(outcome);
         changed.notify_all();
     }
 }
 
 fn run_unit(unit: &Unit, kernel: &dyn Kernel, options: &LoadOptions) -> Outcome {
+    // No deadline: a year, which no boot reaches.
+    let until = options
+        .deadline
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400));
     let path: &PathBuf = match &unit.action {
         Action::Builtin => return Outcome::Builtin,
         Action::Missing => {
@@ -410,9 +527,15 @@ fn run_unit(unit: &Unit, kernel: &dyn Kernel, options: &LoadOptions) -> Outcome 
                 },
             }
         }
+        // Behind a slow sequential module, or a worker that joined late.
+        _ if options.deadline.is_some_and(|d| Instant::now() >= d) => {
+            return Outcome::Skipped {
+                reason: NOT_STARTED.into(),
+            }
+        }
         Action::Install { command } => {
             let started = Instant::now();
-            return match kernel.install(&unit.name, command, &unit.options) {
+            return match kernel.install(&unit.name, command, &unit.options, until) {
                 Ok(()) => Outcome::Loaded {
                     via: Via::InstallCommand,
                     micros: started.elapsed().as_micros() as u64,
@@ -422,30 +545,39 @@ fn run_unit(unit: &Unit, kernel: &dyn Kernel, options: &LoadOptions) -> Outcome 
         }
         Action::Insert { path } => path,
     };
-    let deadline = Instant::now() + options.coming_timeout;
+    let started = Instant::now();
+    let waited = || started.elapsed().as_micros() as u64;
+    let deadline = until.min(started + options.coming_timeout);
     loop {
         match kernel.state(&unit.name) {
             KernelState::Live => return Outcome::AlreadyLoaded,
             KernelState::Coming | KernelState::Going if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Another load's init that has not returned by the loader's deadline.
+            KernelState::Coming if Instant::now() >= until => {
+                return Outcome::StillLoading { micros: waited() }
+            }
             _ => break,
         }
     }
     let started = Instant::now();
-    match kernel.load(&unit.name, path, &unit.options) {
+    match kernel.load(&unit.name, path, &unit.options, until) {
         Ok(via) => Outcome::Loaded {
             via,
             micros: started.elapsed().as_micros() as u64,
         },
-        Err(error) if error.errno == Some(nix::libc::EEXIST) => Outcome::AlreadyLoaded,
-        Err(error)
+        Err(NotLoaded::StillLoading) => Outcome::StillLoading { micros: waited() },
+        Err(NotLoaded::Failed(error)) if error.errno == Some(nix::libc::EEXIST) => {
+            Outcome::AlreadyLoaded
+        }
+        Err(NotLoaded::Failed(error))
             if error.errno == Some(nix::libc::EBUSY)
                 && kernel.state(&unit.name) == KernelState::Live =>
         {
             Outcome::AlreadyLoaded
         }
-        Err(error) => Outcome::Failed { error },
+        Err(NotLoaded::Failed(error)) => Outcome::Failed { error },
     }
 }
 
@@ -460,6 +592,8 @@ mod tests {
         pub fail: HashMap<String, i32>,
         pub slow: Duration,
         pub concurrent: Mutex<(usize, usize)>,
+        /// Loads whose init never returns: they hold the caller until its deadline.
+        pub hang: HashSet<String>,
     }
 
     impl FakeKernel {
@@ -470,6 +604,7 @@ mod tests {
                 fail: HashMap::new(),
                 slow: Duration::from_millis(5),
                 concurrent: Mutex::new((0, 0)),
+                hang: HashSet::new(),
             }
         }
     }
@@ -482,7 +617,17 @@ mod tests {
                 KernelState::Absent
             }
         }
-        fn load(&self, name: &str, _path: &Path, _options: &str) -> Result<Via, LoadError> {
+        fn load(
+            &self,
+            name: &str,
+            _path: &Path,
+            _options: &str,
+            until: Instant,
+        ) -> Result<Via, NotLoaded> {
+            if self.hang.contains(name) {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                return Err(NotLoaded::StillLoading);
+            }
             {
                 let mut c = self.concurrent.lock().unwrap();
                 c.0 += 1;
@@ -491,10 +636,10 @@ mod tests {
             std::thread::sleep(self.slow);
             self.concurrent.lock().unwrap().0 -= 1;
             if let Some(&errno) = self.fail.get(name) {
-                return Err(LoadError {
+                return Err(NotLoaded::Failed(LoadError {
                     errno: Some(errno),
                     message: format!("errno {errno}"),
-                });
+                }));
             }
             assert!(
                 self.live.lock().unwrap().insert(name.to_string()),
@@ -503,7 +648,13 @@ mod tests {
             self.loaded.lock().unwrap().push(name.to_string());
             Ok(Via::Finit)
         }
-        fn install(&self, name: &str, _command: &str, _options: &str) -> Result<(), LoadError> {
+        fn install(
+            &self,
+            name: &str,
+            _command: &str,
+            _options: &str,
+            _until: Instant,
+        ) -> Result<(), LoadError> {
             self.loaded.lock().unwrap().push(format!("install:{name}"));
             Ok(())
         }
@@ -601,6 +752,57 @@ mod tests {
         assert_eq!(kernel.concurrent.lock().unwrap().1, 1);
         let again = load(&diamond(), &kernel, &options);
         assert_eq!(again.counters()["already_loaded"], 5);
+    }
+
+    #[test]
+    fn a_load_that_never_returns_ends_at_the_deadline_and_holds_only_its_dependents() {
+        let mut kernel = FakeKernel::new();
+        kernel.hang.insert("b".into());
+        let plan = diamond();
+        let options = LoadOptions {
+            workers: 2,
+            deadline: Some(Instant::now() + Duration::from_millis(300)),
+            ..Default::default()
+        };
+        let report = load(&plan, &kernel, &options);
+        let outcome = |n: &str| &report.modules.iter().find(|(m, _)| m == n).unwrap().1;
+        assert!(matches!(outcome("b"), Outcome::StillLoading { micros } if *micros >= 250_000));
+        assert!(matches!(outcome("c"), Outcome::Loaded { .. }));
+        assert!(matches!(outcome("e"), Outcome::Loaded { .. }));
+        // Skipped: b did not load, or the deadline passed before it could start.
+        assert!(matches!(outcome("d"), Outcome::Skipped { .. }));
+        assert_eq!(report.counters()["still_loading"], 1);
+        let failures = report.required_failures(&plan);
+        assert!(
+            failures
+                .iter()
+                .any(|f| f.starts_with("b: still loading after 0.")),
+            "{failures:?}"
+        );
+        // One worker, held by the load that never returns: another joins for the rest.
+        let plan = Plan {
+            units: vec![
+                unit("b", &[], true),
+                unit("x", &[], true),
+                unit("y", &[1], true),
+            ],
+            unresolved: Vec::new(),
+        };
+        let one = LoadOptions {
+            workers: 1,
+            deadline: Some(Instant::now() + SLOW_LOAD * 3),
+            ..Default::default()
+        };
+        let report = load(&plan, &kernel, &one);
+        assert_eq!(report.counters()["loaded"], 2, "{report:?}");
+        assert_eq!(report.counters()["still_loading"], 1, "{report:?}");
+        // Past the deadline nothing starts.
+        let late = LoadOptions {
+            deadline: Some(Instant::now()),
+            ..Default::default()
+        };
+        let report = load(&diamond(), &FakeKernel::new(), &late);
+        assert_eq!(report.counters()["skipped"], 5, "{report:?}");
     }
 
     #[test]

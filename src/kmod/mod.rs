@@ -49,6 +49,7 @@ pub fn describe_outcome(name: &str, outcome: &Outcome) -> String {
         Outcome::AlreadyLoaded => format!("{name}: already loaded"),
         Outcome::Builtin => format!("{name}: built in"),
         Outcome::Failed { error } => format!("{name}: FAILED: {}", error.message),
+        Outcome::StillLoading { micros } => format!("{name}: {}", load::still_loading(*micros)),
         Outcome::Skipped { reason } => format!("{name}: skipped: {reason}"),
     }
 }

@@ -87,6 +87,10 @@ pub fn step_done(report: &ColdplugReport) -> StepDone {
             crate::kmod::load::Outcome::Failed { error } => {
                 Some(format!("{name}: {}", error.message))
             }
+            crate::kmod::load::Outcome::StillLoading { micros } => Some(format!(
+                "{name}: {}",
+                crate::kmod::load::still_loading(*micros)
+            )),
             _ => None,
         })
         .collect();

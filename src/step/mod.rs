@@ -81,7 +81,11 @@ impl StepName {
     pub fn deadline(self, config: &Config) -> Duration {
         let seconds = |s: u32| Duration::from_secs(u64::from(s));
         match self {
-            StepName::Bootstrap | StepName::Modules => seconds(config.modules_deadline_s),
+            // The loader ends by the configured deadline itself (loads still running are
+            // reported as such); the margin is for writing that down.
+            StepName::Bootstrap | StepName::Modules => {
+                seconds(config.modules_deadline_s) + Duration::from_secs(5)
+            }
             StepName::Net => crate::net::up::UpOptions::from_config(&config.net).worst_case(),
             StepName::Flists => seconds(config.flists_deadline_s) + Duration::from_secs(5),
             StepName::Depmod => seconds(config.depmod_deadline_s),

@@ -85,6 +85,7 @@ pub fn load(ctx: &Ctx, list: &Path) -> Result<StepDone, StepError> {
     }
     let mut options = LoadOptions {
         sequential: ctx.config.modules_sequential.iter().cloned().collect(),
+        deadline: Some(ctx.config.modules_deadline()),
         ..LoadOptions::default()
     };
     if !ctx.config.modules_parallel {

@@ -214,14 +214,9 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
         None
     };
 
-    // Registration happens under the reaper's lock, taken before fork: the reaper cannot
-    // look the pid up before it is in the table.
-    let reaper = REAPER.get();
-    let mut guard = reaper.map(|r| table(r));
     // SAFETY: the child runs only async-signal-safe code (setsid, dup2, ioctl, execve, _exit)
     // on memory prepared above, and never returns into Rust code.
-    let fork_result = unsafe { nix::unistd::fork() };
-    match fork_result {
+    adopt(&program, || match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             if let Some(null) = &null {
                 let _ = rustix::process::setsid();
@@ -247,21 +242,29 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
                 nix::libc::_exit(127)
             }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => {
-            if let Some(table) = guard.as_mut() {
-                table.watched.insert(child.as_raw(), None);
-            }
-            drop(guard);
-            if let Some(reaper) = reaper {
-                reaper.changed.notify_all();
-            }
-            Ok(Child {
-                pid: child.as_raw(),
-                program,
-            })
-        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
         Err(e) => Err(io::Error::other(format!("fork for {program}: {e}"))),
+    })
+}
+
+/// Starts a child with `start` (fork, clone: it returns the new pid) and watches it like
+/// the children of [`spawn`]: registered under the reaper's lock, taken before the child
+/// exists, so the reaper cannot reap it before it is in the table.
+pub(crate) fn adopt(program: &str, start: impl FnOnce() -> io::Result<i32>) -> io::Result<Child> {
+    let reaper = REAPER.get();
+    let mut guard = reaper.map(|r| table(r));
+    let pid = start()?;
+    if let Some(table) = guard.as_mut() {
+        table.watched.insert(pid, None);
     }
+    drop(guard);
+    if let Some(reaper) = reaper {
+        reaper.changed.notify_all();
+    }
+    Ok(Child {
+        pid,
+        program: program.to_string(),
+    })
 }
 
 /// Waits for `child` until `deadline` (forever with `None`). `Ok(None)` means the deadline
@@ -290,6 +293,12 @@ pub fn wait(child: &Child, deadline: Option<Instant>) -> io::Result<Option<Exit>
         }
     }
     let pid = Pid::from_raw(child.pid);
+    // Woken by the child's end rather than by polling, where the kernel has pidfds.
+    let pidfd = deadline.and_then(|_| {
+        rustix::process::Pid::from_raw(child.pid).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        })
+    });
     loop {
         let flags = if deadline.is_some() {
             Some(WaitPidFlag::WNOHANG)
@@ -311,10 +320,17 @@ pub fn wait(child: &Child, deadline: Option<Instant>) -> io::Result<Option<Exit>
             }
         }
         if let Some(deadline) = deadline {
-            if Instant::now() >= deadline {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return Ok(None);
+            };
+            match &pidfd {
+                Some(fd) => {
+                    let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                    let timeout = rustix::time::Timespec::try_from(left).ok();
+                    let _ = rustix::event::poll(&mut fds, timeout.as_ref());
+                }
+                None => std::thread::sleep(left.min(Duration::from_millis(10))),
             }
-            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -125,3 +125,35 @@ pub fn foreign_module(original: &[u8], release: &str) -> Vec<u8> {
     data[at..at + fake.len()].copy_from_slice(fake.as_bytes());
     data
 }
+
+/// `tests/vm/sleepy/sleepy.ko` built for `release` with Kbuild against Debian's
+/// `linux-headers-<release>` (installed by `make setup`): a real out-of-tree module whose
+/// init sleeps uninterruptibly for `seconds` (its default: ten minutes).
+pub fn sleepy_module(release: &str) -> Vec<u8> {
+    let build = PathBuf::from("/lib/modules").join(release).join("build");
+    assert!(
+        build.join("Makefile").exists(),
+        "{}: no kernel headers for {release} (run `make setup`: it installs linux-headers-{release})",
+        build.display()
+    );
+    let source = super::vm::repo_root().join("tests/vm/sleepy");
+    let dir = super::scratch(&format!("sleepy-{release}"));
+    for file in ["sleepy.c", "Kbuild"] {
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    let out = std::process::Command::new("make")
+        .arg("-C")
+        .arg(&build)
+        .arg(format!("M={}", dir.display()))
+        .arg("modules")
+        .output()
+        .expect("make (run `make setup`)");
+    assert!(
+        out.status.success(),
+        "building sleepy.ko against {}: {}{}",
+        build.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(dir.join("sleepy.ko")).unwrap()
+}

@@ -16,7 +16,7 @@
 set -euo pipefail
 KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
 FLAVOUR=${INITAGENT_KFLAVOUR:-amd64}
-PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools redis-server nginx-light zstd curl openssl procps diffutils tar dnsmasq-base radvd)
+PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools redis-server nginx-light zstd curl openssl procps diffutils tar dnsmasq-base radvd make gcc)
 
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: $*" >&2; exit 1; }
@@ -84,6 +84,20 @@ if [ ! -f "$KCACHE/pkg" ] || [ "$(cat "$KCACHE/pkg")" != "$PKG" ] || [ ! -f "$KC
 fi
 KVER=$(cat "$KCACHE/kver")
 
+# Debian's headers for the current kernel (the one package of the suite that follows the
+# kernel's ABI): vm_hang builds a real out-of-tree module, tests/vm/sleepy, against them
+# with Kbuild. A new ABI brings its own headers package; the old one may stay.
+HEADERS=linux-headers-$KVER
+if ! dpkg-query -W -f='${Status}' "$HEADERS" 2>/dev/null | grep -q 'install ok installed'; then
+  say "installing $HEADERS (Kbuild for the test module)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "$HEADERS" >&2 || {
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "$HEADERS" >&2 \
+      || die "cannot install $HEADERS from Debian's archive (the test module is built against it)"
+  }
+fi
+
 # The fixture's kernel: shipped with the fixture (its modules load into it alone), so it
 # is never fetched; its vmlinux is extracted once into its own cache.
 MINI=$SHARED/fixtures/modules-mini
@@ -141,11 +155,13 @@ say "zinit ready in $ZCACHE"
 # What each part of the suite boots, and a last check that everything it needs is here.
 for need in "$KCACHE/vmlinux" "$KCACHE/root/lib/modules/$KVER/modules.dep.bin" \
     "$FKCACHE/vmlinux-$FKVER" "$MINI/tree/lib/modules/$FKVER/modules.dep.bin" \
-    "$UCACHE/root/bin/udevadm" "$FCACHE/root/lib/firmware" "$ZCACHE/zinit"; do
+    "$UCACHE/root/bin/udevadm" "$FCACHE/root/lib/firmware" "$ZCACHE/zinit" \
+    "/lib/modules/$KVER/build/Makefile"; do
   [ -e "$need" ] || die "$need is missing after set-up; remove its cache directory and run make setup again"
 done
 say "current kernel $KVER ($PKG, $KCACHE): the tests that pack or load its own tree"
 say "  (vm_spine, vm_modules, vm_coldplug, vm_node's lazy-tree and store-down boots,"
-say "  kmod_oracle, initramfs, depmod_check's whole-tree check), make demo, make bench"
+say "  kmod_oracle, initramfs, depmod_check's whole-tree check, vm_hang's module built"
+say "  against $HEADERS), make demo, make bench"
 say "fixture kernel $FKVER (modules-mini's own, $FKCACHE): the tests that load the rfs-made"
 say "  fixture's modules (vm_flist, vm_node's broken-maps boot)"

@@ -20,6 +20,8 @@ for f in /run/initagent/flists/*.json; do
   echo "stats-$n-begin" > $out; cat "$f" > $out; echo > $out; echo "stats-$n-end" > $out
 done
 cut -d' ' -f1 /proc/modules | sed 's/^/module: /' > $out
+# Modules whose init has not returned (state Loading) or that are going away.
+grep -v ' Live ' /proc/modules | cut -d' ' -f1,5 | sed 's/^/module-state: /' > $out
 # Sizes of the module files the kernel loaded, from the mounted tree (stat only: no block
 # is fetched for it), to compare with the bytes fetched.
 /sbin/initagent modules resolve --show-depends $(cut -d' ' -f1 /proc/modules) 2>/dev/null \
