@@ -3,6 +3,9 @@
 /// One mounted filesystem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The filesystem's device, `major:minor` (for FUSE the minor names its connection
+    /// under `/sys/fs/fuse/connections`).
+    pub device: String,
     /// Where it is mounted (octal escapes such as `\040` decoded).
     pub mount_point: String,
     /// Filesystem type (`proc`, `fuse.initagent`, …).
@@ -19,11 +22,14 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
 fn parse_line(line: &str) -> Option<MountEntry> {
     // id parent major:minor root mount-point options [optional…] - fstype source super-options
     let (left, right) = line.split_once(" - ")?;
-    let mount_point = left.split(' ').nth(4)?;
+    let mut fields = left.split(' ');
+    let device = fields.nth(2)?;
+    let mount_point = fields.nth(1)?;
     let mut right = right.split(' ');
     let fstype = right.next()?;
     let source = right.next().unwrap_or("");
     Some(MountEntry {
+        device: device.to_string(),
         mount_point: unescape(mount_point),
         fstype: unescape(fstype),
         source: unescape(source),
@@ -55,6 +61,19 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+impl MountEntry {
+    /// A FUSE mount's connection number (its device's minor), which names its directory
+    /// under `/sys/fs/fuse/connections`.
+    pub fn fuse_connection(&self) -> Option<u32> {
+        if !self.fstype.starts_with("fuse") {
+            return None;
+        }
+        let (major, minor) = self.device.split_once(':')?;
+        (major == "0").then_some(())?;
+        minor.parse().ok()
+    }
+}
+
 /// The last (topmost) mount on `path`, if `path` is a mount point.
 pub fn mounted_at<'a>(entries: &'a [MountEntry], path: &str) -> Option<&'a MountEntry> {
     let path = if path.len() > 1 {
@@ -82,6 +101,9 @@ garbage line
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[2].mount_point, "/mnt/with space");
         assert_eq!(entries[2].fstype, "fuse.initagent");
+        assert_eq!(entries[2].device, "0:33");
+        assert_eq!(entries[2].fuse_connection(), Some(33));
+        assert_eq!(entries[0].fuse_connection(), None);
         assert_eq!(mounted_at(&entries, "/dev/").unwrap().fstype, "devtmpfs");
         assert!(mounted_at(&entries, "/sys").is_none());
     }

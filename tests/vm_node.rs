@@ -315,3 +315,107 @@ fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
         assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
     }
 }
+
+/// The result line `prefix` as a number of milliseconds (the guest's clock).
+fn millis(boot: &Boot, prefix: &str) -> u64 {
+    let value = boot
+        .result(prefix)
+        .unwrap_or_else(|| panic!("no {prefix}; {}", boot.explain()));
+    value.split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn mount_daemons_stopped_or_killed_after_the_handoff_wedge_nothing_and_come_back() {
+    let (root, release) = common::kernel::debian_tree();
+    let tree = node::stamped_copy(
+        "node-daemons-tree",
+        &root.join("lib/modules").join(&release),
+        &release,
+    );
+    let packed = node::pack("node-daemons", &tree, &release);
+    let boot = with_node_store(Vm::new("node-daemons").target("vm-node"), &packed)
+        .timeout(std::time::Duration::from_secs(300))
+        .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report_after(
+            "tests/vm/guest/daemon-faults.sh",
+            &[
+                "initagent-late-coldplug",
+                "initagent-status",
+                "net-renew",
+                "initagent-flists-guard",
+            ],
+        )
+        .boot();
+    let report = handed_off(&boot);
+    boot.assert_zinit_ran_every_service();
+    // The kernel kills the daemons last.
+    assert_eq!(
+        boot.result("oom: "),
+        Some("-999 -999"),
+        "{}",
+        boot.explain()
+    );
+
+    // SIGSTOP: `initagent status` answers within 2 s and says the daemon is stopped;
+    // `flist umount` answers within seconds (it waited forever before), the daemon gone.
+    assert!(
+        millis(&boot, "stopped-status-ms: ") < 2000,
+        "{}",
+        boot.explain()
+    );
+    let status = boot.result("stopped-status: ").unwrap_or_default();
+    assert!(
+        status.contains("NOT ANSWERING") && status.contains("is STOPPED (state T"),
+        "{status}"
+    );
+    assert!(
+        millis(&boot, "stopped-umount-ms: ") < 5000,
+        "{}",
+        boot.explain()
+    );
+    assert_eq!(boot.result("after-umount-mounted: "), Some("no"));
+    assert_eq!(boot.result("old-daemon: "), Some("gone"));
+    // `initagent flists` mounts it again, same bytes.
+    assert!(
+        boot.result("remount-ms: ")
+            .is_some_and(|r| r.ends_with(" rc=0")),
+        "{}",
+        boot.explain()
+    );
+    assert_eq!(
+        boot.result("remount-read: "),
+        Some("same"),
+        "{}",
+        boot.explain()
+    );
+    // `flist mount` over a stopped daemon's mount replaces it within seconds.
+    assert!(
+        millis(&boot, "mount-over-stopped-ms: ") < 10_000,
+        "{}",
+        boot.explain()
+    );
+    assert_eq!(
+        boot.result("mount-over-read: "),
+        Some("same"),
+        "{}",
+        boot.explain()
+    );
+
+    // SIGKILL: reads fail at once (ENOTCONN), status says stale, the guard mounts it
+    // again by itself (it looks every 10 s) and the bytes are the same.
+    assert!(millis(&boot, "dead-read-ms: ") < 1000, "{}", boot.explain());
+    let dead = boot.result("dead-read: ").unwrap_or_default();
+    assert!(dead.contains("not connected"), "{dead}");
+    let status = boot.result("dead-status: ").unwrap_or_default();
+    assert!(status.contains("STALE"), "{status}");
+    assert_eq!(
+        boot.result("healed-read: "),
+        Some("same"),
+        "{}",
+        boot.explain()
+    );
+    assert!(millis(&boot, "healed-ms: ") < 40_000, "{}", boot.explain());
+    let guard = common::step(&report, "initagent-flists-guard");
+    assert_eq!(guard["outcome"], "ok", "{guard:#}");
+    assert_eq!(guard["unit"], "flists", "{guard:#}");
+}

@@ -96,13 +96,22 @@ pub(crate) fn run_step(options: &Options, name: &str, by_hand: bool) -> i32 {
         .record_as
         .clone()
         .unwrap_or_else(|| format!("{}-by-hand", step.as_str()));
+    let mut seen = |attempt: &Attempt, again| show(step, shown, attempt, again, options.json);
+    if let Some(period) = options.watch {
+        if step != StepName::Flists {
+            errln!("initagent: step: --watch is for flists only");
+            return 2;
+        }
+        let period = Duration::from_secs(period.max(1));
+        return guard(&ctx, &record_as, period, &mut seen);
+    }
     let last = oneshot::run(
         step,
         &ctx,
         &record_as,
         options.retry,
         &mut std::thread::sleep,
-        &mut |attempt, again| show(step, shown, attempt, again, options.json),
+        &mut seen,
     );
     if !by_hand {
         return i32::from(!last.go_on);
@@ -111,6 +120,44 @@ pub(crate) fn run_step(options: &Options, name: &str, by_hand: bool) -> i32 {
         Outcome::Ok | Outcome::Skipped => 0,
         Outcome::Degraded if options.degraded_ok => 0,
         _ => 1,
+    }
+}
+
+/// `--watch`: the flists' supervisor after the handoff (a zinit service, restarted by
+/// zinit if it dies). Every `period` it looks at the mounts (each look bounded); one that
+/// is stale, whose daemon is stopped or gone, or that went missing is mounted again by
+/// the step, recorded in the report as `record_as`. A daemon that stays busy and does not
+/// answer for three looks in a row counts as stuck. Never returns.
+fn guard(
+    ctx: &Ctx,
+    record_as: &str,
+    period: Duration,
+    seen: &mut dyn FnMut(&Attempt, Option<Duration>),
+) -> i32 {
+    let mut stuck = std::collections::BTreeMap::new();
+    let mut failures = 0;
+    loop {
+        let wait = if failures == 0 {
+            period
+        } else {
+            oneshot::backoff(failures - 1).max(period)
+        };
+        std::thread::sleep(wait);
+        let broken = crate::step::flists::broken(ctx, &mut stuck);
+        if broken.is_empty() {
+            failures = 0;
+            continue;
+        }
+        outln!("{record_as}: {}; mounting again", broken.join("; "));
+        let attempt = oneshot::run(
+            StepName::Flists,
+            ctx,
+            record_as,
+            false,
+            &mut std::thread::sleep,
+            seen,
+        );
+        failures = if attempt.go_on { 0 } else { failures + 1 };
     }
 }
 

@@ -131,6 +131,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     // Open first: a bad flist or store URL is reported here, not by a daemon.
     let fs = open_fs(options)?;
     if options.foreground {
+        crate::flist::daemon::lower_oom_score();
         if crate::logging::attach_kmsg(false).is_err() {
             log::debug!("no /dev/kmsg; logging to stderr");
         }
@@ -160,8 +161,25 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
 
 fn umount(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
     let target = PathBuf::from(args.first().ok_or("flist umount: name the mount point")?);
-    match mount::state(&target, &fuse_options(options)?.subtype) {
+    let subtype = fuse_options(options)?.subtype;
+    match mount::state(&target, &subtype) {
         MountState::Absent => Err(format!("{}: nothing is mounted there", target.display())),
+        // Its daemon is stopped or stuck: an unmount that waits for it would wait forever.
+        MountState::NotAnswering {
+            fstype, connection, ..
+        } if fstype == format!("fuse.{subtype}") => {
+            let done = mount::release(&target, connection)?;
+            outln!(
+                "{}: did not answer within {:.1} s: {done}",
+                target.display(),
+                mount::ANSWER_WITHIN.as_secs_f32()
+            );
+            Ok(0)
+        }
+        MountState::NotAnswering { fstype, .. } => Err(format!(
+            "{}: a {fstype} mount that does not answer, not an flist; not touching it",
+            target.display()
+        )),
         // An flist mounted under another --fs-subtype still names its flist as the source.
         MountState::Other { fstype, source }
             if !(fstype.starts_with("fuse.")

@@ -66,6 +66,8 @@ commands:
                           what waits on it may go on: net and flists once done (--retry:
                           until then, backoff 5 s doubling to 60 s), the others always,
                           saying why they are degraded. What the zinit services run
+                          [--watch S: flists only; then look at the mounts every S seconds
+                          and mount again what is stale, stopped or gone (never exits)]
   flists [--json]         mount the firmware and modules flists of /etc/initagent/flists on
                           /lib/firmware and /lib/modules/<release>, as stage 1 does (what is
                           mounted stays) [--retry: until mounted, backoff up to 60 s]
@@ -118,6 +120,7 @@ pub(crate) struct Options {
     pub deadline: Option<u32>,
     pub degraded_ok: bool,
     pub retry: bool,
+    pub watch: Option<u64>,
     pub record_as: Option<String>,
     pub svg: Option<PathBuf>,
     pub selection: crate::coldplug::select::Selection,
@@ -147,6 +150,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         deadline: None,
         degraded_ok: false,
         retry: false,
+        watch: None,
         record_as: None,
         svg: None,
         selection: Default::default(),
@@ -207,6 +211,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
             Long("degraded-ok") => options.degraded_ok = true,
             Long("retry") => options.retry = true,
+            Long("watch") => options.watch = Some(parser.value()?.parse()?),
             Long("as") => options.record_as = Some(parser.value()?.string()?),
             Long("svg") => options.svg = Some(PathBuf::from(parser.value()?)),
             Long("check") => options.net.check.push(parser.value()?.string()?),
@@ -296,13 +301,19 @@ fn node_state() -> Vec<String> {
         }
     }
     let stats_dir = std::path::Path::new(crate::flist::daemon::STATS_DIR);
-    for (name, stats) in crate::flist::daemon::read_stats(stats_dir) {
-        let target = std::path::Path::new(&stats.target);
-        let state = match crate::flist::mount::state(target, crate::flist::mount::SUBTYPE) {
-            crate::flist::mount::MountState::Ours { .. } => "mounted",
-            crate::flist::mount::MountState::Stale { .. } => "STALE (its daemon is gone)",
-            _ => "not mounted",
-        };
+    let flists = crate::flist::daemon::read_stats(stats_dir);
+    // Looked at all at once: each look is bounded, and a stopped daemon costs its bound once.
+    let states: Vec<String> = std::thread::scope(|scope| {
+        let looks: Vec<_> = flists
+            .iter()
+            .map(|(_, stats)| scope.spawn(|| flist_state(std::path::Path::new(&stats.target))))
+            .collect();
+        looks
+            .into_iter()
+            .map(|look| look.join().unwrap_or_else(|_| "unknown".into()))
+            .collect()
+    });
+    for ((name, stats), state) in flists.iter().zip(states) {
         lines.push(format!(
             "flist {name} on {}: {state}, daemon pid {} (peak RSS {} KiB): {} bytes fetched in {} blocks, cache hits {} memory + {} disk{}",
             stats.target,
@@ -403,6 +414,33 @@ fn install_panic_hook() {
             errln!("initagent: bug: panic at {location}: {message}");
         }
     }));
+}
+
+/// How an flist's mount is, for `status`: within [`crate::flist::mount::ANSWER_WITHIN`].
+fn flist_state(target: &std::path::Path) -> String {
+    use crate::flist::mount::{self, MountState};
+    match mount::state(target, mount::SUBTYPE) {
+        MountState::Ours { .. } => "mounted".into(),
+        MountState::Stale { .. } => {
+            "STALE (its daemon is gone; `initagent flists` mounts it again)".into()
+        }
+        MountState::NotAnswering { .. } => {
+            let daemons = crate::flist::daemon::running_for(target);
+            let how = match daemons.first() {
+                Some(d) if d.stopped() => format!(
+                    "its daemon (pid {}) is STOPPED (state {}; `kill -CONT {}`, or `initagent flists` replaces it)",
+                    d.pid, d.state, d.pid
+                ),
+                Some(d) => format!("its daemon (pid {}) is busy or stuck", d.pid),
+                None => "no daemon serves it".into(),
+            };
+            format!(
+                "NOT ANSWERING within {:.1} s: {how}",
+                mount::ANSWER_WITHIN.as_secs_f32()
+            )
+        }
+        _ => "not mounted".into(),
+    }
 }
 
 fn status(options: &Options) -> i32 {

@@ -99,6 +99,88 @@ impl DaemonRequest {
     }
 }
 
+/// A mount daemon found in `/proc`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// Its pid.
+    pub pid: i32,
+    /// Its state letter from `/proc/<pid>/stat` (`S` sleeping, `T` stopped, `Z` zombie…).
+    pub state: char,
+}
+
+impl Running {
+    /// Stopped by a signal or traced, or a zombie: it serves nothing until someone acts.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, 'T' | 't' | 'Z' | 'X')
+    }
+}
+
+/// The agent's mount daemons serving `target` (`initagent flist mount --foreground … TARGET`),
+/// found by their command lines, which never hold a secret.
+pub fn running_for(target: &Path) -> Vec<Running> {
+    let absolute = std::env::current_dir()
+        .map(|dir| dir.join(target))
+        .unwrap_or_else(|_| target.to_path_buf());
+    let names = [
+        target.as_os_str().as_encoded_bytes(),
+        absolute.as_os_str().as_encoded_bytes(),
+    ];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let ours = names.iter().any(|name| is_daemon_for(&cmdline, name));
+        if !ours || pid == std::process::id() as i32 {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) STATE …: the comm may hold spaces and parentheses, the state follows
+        // the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
+            .unwrap_or('?');
+        found.push(Running { pid, state });
+    }
+    found
+}
+
+/// Whether a NUL-separated command line is a foreground mount daemon for `target`.
+fn is_daemon_for(cmdline: &[u8], target: &[u8]) -> bool {
+    let args: Vec<&[u8]> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .collect();
+    let has = |word: &[u8]| args.iter().any(|a| *a == word);
+    args.windows(2)
+        .any(|w| w == [b"flist".as_slice(), b"mount".as_slice()])
+        && has(b"--foreground")
+        && args.last() == Some(&target)
+}
+
+/// The OOM score a mount daemon gives itself: the kernel kills it last (a node without
+/// its module tree cannot load a driver again), yet not never (`-1000`), so that a daemon
+/// that somehow ran away can still be stopped.
+pub const OOM_SCORE_ADJ: i32 = -999;
+
+/// Lowers this process's OOM score to [`OOM_SCORE_ADJ`] (the daemon calls it first).
+pub fn lower_oom_score() {
+    if let Err(e) = std::fs::write("/proc/self/oom_score_adj", OOM_SCORE_ADJ.to_string()) {
+        log::warn!("/proc/self/oom_score_adj: {e}; the daemon keeps the default OOM score");
+    }
+}
+
 /// Starts the daemon detached and waits up to `wait` until `target` serves the flist;
 /// returns the daemon's pid.
 pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
@@ -243,6 +325,30 @@ pub fn read_stats(dir: &Path) -> Vec<(String, DaemonStats)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn daemons_are_found_by_their_command_line() {
+        let argv = |words: &[&str]| words.join("\0").into_bytes();
+        let daemon = argv(&[
+            "/sbin/initagent",
+            "flist",
+            "mount",
+            "--foreground",
+            "-m",
+            "/etc/a.fl",
+            "--stores-stdin",
+            "/lib/firmware",
+        ]);
+        assert!(is_daemon_for(&daemon, b"/lib/firmware"));
+        assert!(!is_daemon_for(&daemon, b"/lib/firmwar"));
+        assert!(!is_daemon_for(
+            &argv(&["initagent", "flist", "mount", "/lib/firmware"]),
+            b"/lib/firmware"
+        ));
+        assert!(!is_daemon_for(b"", b"/lib/firmware"));
+        assert!(Running { pid: 1, state: 'T' }.stopped());
+        assert!(!Running { pid: 1, state: 'D' }.stopped());
+    }
 
     #[test]
     fn credentials_never_reach_the_argv() {

@@ -13,6 +13,7 @@ use super::store::{redact, StoreOptions};
 use crate::mountinfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The FUSE subtype our mounts carry by default (`fuse.initagent` in /proc/mounts).
 pub const SUBTYPE: &str = "initagent";
@@ -179,10 +180,44 @@ pub enum MountState {
         /// Its type.
         fstype: String,
     },
+    /// A mount that did not answer within [`ANSWER_WITHIN`]: its daemon is stopped
+    /// (SIGSTOP), stuck, or busy with every thread.
+    NotAnswering {
+        /// Its type.
+        fstype: String,
+        /// Its source.
+        source: String,
+        /// Its FUSE connection (`/sys/fs/fuse/connections/<n>`), for FUSE mounts.
+        connection: Option<u32>,
+    },
 }
 
-/// Inspects `target`; a FUSE mount of type `fuse.<subtype>` is ours.
+/// How long a mount gets to answer `statfs` before it counts as not answering. Every
+/// inspection of a mount is bounded by it: `status`, `flist mount` and `umount`, the
+/// `flists` step.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// Inspects `target`; a FUSE mount of type `fuse.<subtype>` is ours. Whatever the mount's
+/// daemon does, this returns within [`ANSWER_WITHIN`] (the look that may reach the
+/// daemon runs on a thread of its own, left behind if it does not return).
 pub fn state(target: &Path, subtype: &str) -> MountState {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let (path, owned_subtype) = (target.to_path_buf(), subtype.to_string());
+    let spawned = std::thread::Builder::new()
+        .name("mount-probe".into())
+        .spawn(move || {
+            let _ = sender.send(inspect(&path, &owned_subtype));
+        });
+    if spawned.is_err() {
+        return inspect(target, subtype);
+    }
+    match receiver.recv_timeout(ANSWER_WITHIN) {
+        Ok(state) => state,
+        Err(_) => not_answering(target),
+    }
+}
+
+fn inspect(target: &Path, subtype: &str) -> MountState {
     let target = target
         .canonicalize()
         .unwrap_or_else(|_| target.to_path_buf());
@@ -214,9 +249,77 @@ pub fn state(target: &Path, subtype: &str) -> MountState {
     }
 }
 
+/// The mount at `target` described without touching it (canonicalize and statfs would
+/// wait for its daemon): the path is only made absolute.
+fn not_answering(target: &Path) -> MountState {
+    let absolute = std::env::current_dir()
+        .map(|dir| dir.join(target))
+        .unwrap_or_else(|_| target.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let entries = mountinfo::parse(&text);
+    match mountinfo::mounted_at(&entries, &absolute.to_string_lossy()) {
+        Some(entry) => MountState::NotAnswering {
+            fstype: entry.fstype.clone(),
+            source: entry.source.clone(),
+            connection: entry.fuse_connection(),
+        },
+        None => MountState::NotAnswering {
+            fstype: "unknown".into(),
+            source: String::new(),
+            connection: None,
+        },
+    }
+}
+
+/// Where the kernel's FUSE control filesystem is mounted.
+const FUSECTL: &str = "/sys/fs/fuse/connections";
+
+/// Takes a mount whose daemon does not answer out of the way, without waiting for it:
+/// aborts its FUSE connection (every request waiting on it fails, the mount turns stale),
+/// kills its daemons if they are ours, and detaches the mount. Returns what it did.
+pub fn release(target: &Path, connection: Option<u32>) -> Result<String, String> {
+    let mut done = Vec::new();
+    if let Some(connection) = connection {
+        match abort_connection(connection) {
+            Ok(()) => done.push(format!("aborted FUSE connection {connection}")),
+            Err(e) => log::warn!("{}: {e}", target.display()),
+        }
+    }
+    for daemon in super::daemon::running_for(target) {
+        let pid = nix::unistd::Pid::from_raw(daemon.pid);
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+            done.push(format!(
+                "killed its daemon (pid {}, {})",
+                daemon.pid, daemon.state
+            ));
+        }
+    }
+    crate::sys::mount::unmount(target, true)
+        .map_err(|e| format!("{}: detaching the mount: {e}", target.display()))?;
+    done.push("detached the mount".into());
+    Ok(done.join(", "))
+}
+
+fn abort_connection(connection: u32) -> Result<(), String> {
+    let dir = Path::new(FUSECTL).join(connection.to_string());
+    if !dir.exists() {
+        // Not mounted yet (an initramfs mounts only what it needs).
+        let _ = crate::sys::mount::mount(
+            "fusectl",
+            FUSECTL,
+            "fusectl",
+            rustix::mount::MountFlags::empty(),
+            "",
+        );
+    }
+    std::fs::write(dir.join("abort"), "1")
+        .map_err(|e| format!("{}: {e}", dir.join("abort").display()))
+}
+
 /// Whether `target` may take a mount of the flist `source`: `Ok(true)` when it already
-/// serves it, `Ok(false)` when it is free (a stale mount whose daemon died is removed
-/// first), an error naming what is mounted there otherwise.
+/// serves it, `Ok(false)` when it is free (a stale mount whose daemon died, or one whose
+/// daemon is stopped or gone, is removed first), an error naming what is mounted there
+/// otherwise.
 pub fn claim(target: &Path, source: &str, subtype: &str) -> Result<bool, String> {
     match state(target, subtype) {
         MountState::Ours { source: mounted } if mounted == source => Ok(true),
@@ -236,6 +339,39 @@ pub fn claim(target: &Path, source: &str, subtype: &str) -> Result<bool, String>
             );
             crate::sys::mount::unmount(target, true)
                 .map_err(|e| format!("{}: unmounting the stale mount: {e}", target.display()))?;
+            Ok(false)
+        }
+        MountState::NotAnswering {
+            fstype,
+            source: mounted,
+            connection,
+        } => {
+            if fstype != format!("fuse.{subtype}") {
+                return Err(format!(
+                    "{} has a {fstype} mount ({mounted}) that did not answer within {:.1} s; \
+                     not ours, not touching it",
+                    target.display(),
+                    ANSWER_WITHIN.as_secs_f32()
+                ));
+            }
+            let daemons = super::daemon::running_for(target);
+            // A daemon that runs may only be busy (every thread waiting on a slow
+            // store): it is not taken down under the operator's feet.
+            if let Some(busy) = daemons.iter().find(|d| !d.stopped()) {
+                return Err(format!(
+                    "{} ({fstype}, {mounted}) did not answer within {:.1} s, and its daemon \
+                     (pid {}) is running: busy or stuck; `initagent flist umount {}` takes it down",
+                    target.display(),
+                    ANSWER_WITHIN.as_secs_f32(),
+                    busy.pid,
+                    target.display()
+                ));
+            }
+            let done = release(target, connection)?;
+            log::warn!(
+                "{}: {fstype} mount did not answer and its daemon is stopped or gone: {done}; replacing it",
+                target.display()
+            );
             Ok(false)
         }
         MountState::Absent => Ok(false),

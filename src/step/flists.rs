@@ -248,6 +248,47 @@ fn signed_duration(seconds: i64) -> String {
     }
 }
 
+/// What is wrong with this node's flist mounts, one line each: stale (daemon gone),
+/// daemon stopped, not answering for three looks in a row (counted in `stuck`, then its
+/// daemon is taken down), or missing. Mounts that are not ours are left alone.
+pub fn broken(ctx: &Ctx, stuck: &mut std::collections::BTreeMap<PathBuf, u32>) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, manifest, target) in wanted(Path::new(MANIFEST_DIR), &ctx.release) {
+        if !manifest.exists() {
+            continue;
+        }
+        let problem = match mount::state(&target, mount::SUBTYPE) {
+            MountState::Ours { .. } | MountState::Other { .. } => None,
+            MountState::Absent => Some("not mounted".to_string()),
+            MountState::Stale { .. } => Some("stale: its daemon is gone".to_string()),
+            MountState::NotAnswering { connection, .. } => {
+                let daemons = crate::flist::daemon::running_for(&target);
+                let running = daemons.iter().any(|d| !d.stopped());
+                let looks = stuck.get(&target).copied().unwrap_or(0) + 1;
+                if running && looks < 3 {
+                    // Maybe only busy: look again before taking it down.
+                    stuck.insert(target, looks);
+                    continue;
+                }
+                let why = if running {
+                    "its daemon has not answered for three looks"
+                } else {
+                    "its daemon is stopped or gone"
+                };
+                match mount::release(&target, connection) {
+                    Ok(done) => Some(format!("{why}: {done}")),
+                    Err(e) => Some(format!("{why}: {e}")),
+                }
+            }
+        };
+        stuck.remove(&target);
+        if let Some(problem) = problem {
+            problems.push(format!("{name} on {}: {problem}", target.display()));
+        }
+    }
+    problems
+}
+
 /// The agent's handles on the stage-1 flists that are mounted now (for `initagent
 /// prefetch` on a live node): same manifests, same caches as their daemons.
 pub fn open_mounted(config: &Config, manifest_dir: &Path) -> Shared {
