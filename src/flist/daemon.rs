@@ -162,10 +162,9 @@ fn is_daemon_for(cmdline: &[u8], target: &[u8]) -> bool {
         .split(|b| *b == 0)
         .filter(|a| !a.is_empty())
         .collect();
-    let has = |word: &[u8]| args.iter().any(|a| *a == word);
     args.windows(2)
         .any(|w| w == [b"flist".as_slice(), b"mount".as_slice()])
-        && has(b"--foreground")
+        && args.contains(&b"--foreground".as_slice())
         && args.last() == Some(&target)
 }
 
