@@ -100,6 +100,29 @@ pub fn check(urls: &[String], deadline: Duration) -> Vec<Reach> {
     })
 }
 
+/// Resolves `address` (shown as `shown`) within `within`. libc's resolver has no deadline of
+/// its own (musl's gives up after its own timeouts, per server, per attempt): the lookup
+/// runs on a thread of its own, left behind if it does not answer in time.
+pub fn resolve<A: ToSocketAddrs + Send + 'static>(
+    address: A,
+    shown: &str,
+    within: Duration,
+) -> std::io::Result<Vec<SocketAddr>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("resolve".into())
+        .spawn(move || {
+            let result = address.to_socket_addrs().map(|a| a.collect::<Vec<_>>());
+            let _ = sender.send(result);
+        })?;
+    receiver.recv_timeout(within).unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer for {shown} within {:.1} s", within.as_secs_f32()),
+        ))
+    })
+}
+
 fn check_one(url: &str, deadline: Instant) -> Reach {
     let mut reach = Reach {
         store: redact(url),
@@ -121,10 +144,9 @@ fn check_one(url: &str, deadline: Instant) -> Reach {
     };
     reach.endpoint = format!("{host}:{port}");
     let started = Instant::now();
-    // Name resolution has no deadline of its own in libc; it runs on this thread, and the
-    // caller's join waits for it (musl's resolver gives up after its own timeouts).
-    let addresses: Vec<SocketAddr> = match (host.as_str(), port).to_socket_addrs() {
-        Ok(addresses) => addresses.collect(),
+    let left = deadline.saturating_duration_since(Instant::now());
+    let addresses: Vec<SocketAddr> = match resolve((host.clone(), port), &reach.endpoint, left) {
+        Ok(addresses) => addresses,
         Err(e) => {
             reach.error = Some(format!("cannot resolve {host}: {e}"));
             return reach;

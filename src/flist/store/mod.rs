@@ -6,6 +6,7 @@
 
 mod dir;
 mod http;
+pub mod resp;
 pub mod s3;
 pub mod sigv4;
 mod zdb;

@@ -1,13 +1,15 @@
 //! `zdb://host[:port][/namespace]` (0-db, redis protocol): `SELECT ns [password]` once per
 //! connection when a namespace is named, then `GET <raw 32-byte id>`; writes `SET` unless
-//! `EXISTS`. One connection, reused, re-established after an error; every read and
-//! write has a deadline.
+//! `EXISTS`. One connection, reused, re-established after an error. Every command has
+//! one deadline for all of it (the name lookup and connect, the request, the whole
+//! reply), so a server that trickles a byte at a time is cut off like a silent one.
 
-use super::{redact, BlockStore, StoreError, StoreOptions, MAX_BLOB};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use super::resp::{self, Parsed, Reply};
+use super::{redact, BlockStore, StoreError, StoreOptions};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A 0-db namespace.
 pub struct ZdbStore {
@@ -16,13 +18,7 @@ pub struct ZdbStore {
     shown: String,
     connect_timeout: Duration,
     io_timeout: Duration,
-    connection: Mutex<Option<BufReader<TcpStream>>>,
-}
-
-enum Reply {
-    Ok,
-    Integer(i64),
-    Bulk(Option<Vec<u8>>),
+    connection: Mutex<Option<TcpStream>>,
 }
 
 impl ZdbStore {
@@ -69,83 +65,78 @@ impl ZdbStore {
         StoreError::Unavailable(why.to_string())
     }
 
-    fn connect(&self) -> Result<BufReader<TcpStream>, StoreError> {
-        let address = self
-            .address
-            .to_socket_addrs()
-            .map_err(|e| self.unavailable(e))?
-            .next()
+    fn connect(&self) -> Result<TcpStream, StoreError> {
+        let addresses =
+            crate::net::reach::resolve(self.address.clone(), &self.address, self.connect_timeout)
+                .map_err(|e| self.unavailable(format!("cannot resolve {}: {e}", self.address)))?;
+        let address = addresses
+            .first()
             .ok_or_else(|| self.unavailable("no address"))?;
-        let stream = TcpStream::connect_timeout(&address, self.connect_timeout)
+        let mut stream = TcpStream::connect_timeout(address, self.connect_timeout)
             .map_err(|e| self.unavailable(e))?;
-        stream
-            .set_read_timeout(Some(self.io_timeout))
-            .map_err(|e| self.unavailable(e))?;
-        stream
-            .set_write_timeout(Some(self.io_timeout))
-            .map_err(|e| self.unavailable(e))?;
-        let mut connection = BufReader::new(stream);
         if let Some((namespace, password)) = &self.namespace {
             let mut args: Vec<&[u8]> = vec![b"SELECT", namespace.as_bytes()];
             if let Some(password) = password {
                 args.push(password.as_bytes());
             }
-            match self.command(&mut connection, &args)? {
+            match self.command(&mut stream, &args)? {
                 Reply::Ok => {}
                 _ => return Err(self.unavailable(format!("SELECT {namespace} was refused"))),
             }
         }
-        Ok(connection)
+        Ok(stream)
     }
 
-    fn command(
-        &self,
-        connection: &mut BufReader<TcpStream>,
-        args: &[&[u8]],
-    ) -> Result<Reply, StoreError> {
+    /// Sends one command and reads its whole reply within the store's timeout.
+    fn command(&self, stream: &mut TcpStream, args: &[&[u8]]) -> Result<Reply, StoreError> {
+        let deadline = Instant::now() + self.io_timeout;
         let mut request = format!("*{}\r\n", args.len()).into_bytes();
         for arg in args {
             request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
             request.extend_from_slice(arg);
             request.extend_from_slice(b"\r\n");
         }
-        connection
-            .get_mut()
-            .write_all(&request)
+        stream
+            .set_write_timeout(Some(self.io_timeout))
+            .and_then(|()| stream.write_all(&request))
             .map_err(|e| self.unavailable(e))?;
-        let mut line = Vec::new();
-        connection
-            .read_until(b'\n', &mut line)
-            .map_err(|e| self.unavailable(e))?;
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        match text.as_bytes().first() {
-            Some(b'+') => Ok(Reply::Ok),
-            Some(b'-') => Err(self.unavailable(format!("server error: {}", &text[1..]))),
-            Some(b':') => text[1..]
-                .parse()
-                .map(Reply::Integer)
-                .map_err(|_| self.unavailable("bad integer reply")),
-            Some(b'$') => {
-                let length: i64 = text[1..]
-                    .parse()
-                    .map_err(|_| self.unavailable("bad bulk length"))?;
-                if length < 0 {
-                    return Ok(Reply::Bulk(None));
+        let mut reply = Vec::new();
+        let mut need = 1;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            if reply.len() >= need {
+                match resp::parse(&reply) {
+                    Parsed::Done(Reply::Error(text), _) => {
+                        return Err(self.unavailable(format!("server error: {text}")))
+                    }
+                    Parsed::Done(answer, _) => return Ok(answer),
+                    Parsed::NeedMore(more) => need = more,
+                    Parsed::Bad(why) => return Err(self.unavailable(why)),
                 }
-                let length = length as usize;
-                if length > MAX_BLOB {
-                    return Err(
-                        self.unavailable(format!("a {length}-byte value is larger than any block"))
-                    );
-                }
-                let mut data = vec![0u8; length + 2];
-                connection
-                    .read_exact(&mut data)
-                    .map_err(|e| self.unavailable(e))?;
-                data.truncate(length);
-                Ok(Reply::Bulk(Some(data)))
             }
-            _ => Err(self.unavailable(format!("unexpected reply {text:?}"))),
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.unavailable(format!(
+                    "no whole reply within {} s ({} bytes came)",
+                    self.io_timeout.as_secs_f32(),
+                    reply.len()
+                )));
+            }
+            stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| self.unavailable(e))?;
+            // The server sends nothing but the reply to the one command in flight.
+            match stream.read(&mut chunk) {
+                Ok(0) => {
+                    return Err(self.unavailable(format!(
+                        "the connection closed mid-reply ({} bytes came)",
+                        reply.len()
+                    )))
+                }
+                Ok(n) => reply.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.unavailable(e)),
+            }
         }
     }
 
@@ -194,5 +185,81 @@ impl BlockStore for ZdbStore {
 
     fn describe(&self) -> String {
         self.shown.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A scripted redis-protocol server: every connection reads one command and answers
+    /// with `answer` (which may stall, trickle or hang up).
+    fn server(answer: fn(&mut TcpStream)) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                std::thread::spawn(move || {
+                    let mut request = [0u8; 256];
+                    let _ = stream.read(&mut request);
+                    answer(&mut stream);
+                });
+            }
+        });
+        format!("zdb://{address}")
+    }
+
+    fn store(url: &str) -> ZdbStore {
+        let options = StoreOptions {
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_millis(800),
+            private_roots: None,
+        };
+        ZdbStore::new(url, &options).unwrap()
+    }
+
+    #[test]
+    fn replies_that_trickle_stop_or_lie_end_within_the_deadline_and_never_give_bytes() {
+        let whole = store(&server(|s| {
+            let _ = s.write_all(b"$3\r\nab");
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = s.write_all(b"c\r\n");
+        }));
+        assert_eq!(whole.get(&[1; 32]).unwrap(), b"abc");
+
+        // A byte every 100 ms: each read answers, the reply never completes.
+        let trickle = store(&server(|s| {
+            let _ = s.write_all(b"$100\r\n");
+            for _ in 0..200 {
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }));
+        let started = Instant::now();
+        let error = trickle.get(&[1; 32]).unwrap_err().to_string();
+        // Two attempts (one reconnect) of 0.8 s each.
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(error.contains("no whole reply within 0.8 s"), "{error}");
+
+        let truncated = store(&server(|s| {
+            let _ = s.write_all(b"$10\r\nabc");
+        }));
+        let error = truncated.get(&[1; 32]).unwrap_err().to_string();
+        assert!(error.contains("closed mid-reply"), "{error}");
+
+        let long_line = store(&server(|s| {
+            let _ = s.write_all(&[b'+'; 4096]);
+            std::thread::sleep(Duration::from_secs(2));
+        }));
+        let error = long_line.get(&[1; 32]).unwrap_err().to_string();
+        assert!(error.contains("longer than 1024 bytes"), "{error}");
     }
 }
