@@ -298,3 +298,235 @@ fn a_node_clock_hours_off_signs_again_with_the_stores_time() {
     assert_eq!(on_time.get(&id).unwrap(), stored);
     assert_eq!(on_time.clock_offset(), None);
 }
+
+/// Every regular file under `dir`, sorted, relative.
+fn files_of(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        for entry in std::fs::read_dir(dir.join(&relative)).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            let path = relative.join(entry.file_name());
+            if kind.is_dir() {
+                pending.push(path);
+            } else if kind.is_file() {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What reading the files through a faulty store gave.
+#[derive(Debug)]
+struct Reads {
+    same: usize,
+    failed: Vec<String>,
+    slowest_failure: std::time::Duration,
+    daemon_peak_kib: u64,
+}
+
+/// Reads `files` of `source` through a mount of `flist` (with `args`), until `limit`
+/// failures; a read that succeeds must give the source's bytes, never others.
+fn read_through(
+    name: &str,
+    flist: &Path,
+    args: &[&str],
+    source: &Path,
+    files: &[PathBuf],
+    limit: usize,
+) -> Reads {
+    let mounted = common::mount(name, flist, args);
+    let mut reads = Reads {
+        same: 0,
+        failed: Vec::new(),
+        slowest_failure: std::time::Duration::ZERO,
+        daemon_peak_kib: 0,
+    };
+    for file in files {
+        let started = std::time::Instant::now();
+        match std::fs::read(mounted.target.join(&file)) {
+            Ok(bytes) => {
+                assert!(
+                    bytes == std::fs::read(source.join(&file)).unwrap(),
+                    "{name}: {} read back with other bytes",
+                    file.display()
+                );
+                reads.same += 1;
+            }
+            Err(e) => {
+                reads.slowest_failure = reads.slowest_failure.max(started.elapsed());
+                reads.failed.push(format!("{}: {e}", file.display()));
+                if reads.failed.len() >= limit {
+                    break;
+                }
+            }
+        }
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", mounted.pid.unwrap()));
+    reads.daemon_peak_kib = status
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or(0);
+    reads
+}
+
+/// The fault matrix for one store kind behind the proxy (`args` point the mount at it,
+/// with a 2 s store timeout): what each fault gives, file by file.
+fn fault_matrix(
+    kind: &str,
+    flist: &Path,
+    proxy: &common::proxy::Proxy,
+    args: &[&str],
+    source: &Path,
+) {
+    use common::proxy::Fault;
+    let timeout = std::time::Duration::from_secs(2);
+    let all = files_of(source);
+    // Python's server closes every connection after one answer, so each block is a new
+    // connection that meets the fault: the faults read the large files (their answers
+    // are larger than where a fault starts) and every tenth of the others.
+    let large = |f: &PathBuf| std::fs::metadata(source.join(f)).unwrap().len() >= 64 * 1024;
+    let sample: Vec<PathBuf> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| large(f) || i % 10 == 0)
+        .map(|(_, f)| f.clone())
+        .collect();
+    let large: Vec<PathBuf> = all.iter().filter(|f| large(f)).cloned().collect();
+    for (fault, expect_all) in [
+        (Fault::None, true),
+        (Fault::Slow(std::time::Duration::from_millis(600)), true),
+        (Fault::FailFirst(1), true),
+        (Fault::Corrupt(700), false),
+        (Fault::Truncate(700), false),
+        (Fault::Stall(700), false),
+        (Fault::Trickle(700), false),
+    ] {
+        proxy.set(fault);
+        let name = format!("{kind}-fault-{}", format!("{fault:?}").to_lowercase());
+        let name: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let slow = matches!(fault, Fault::Stall(_) | Fault::Trickle(_));
+        let (files, limit) = match fault {
+            Fault::None => (&all, all.len()),
+            _ if slow => (&large, 2),
+            _ => (&sample, sample.len()),
+        };
+        let started = std::time::Instant::now();
+        let reads = read_through(&name, flist, args, source, files, limit);
+        println!("{kind} {fault:?} ({:?}): {reads:?}", started.elapsed());
+        if expect_all {
+            assert_eq!(reads.same, files.len(), "{kind} {fault:?}: {reads:?}");
+            continue;
+        }
+        // The fault was met; the reads it hit failed with an I/O error or, tried again on
+        // another connection, gave the right bytes (never other bytes: read_through).
+        assert!(
+            proxy.applied() > 0,
+            "{kind} {fault:?} was never met: {reads:?}"
+        );
+        assert!(
+            reads
+                .failed
+                .iter()
+                .all(|f| f.contains("Input/output error")),
+            "{kind} {fault:?}: {reads:?}"
+        );
+        if slow {
+            assert!(!reads.failed.is_empty(), "{kind} {fault:?}: {reads:?}");
+            // Within twice the store timeout (two rounds), plus the retry's pause.
+            assert!(
+                reads.slowest_failure <= timeout * 2 + std::time::Duration::from_secs(2),
+                "{kind} {fault:?}: {reads:?}"
+            );
+            // Nothing piles up while the store stalls (the memory cache alone is 64 MiB).
+            assert!(
+                reads.daemon_peak_kib < 64 * 1024,
+                "{kind} {fault:?}: {reads:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn http_and_s3_stores_that_stall_trickle_truncate_corrupt_or_fail_first() {
+    let source = odd_tree_source("faults-source");
+    // HTTP: the odd tree packed into a directory the HTTP server serves.
+    let store = source.parent().unwrap().join("store");
+    let flist = source.parent().unwrap().join("http.fl");
+    common::pack(&flist, &format!("dir://{}", store.display()), &source);
+    let http = common::servers::http_dir(&store);
+    let proxy = common::proxy::Proxy::start(http.port);
+    let url = format!("http://127.0.0.1:{}/", proxy.port);
+    fault_matrix(
+        "http",
+        &flist,
+        &proxy,
+        &["--store", &url, "--store-timeout", "2"],
+        &source,
+    );
+
+    // S3: the fixture's bucket in s3s-fs, signed requests through the proxy.
+    let (_server, port, _) = fixture_bucket_server("faults-s3");
+    let proxy = common::proxy::Proxy::start(port);
+    let rewrite = format!(
+        "s3://READKEY:READSECRET@127.0.0.1:19000/=s3://READKEY:READSECRET@127.0.0.1:{}/",
+        proxy.port
+    );
+    fault_matrix(
+        "s3",
+        &fixtures().join("odd-tree-variants/s3.fl"),
+        &proxy,
+        &["--store-rewrite", &rewrite, "--store-timeout", "2"],
+        &source,
+    );
+}
+
+#[test]
+fn a_route_range_without_a_store_is_refused_at_open() {
+    let source = odd_tree_source("route-gap-source");
+    let flist = source.parent().unwrap().join("gap.fl");
+    let store = format!("dir://{}", source.parent().unwrap().join("store").display());
+    common::pack(&flist, &store, &source);
+    let half = format!("00-7f={store}");
+    let out = agent(&[
+        "flist",
+        "route",
+        "set",
+        "-m",
+        flist.to_str().unwrap(),
+        &half,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = common::scratch("route-gap").join("mnt");
+    std::fs::create_dir_all(&target).unwrap();
+    let out = agent(&[
+        "flist",
+        "mount",
+        "-m",
+        flist.to_str().unwrap(),
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no store route covers blocks whose id starts with 80-ff")
+            && said.contains("flist route set"),
+        "{said}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&std::fs::read("/proc/mounts").unwrap())
+            .contains(target.to_str().unwrap())
+    );
+}

@@ -129,6 +129,20 @@ pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String>
             flist.display()
         ));
     }
+    let gaps = super::router::uncovered(&routes);
+    if !gaps.is_empty() {
+        let gaps: Vec<String> = gaps
+            .iter()
+            .map(|(a, b)| format!("{a:02x}-{b:02x}"))
+            .collect();
+        return Err(format!(
+            "{}: no store route covers blocks whose id starts with {} (routes: {}); \
+             add one with `initagent flist route set`, or give --store URL",
+            flist.display(),
+            gaps.join(", "),
+            describe_routes(&routes).join(", ")
+        ));
+    }
     let (store_options, policy) = match options.store_timeout {
         Some(timeout) => (
             StoreOptions {

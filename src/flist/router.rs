@@ -32,6 +32,33 @@ impl std::fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
+/// The ranges of first bytes (inclusive) that no route covers: blocks whose id starts
+/// there have no store.
+pub fn uncovered(routes: &[Route]) -> Vec<(u8, u8)> {
+    let mut covered = [false; 256];
+    for route in routes {
+        for byte in route.start..=route.end.max(route.start) {
+            covered[usize::from(byte)] = true;
+        }
+    }
+    let mut gaps = Vec::new();
+    let mut start = None;
+    for byte in 0..=255u8 {
+        match (covered[usize::from(byte)], start) {
+            (false, None) => start = Some(byte),
+            (true, Some(first)) => {
+                gaps.push((first, byte - 1));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(first) = start {
+        gaps.push((first, 255));
+    }
+    gaps
+}
+
 struct Candidate {
     start: u8,
     end: u8,
@@ -259,6 +286,23 @@ pub(crate) mod tests {
             backoff: Duration::from_millis(1),
             deadline: Duration::from_secs(5),
         }
+    }
+
+    #[test]
+    fn route_gaps_are_found() {
+        let route = |start, end| Route {
+            start,
+            end,
+            url: "dir:///x".into(),
+        };
+        assert!(uncovered(&[route(0, 255)]).is_empty());
+        assert!(uncovered(&[route(0, 0x7f), route(0x80, 0xff)]).is_empty());
+        assert_eq!(uncovered(&[route(0, 0x7f)]), [(0x80, 0xff)]);
+        assert_eq!(
+            uncovered(&[route(0x10, 0x1f), route(0x30, 0xfe)]),
+            [(0, 0x0f), (0x20, 0x2f), (0xff, 0xff)]
+        );
+        assert_eq!(uncovered(&[]), [(0, 255)]);
     }
 
     #[test]

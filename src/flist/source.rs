@@ -1,6 +1,10 @@
 //! Where file content comes from: the memory cache, then the disk cache, then the
 //! stores (one fetch per block however many readers want it at once). A read fetches
 //! all the blocks it spans concurrently and prefetches the next ones in the background.
+//! A block whose fetch just failed slowly (a store that stalls or trickles) fails again at
+//! once for [`FAILURE_MEMORY`]: the kernel asks again right after an error (its readahead
+//! failed, then the read itself), and a stalled store must cost a reader one deadline,
+//! not one per request. A quick failure (refused, 5xx, corrupt) is simply tried again.
 
 use super::cache::{DiskCache, MemoryCache};
 use super::codec::BLOCK_SIZE;
@@ -33,6 +37,11 @@ pub struct SourceStats {
     pub corrupt: u64,
 }
 
+/// How long a block's slow failed fetch stands for the next readers of the block.
+pub const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
+/// A failed fetch that took this long is remembered.
+const SLOW_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Background block fetches at most, per mounted flist.
 const MAX_PREFETCHING: usize = 8;
 
@@ -42,6 +51,8 @@ pub struct BlockSource {
     memory: MemoryCache,
     disk: Option<DiskCache>,
     inflight: Mutex<HashMap<[u8; 32], Arc<InFlight>>>,
+    /// Recent failures: when, and what was said.
+    failed: Mutex<HashMap<[u8; 32], (std::time::Instant, FetchError)>>,
     prefetching: AtomicUsize,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
@@ -57,6 +68,7 @@ impl BlockSource {
             memory: MemoryCache::new(memory_bytes),
             disk,
             inflight: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
             prefetching: AtomicUsize::new(0),
             memory_hits: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
@@ -86,6 +98,22 @@ impl BlockSource {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(data);
         }
+        if let Some((at, error)) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&block.id)
+        {
+            if at.elapsed() < FAILURE_MEMORY {
+                let mut error = error.clone();
+                error.attempts.push(format!(
+                    "failed {:.1} s ago; fetched again {} s after a failure",
+                    at.elapsed().as_secs_f32(),
+                    FAILURE_MEMORY.as_secs()
+                ));
+                return Err(error);
+            }
+        }
         let (flight, leader) = {
             let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
             match inflight.get(&block.id) {
@@ -111,6 +139,7 @@ impl BlockSource {
         }
         // A panic while fetching (a bug, or a store client's) must not leave the readers
         // waiting on this block forever: it becomes this block's error for all of them.
+        let started = std::time::Instant::now();
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load(block)))
             .unwrap_or_else(|panic| {
                 let message = crate::stage1::runner::panic_message(&panic);
@@ -120,6 +149,17 @@ impl BlockSource {
                     attempts: vec![format!("the fetch panicked: {message}")],
                 })
             });
+        {
+            let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            failed.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
+            match &result {
+                Ok(_) => failed.remove(&block.id),
+                Err(error) if started.elapsed() >= SLOW_FAILURE => {
+                    failed.insert(block.id, (std::time::Instant::now(), error.clone()))
+                }
+                Err(_) => None,
+            };
+        }
         *flight.result.lock().unwrap_or_else(|p| p.into_inner()) = Some(result.clone());
         flight.done.notify_all();
         self.inflight

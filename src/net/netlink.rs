@@ -90,6 +90,9 @@ pub fn mac_text(mac: &[u8; 6]) -> String {
         .join(":")
 }
 
+/// How long a route request waits for the kernel's answer.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Rtnl {
     /// Opens a socket in the current network namespace.
     pub fn open() -> Result<Rtnl, NetlinkError> {
@@ -101,6 +104,14 @@ impl Rtnl {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
         socket.bind_auto().map_err(fail)?;
         socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
+        // The kernel answers at once; a receive that waits longer than this is cut off
+        // rather than trusted.
+        rustix::net::sockopt::set_socket_timeout(
+            &socket,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(ANSWER_WITHIN),
+        )
+        .map_err(|e| fail(e.into()))?;
         Ok(Rtnl {
             socket,
             sequence: 0,
@@ -133,10 +144,14 @@ impl Rtnl {
         let mut answers = Vec::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            let size = self
-                .socket
-                .recv(&mut &mut buffer[..], 0)
-                .map_err(|e| fail(e.raw_os_error(), e.to_string()))?;
+            let size = self.socket.recv(&mut &mut buffer[..], 0).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    let within = ANSWER_WITHIN.as_secs();
+                    fail(None, format!("no answer from the kernel within {within} s"))
+                } else {
+                    fail(e.raw_os_error(), e.to_string())
+                }
+            })?;
             let mut offset = 0;
             while offset < size {
                 let reply =

@@ -4,6 +4,7 @@
 pub mod kernel;
 pub mod netns;
 pub mod node;
+pub mod proxy;
 pub mod s3tls;
 pub mod servers;
 pub mod vm;
@@ -165,6 +166,8 @@ pub fn agent(args: &[&str]) -> std::process::Output {
 /// A mounted flist, unmounted (lazily) on drop.
 pub struct Mounted {
     pub target: std::path::PathBuf,
+    /// The mount daemon's pid, as `flist mount` printed it.
+    pub pid: Option<u32>,
 }
 
 impl Drop for Mounted {
@@ -187,5 +190,11 @@ pub fn mount(name: &str, flist: &std::path::Path, extra: &[&str]) -> Mounted {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Mounted { target }
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let pid = shown
+        .split("(daemon pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok());
+    Mounted { target, pid }
 }
