@@ -347,10 +347,10 @@ fn read_through(
     };
     for file in files {
         let started = std::time::Instant::now();
-        match std::fs::read(mounted.target.join(&file)) {
+        match std::fs::read(mounted.target.join(file)) {
             Ok(bytes) => {
                 assert!(
-                    bytes == std::fs::read(source.join(&file)).unwrap(),
+                    bytes == std::fs::read(source.join(file)).unwrap(),
                     "{name}: {} read back with other bytes",
                     file.display()
                 );
