@@ -327,6 +327,22 @@ fn ensure_without_depmod_regenerates_in_process() {
 }
 
 #[test]
+fn a_file_that_is_no_module_is_listed_as_depmod_lists_it_and_the_rest_still_resolves() {
+    let root = tree("depmod-garbage");
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    std::fs::write(module_dir(&root).join("kernel/garbage.ko"), garbage).unwrap();
+    let (ensure, ours, kmod) = repaired_resolutions(&root, "--in-process");
+    assert!(ensure.contains("action: in-process"), "{ensure}");
+    assert!(ours.contains("kernel/garbage.ko"), "{ours}");
+    let sorted = |text: &str| {
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    };
+    assert_eq!(sorted(&ours), sorted(&kmod));
+}
+
+#[test]
 fn a_valid_tree_is_left_alone() {
     let root = tree("depmod-noop");
     let out = Command::new(agent())

@@ -1,6 +1,7 @@
 //! No oneshot blocks the boot: Debian's kernel in QEMU, the agent as `/init`, the real
 //! zinit (v0.2.14) as PID 1 after the handoff, and inputs a node can really have —
-//! a module list naming modules that do not exist and a module built for another kernel;
+//! a module list naming modules that do not exist, a module built for another kernel, a
+//! file that is no module, a built-in module and an alias whose module is blacklisted;
 //! no module list at all and a `/run` with no room left. Every zinit service reaches
 //! `Success` (each exits 0 because what waits on it may go on), and the boot report,
 //! read with `initagent status` in the guest, says why each step is degraded, stage 1's
@@ -53,8 +54,23 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
             0o644,
         )
         .file(
+            &format!("/lib/modules/{release}/kernel/drivers/net/ifb.ko"),
+            read("kernel/drivers/net/ifb.ko"),
+            0o644,
+        )
+        // Not a module at all: the repaired maps list it (as depmod does), the loader
+        // meets it.
+        .file(
+            &format!("/lib/modules/{release}/extra/garbage.ko"),
+            (0..5000u32)
+                .map(|i| (i * 7919 % 251) as u8)
+                .collect::<Vec<u8>>(),
+            0o644,
+        )
+        .file("/etc/modprobe.d/deny.conf", "blacklist ifb\n", 0o644)
+        .file(
             "/etc/initagent/modules",
-            "no_such_module\nforeign_vermagic\ndummy\n",
+            "no_such_module\nforeign_vermagic\ngarbage\nunix\nrtnl-link-ifb\ndummy\n",
             0o644,
         )
         .zinit_with_report("tests/vm/guest/node-check.sh")
@@ -66,6 +82,12 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
         boot.explain()
     );
 
+    // Blacklisted: asked for by alias, not loaded.
+    assert!(
+        !boot.lines("module: ").contains(&"ifb"),
+        "{}",
+        boot.explain()
+    );
     let report = boot.report();
     let foreign = format!(
         "built for another kernel (vermagic {}, running {release})",
@@ -82,6 +104,17 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
             detail.contains("no_such_module") && detail.contains(&foreign),
             "{step:#}"
         );
+        // Through the loader: a file that is no module is refused by the kernel and
+        // named; a built-in one counts as built in; a blacklisted alias loads nothing.
+        assert!(
+            detail.contains("garbage: not a valid module for this kernel"),
+            "{step:#}"
+        );
+        assert!(
+            detail.contains("rtnl-link-ifb: every match is blacklisted"),
+            "{step:#}"
+        );
+        assert_eq!(step["counters"]["builtin"], 1, "{step:#}");
     }
     // The service said why it let the boot go on, in zinit's log on the console.
     assert!(

@@ -613,18 +613,25 @@ fn smallest_module_vermagic(
     view: &TreeView,
     found: &[super::view::FoundModule],
 ) -> Result<String, String> {
-    let smallest = found
-        .iter()
-        .min_by_key(|m| m.size)
-        .ok_or("no modules in the tree")?;
-    let data = view
-        .read(&smallest.relative)
-        .map_err(|e| format!("{}: {e}", smallest.relative))?;
-    let plain = crate::kmod::compress::decompress(&data)
-        .map_err(|e| format!("{}: {e}", smallest.relative))?;
-    let info = crate::kmod::elf::Modinfo::from_elf(&plain)
-        .map_err(|e| format!("{}: {e}", smallest.relative))?;
+    // The smallest modules first; a file that is no module (garbage the maps list, as
+    // depmod lists it) is passed over, up to a few.
+    let mut by_size: Vec<&super::view::FoundModule> = found.iter().collect();
+    by_size.sort_by_key(|m| m.size);
+    let mut last = String::from("no modules in the tree");
+    for module in by_size.into_iter().take(4) {
+        match vermagic_of(view, &module.relative) {
+            Ok(vermagic) => return Ok(vermagic),
+            Err(e) => last = format!("{}: {e}", module.relative),
+        }
+    }
+    Err(last)
+}
+
+fn vermagic_of(view: &TreeView, relative: &str) -> Result<String, String> {
+    let data = view.read(relative).map_err(|e| e.to_string())?;
+    let plain = crate::kmod::compress::decompress(&data).map_err(|e| e.to_string())?;
+    let info = crate::kmod::elf::Modinfo::from_elf(&plain).map_err(|e| e.to_string())?;
     info.get("vermagic")
         .map(str::to_string)
-        .ok_or_else(|| format!("{}: no vermagic", smallest.relative))
+        .ok_or_else(|| "no vermagic".to_string())
 }

@@ -57,8 +57,19 @@ pub fn regenerate(view: &TreeView) -> Result<Regenerated, String> {
         let data = view
             .read(&module.relative)
             .map_err(|e| format!("{}: {e}", module.relative))?;
-        let plain = compress::decompress(&data).map_err(|e| format!("{}: {e}", module.relative))?;
-        let info = Modinfo::from_elf(&plain).map_err(|e| format!("{}: {e}", module.relative))?;
+        // A file that is no module (garbage, truncated, another format) is listed with
+        // no dependencies and no aliases, as kmod's depmod lists it: the rest of the
+        // tree keeps working maps, and a load of that one fails with ENOEXEC.
+        let info = compress::decompress(&data)
+            .map_err(|e| e.to_string())
+            .and_then(|plain| Modinfo::from_elf(&plain).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| {
+                out.warnings.push(format!(
+                    "{}: {e}; listed without dependencies or aliases (as depmod does)",
+                    module.relative
+                ));
+                Modinfo::default()
+            });
         by_name.insert(module_name.clone(), entries.len());
         entries.push(Entry {
             name: module_name,
