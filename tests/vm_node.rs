@@ -41,13 +41,20 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
         &release,
     );
     let packed = node::pack("node-happy", &tree, &release);
-    // Under zinit, an operator restarts the lease renewal before the usual report.
+    // Under zinit, every step is run again twice, then an operator restarts the lease
+    // renewal, then the usual report.
     let boot = with_node_store(Vm::new("node-happy").target("vm-node"), &packed)
         .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
-        .zinit_with_report("tests/vm/guest/renew-restart.sh")
+        .repo_file(
+            "/sbin/after-idempotence.sh",
+            "tests/vm/guest/renew-restart.sh",
+            0o755,
+        )
+        .zinit_with_report("tests/vm/guest/idempotence.sh")
         .boot();
     let report = handed_off(&boot);
     boot.assert_zinit_ran_every_service();
+    assert_reruns_change_nothing(&boot);
     // `zinit stop net-renew` then `zinit start net-renew`: the same address throughout
     // and the same lease after.
     let stopped = boot.result("renew-stopped: ").unwrap_or_default();
@@ -298,7 +305,8 @@ fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
         .success());
     let packed = node::pack("node-broken-maps", &tree, &release);
     let boot = with_node_store(Vm::new("node-broken-maps").kernel(kernel), &packed)
-        .zinit_with_report("tests/vm/guest/node-check.sh")
+        .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/idempotence.sh")
         .file("/etc/initagent/modules", "bridge\n8021q\nveth\n", 0o644)
         .boot();
     let report = handed_off(&boot);
@@ -313,6 +321,38 @@ fn maps_that_do_not_match_the_flists_tree_are_regenerated_and_modules_load() {
     let loaded = boot.lines("module: ");
     for name in ["veth", "bridge", "8021q"] {
         assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
+    }
+    // After the repair, every step run again changes nothing either: the repaired maps
+    // are found valid where they are bind-mounted, nothing is regenerated or mounted.
+    assert_reruns_change_nothing(&boot);
+}
+
+/// `idempotence.sh` ran every step twice on the booted node: neither run changed the
+/// mount table (mounts, bind mounts) or made the daemons fetch, the steps fetched nothing
+/// themselves, sent no DHCP packet, loaded nothing, repaired nothing (`action: none`), and
+/// each let what waits on it go on.
+fn assert_reruns_change_nothing(boot: &Boot) {
+    let runs = boot.lines("idem: ");
+    assert_eq!(runs.len(), 14, "{runs:#?}; {}", boot.explain());
+    for run in runs {
+        let (head, said) = run.split_once(" said=").unwrap();
+        let words: Vec<&str> = head.split(' ').collect();
+        let step = words[0];
+        let said: serde_json::Value =
+            serde_json::from_str(said).unwrap_or_else(|e| panic!("{step}: {e}: {said}"));
+        assert_eq!(words[2], "mounts_changed=no", "{run}");
+        assert_eq!(words[3], "daemon_bytes=0", "{run}");
+        assert_eq!(said["go_on"], true, "{run}");
+        let counter = |name: &str| said["counters"][name].as_u64().unwrap_or(0);
+        assert_eq!(counter("bytes_fetched"), 0, "{run}");
+        assert_eq!(counter("fetched"), 0, "{run}");
+        assert_eq!(counter("loaded"), 0, "{run}");
+        assert_eq!(counter("dhcp_packets_sent"), 0, "{run}");
+        if step == "depmod" {
+            let detail = said["detail"].as_str().unwrap_or_default();
+            assert!(detail.starts_with("maps valid"), "{run}");
+            assert_eq!(said["result"]["action"], "none", "{run}");
+        }
     }
 }
 

@@ -112,6 +112,17 @@ fn mount_one(
     let open = open_options(name, config);
     let cache = open.cache_dir.clone();
     let fs = mount::open(manifest, &open)?;
+    let source = manifest.display().to_string();
+    let mounted = |fs| Mounted {
+        name,
+        target: target.to_path_buf(),
+        fs,
+    };
+    // Served already (a step run again): nothing to probe, nothing to fetch. A stale or
+    // stopped daemon's mount is taken down here, before the probe.
+    if mount::claim(target, &source, mount::SUBTYPE)? {
+        return Ok((mounted(fs), prefetch::PrefetchReport::default()));
+    }
     let stores = mount::describe_routes(&mount::effective_routes(&fs.manifest, &open));
     let paths = probe_paths(name, &fs);
     let unreachable = |why: String| format!("store unreachable ({}): {why}", stores.join(", "));
@@ -135,34 +146,24 @@ fn mount_one(
             }
         )));
     }
-    let source = manifest.display().to_string();
-    if !mount::claim(target, &source, mount::SUBTYPE)? {
-        std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
-        let request = DaemonRequest {
-            manifest: manifest.to_path_buf(),
-            target: target.to_path_buf(),
-            cache,
-            stores: config.flist_stores.clone(),
-            store_timeout: Some(u64::from(config.flist_store_timeout_s)),
-            ca_file: config.flist_ca_file.clone(),
-            subtype: mount::SUBTYPE.to_string(),
-            allow_other: true,
-            stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
-            ..DaemonRequest::default()
-        };
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(2));
-        daemon::start(&request, wait)?;
-    }
-    Ok((
-        Mounted {
-            name,
-            target: target.to_path_buf(),
-            fs,
-        },
-        probe,
-    ))
+    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    let request = DaemonRequest {
+        manifest: manifest.to_path_buf(),
+        target: target.to_path_buf(),
+        cache,
+        stores: config.flist_stores.clone(),
+        store_timeout: Some(u64::from(config.flist_store_timeout_s)),
+        ca_file: config.flist_ca_file.clone(),
+        subtype: mount::SUBTYPE.to_string(),
+        allow_other: true,
+        stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
+        ..DaemonRequest::default()
+    };
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(2));
+    daemon::start(&request, wait)?;
+    Ok((mounted(fs), probe))
 }
 
 /// Mounts every flist the image has a manifest for; degraded when one could not be.
