@@ -343,6 +343,43 @@ fn a_file_that_is_no_module_is_listed_as_depmod_lists_it_and_the_rest_still_reso
 }
 
 #[test]
+fn maps_made_for_a_tree_that_another_replaced_are_dropped_once_the_new_one_checks_valid() {
+    let root = tree("depmod-later-tree");
+    let output = root.parent().unwrap().join("out");
+    let ensure = || {
+        let out = Command::new(agent())
+            .args(["depmod", "ensure", "--no-mount", "--in-process", "--root"])
+            .arg(&root)
+            .args(["--kernel", RELEASE, "--output"])
+            .arg(&output)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The initramfs's tree with broken maps: repaired into the output, marked as its own.
+    std::fs::remove_file(module_dir(&root).join("kernel/net/802/stp.ko")).unwrap();
+    assert!(ensure().contains("action: in-process"));
+    let repaired = output.join("lib/modules").join(RELEASE);
+    assert!(repaired.join("initagent-made-for").is_file());
+    // Run again on the same tree: its own repaired maps stay.
+    ensure();
+    assert!(repaired.join("modules.dep").is_file());
+    // A flist brings another tree to the same path, with valid maps of its own: the maps
+    // made for the first are dropped, so nothing reads them in its place.
+    std::fs::rename(&root, root.with_file_name("first-tree")).unwrap();
+    common::dated_fixture_tree(&root);
+    let said = ensure();
+    assert!(said.contains("action: none"), "{said}");
+    assert!(said.contains("made for another tree"), "{said}");
+    assert!(!repaired.exists());
+}
+
+#[test]
 fn a_valid_tree_is_left_alone() {
     let root = tree("depmod-noop");
     let out = Command::new(agent())

@@ -218,13 +218,16 @@ fn a_store_down_at_boot_gives_a_degraded_boot_that_zinit_heals_once_it_is_back()
         mounted["counters"]["attempts"].as_u64().unwrap() >= 2,
         "{mounted:#}"
     );
+    let (maps, maps_at) = late("initagent-late-depmod");
+    assert_eq!(maps["outcome"], "ok", "{maps:#}");
     let (baseline, baseline_at) = late("initagent-late-modules");
     assert_eq!(baseline["outcome"], "ok", "{baseline:#}");
     let (coldplug, coldplug_at) = late("initagent-late-coldplug");
     assert_eq!(coldplug["unit"], "coldplug", "{coldplug:#}");
     assert!(
         mounted_at > report["result"]["at_us"].as_u64().unwrap()
-            && mounted_at < baseline_at
+            && mounted_at < maps_at
+            && maps_at < baseline_at
             && baseline_at < coldplug_at,
         "{report:#}"
     );
@@ -268,6 +271,7 @@ fn a_store_gone_for_good_holds_only_what_needs_the_flists() {
         ("initagent-status", "Success"),
         ("net-renew", "Running"),
         ("initagent-flists", "Running"),
+        ("initagent-late-depmod", "Blocked"),
         ("initagent-late-modules", "Blocked"),
         ("initagent-late-coldplug", "Blocked"),
     ] {

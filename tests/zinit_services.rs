@@ -181,6 +181,7 @@ fn after_orders_the_steps_like_zos_stage_two() {
     let late = [
         "internet",
         "initagent-flists",
+        "initagent-late-depmod",
         "initagent-late-modules",
         "initagent-late-coldplug",
     ];

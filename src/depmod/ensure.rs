@@ -81,6 +81,23 @@ pub struct EnsureOptions<'a> {
     pub in_process: bool,
 }
 
+/// The file in the output that says which tree its maps were made for.
+pub const MADE_FOR: &str = "initagent-made-for";
+
+/// Which tree a module directory is (its device and inode): a flist mounted over it later
+/// is another tree, whose maps the ones made for the first must never stand in for.
+pub fn tree_identity(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).ok()?;
+    Some(format!("dev {} ino {}", meta.dev(), meta.ino()))
+}
+
+/// Whether the maps in `out` were made for the tree at `tree`.
+pub fn made_for(out: &Path, tree: &Path) -> bool {
+    let marker = std::fs::read_to_string(out.join(MADE_FOR)).ok();
+    marker.is_some() && marker == tree_identity(tree)
+}
+
 fn depmod_binary() -> Option<&'static str> {
     DEPMOD_BINARIES
         .iter()
@@ -101,8 +118,20 @@ pub fn ensure(options: &EnsureOptions<'_>) -> Result<EnsureReport, String> {
         warnings: Vec::new(),
         micros: 0,
     };
+    let tree = options.root.join("lib/modules").join(options.release);
+    let out = options.output.join("lib/modules").join(options.release);
     match report.exit_code() {
         0 => {
+            // Maps made for a tree that is no longer there (a flist mounted over it since)
+            // go: the tree in place has valid maps of its own.
+            if out.exists() && !made_for(&out, &tree) {
+                match std::fs::remove_dir_all(&out) {
+                    Ok(()) => result
+                        .warnings
+                        .push(format!("removed {}: made for another tree", out.display())),
+                    Err(e) => result.warnings.push(format!("{}: {e}", out.display())),
+                }
+            }
             result.micros = started.elapsed().as_micros() as u64;
             return Ok(result);
         }
@@ -126,8 +155,6 @@ pub fn ensure(options: &EnsureOptions<'_>) -> Result<EnsureReport, String> {
                 .join("; ")
         ));
     }
-    let tree = options.root.join("lib/modules").join(options.release);
-    let out = options.output.join("lib/modules").join(options.release);
     // Half-written maps are never left behind (a full /run, a failed depmod): they would
     // take the room the report needs, and a later run starts from nothing anyway.
     let generated = (|| -> Result<(), String> {
@@ -165,7 +192,9 @@ pub fn ensure(options: &EnsureOptions<'_>) -> Result<EnsureReport, String> {
                 result.action = "in-process".into();
             }
         }
-        Ok(())
+        let identity = tree_identity(&tree).unwrap_or_default();
+        std::fs::write(out.join(MADE_FOR), identity)
+            .map_err(|e| format!("{}: {e}", out.join(MADE_FOR).display()))
     })();
     if let Err(why) = generated {
         let _ = std::fs::remove_dir_all(&out);
