@@ -13,6 +13,7 @@ use std::time::Duration;
 pub(crate) struct FlistOptions {
     pub meta: Option<PathBuf>,
     pub cache: Option<PathBuf>,
+    pub cache_bytes: Option<u64>,
     pub stores: Vec<String>,
     pub rewrites: Vec<String>,
     pub foreground: bool,
@@ -36,6 +37,9 @@ fn open_options(options: &FlistOptions) -> Result<OpenOptions, String> {
     let mut open = OpenOptions::new();
     open.stores = options.stores.clone();
     open.cache_dir = options.cache.clone();
+    if let Some(bytes) = options.cache_bytes {
+        open.cache_bytes = bytes;
+    }
     open.store_timeout = options.store_timeout.map(Duration::from_secs);
     open.ca_file = options.ca_file.clone();
     for rewrite in &options.rewrites {
@@ -146,6 +150,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
         manifest: meta,
         target: target.clone(),
         cache: options.cache.clone(),
+        cache_bytes: options.cache_bytes,
         stores: options.stores.clone(),
         rewrites: options.rewrites.clone(),
         store_timeout: options.store_timeout,

@@ -34,7 +34,8 @@ commands:
   modules info NAME|FILE  a module's .modinfo
   modprobe [-q] [--] NAME what the kernel's request_module runs (also as argv[0] modprobe)
   flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
-                          [--cache DIR] [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
+                          [--cache DIR] [--cache-bytes N: its bound, default 1 GiB]
+                          [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
                           [--store-timeout SECS: deadline of one store request, default 15]
                           [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
                           [--fs-subtype NAME: shows as fuse.NAME, default initagent] [--no-allow-other]
@@ -186,6 +187,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("deep") => options.deep = true,
             Short('m') | Long("meta") => options.flist.meta = Some(PathBuf::from(parser.value()?)),
             Long("cache") => options.flist.cache = Some(PathBuf::from(parser.value()?)),
+            Long("cache-bytes") => options.flist.cache_bytes = Some(parser.value()?.parse()?),
             Long("store") => options.flist.stores.push(parser.value()?.string()?),
             Long("store-rewrite") => options.flist.rewrites.push(parser.value()?.string()?),
             Long("stores-stdin") => options.flist.stores_stdin = true,

@@ -21,6 +21,8 @@ pub struct DaemonRequest {
     pub target: PathBuf,
     /// The disk cache directory.
     pub cache: Option<PathBuf>,
+    /// Its bound in bytes.
+    pub cache_bytes: Option<u64>,
     /// Stores that replace the flist's routes.
     pub stores: Vec<String>,
     /// `FROM=TO` route rewrites.
@@ -77,6 +79,9 @@ impl DaemonRequest {
         ];
         if let Some(cache) = &self.cache {
             argv.extend(["--cache".into(), cache.display().to_string()]);
+        }
+        if let Some(bytes) = self.cache_bytes {
+            argv.extend(["--cache-bytes".into(), bytes.to_string()]);
         }
         // Stores and rewrites may carry credentials: they go through stdin, never argv
         // (any user reads /proc/<pid>/cmdline).

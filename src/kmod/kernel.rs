@@ -244,7 +244,12 @@ impl Kernel for SysKernel {
             "PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string(),
             "HOME=/".to_string(),
         ];
-        let child = sys::process::spawn(&argv, &env, Default::default())
+        // Its own process group: stopping the rule stops what it started too.
+        let options = sys::process::SpawnOptions {
+            own_group: true,
+            ..Default::default()
+        };
+        let child = sys::process::spawn(&argv, &env, options)
             .map_err(|e| error(e.raw_os_error(), format!("install rule for {name}: {e}")))?;
         let started = Instant::now();
         let deadline = until.min(started + self.install_deadline);
@@ -300,12 +305,25 @@ mod tests {
             install_deadline: Duration::from_millis(300),
             ..SysKernel::new()
         };
-        let err = kernel.install("stuck", "sleep 600", "", until).unwrap_err();
+        // The shell forks the sleep (a command follows it): stopping the rule must stop
+        // the sleep too, not orphan it.
+        let err = kernel
+            .install("stuck", "sleep 601; true", "", until)
+            .unwrap_err();
         assert!(
             err.message.contains("did not finish within 0.3 s; stopped"),
             "{}",
             err.message
         );
+        std::thread::sleep(Duration::from_millis(200));
+        let orphans: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.trim() == "sleep 601")
+            .collect();
+        assert!(orphans.is_empty(), "{orphans:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -93,6 +93,8 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     let mut open = OpenOptions::new();
     open.stores = config.flist_stores.clone();
     open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
+    // /run is memory: the caches of the two flists follow what the node has.
+    open.cache_bytes = crate::flist::cache::bound_here(Path::new(CACHE_DIR), 2, open.cache_bytes);
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
     open.ca_file = config.flist_ca_file.clone();
     // The agent's handle only fills the disk cache the daemon reads; PID 1's memory
@@ -110,7 +112,7 @@ fn mount_one(
     deadline: Instant,
 ) -> Result<(Mounted, prefetch::PrefetchReport), String> {
     let open = open_options(name, config);
-    let cache = open.cache_dir.clone();
+    let (cache, cache_bytes) = (open.cache_dir.clone(), open.cache_bytes);
     let fs = mount::open(manifest, &open)?;
     let source = manifest.display().to_string();
     let mounted = |fs| Mounted {
@@ -151,6 +153,7 @@ fn mount_one(
         manifest: manifest.to_path_buf(),
         target: target.to_path_buf(),
         cache,
+        cache_bytes: Some(cache_bytes),
         stores: config.flist_stores.clone(),
         store_timeout: Some(u64::from(config.flist_store_timeout_s)),
         ca_file: config.flist_ca_file.clone(),

@@ -115,6 +115,9 @@ pub struct SpawnOptions<'a> {
     /// The child's fd 0 (a pipe the caller filled: how secrets reach a child without
     /// showing in its argv).
     pub stdin: Option<std::os::fd::BorrowedFd<'a>>,
+    /// A process group of its own, so that [`stop`] ends what it started too (a shell's
+    /// children outlive the shell otherwise).
+    pub own_group: bool,
 }
 
 /// A pipe holding `data`, closed for writing: the read end, for [`SpawnOptions::stdin`].
@@ -138,6 +141,8 @@ pub fn pipe_with(data: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
 pub struct Child {
     pid: i32,
     program: String,
+    /// It leads a process group of its own ([`SpawnOptions::own_group`]).
+    group: bool,
 }
 
 impl Child {
@@ -160,13 +165,20 @@ fn nul_error(what: &str) -> impl FnOnce(NulError) -> io::Error + '_ {
     }
 }
 
+/// Sends `signal` to the child, and to its process group when it leads one.
+fn signal(child: &Child, signal: nix::sys::signal::Signal) -> io::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(child.pid);
+    let sent = if child.group {
+        nix::sys::signal::killpg(pid, signal)
+    } else {
+        nix::sys::signal::kill(pid, signal)
+    };
+    sent.map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
 /// Asks a child to end (SIGTERM); it is reaped by [`wait`] or the reaper.
 pub fn terminate(child: &Child) -> io::Result<()> {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.pid),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .map_err(|e| io::Error::from_raw_os_error(e as i32))
+    signal(child, nix::sys::signal::Signal::SIGTERM)
 }
 
 /// Ends a child that outlived its time: SIGTERM, `grace` to end, then SIGKILL (which it
@@ -176,10 +188,7 @@ pub fn stop(child: &Child, grace: Duration) -> io::Result<Option<Exit>> {
     if let Some(exit) = wait(child, Some(Instant::now() + grace))? {
         return Ok(Some(exit));
     }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.pid),
-        nix::sys::signal::Signal::SIGKILL,
-    );
+    let _ = signal(child, nix::sys::signal::Signal::SIGKILL);
     wait(child, Some(Instant::now() + Duration::from_secs(5)))
 }
 
@@ -216,13 +225,16 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
 
     // SAFETY: the child runs only async-signal-safe code (setsid, dup2, ioctl, execve, _exit)
     // on memory prepared above, and never returns into Rust code.
-    adopt(&program, || match unsafe { nix::unistd::fork() } {
+    let child = adopt(&program, || match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
             if let Some(null) = &null {
                 let _ = rustix::process::setsid();
                 let _ = rustix::stdio::dup2_stdin(null);
                 let _ = rustix::stdio::dup2_stdout(null);
                 let _ = rustix::stdio::dup2_stderr(null);
+            }
+            if options.own_group {
+                let _ = rustix::process::setpgid(None, None);
             }
             if let Some(stdin) = options.stdin {
                 // dup2 leaves the new fd 0 without close-on-exec.
@@ -242,8 +254,20 @@ pub fn spawn(argv: &[String], env: &[String], options: SpawnOptions) -> io::Resu
                 nix::libc::_exit(127)
             }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            if options.own_group {
+                // Here too: the group exists before anyone can signal it, whichever of
+                // the two runs first.
+                let pid = rustix::process::Pid::from_raw(child.as_raw());
+                let _ = rustix::process::setpgid(pid, pid);
+            }
+            Ok(child.as_raw())
+        }
         Err(e) => Err(io::Error::other(format!("fork for {program}: {e}"))),
+    })?;
+    Ok(Child {
+        group: options.own_group,
+        ..child
     })
 }
 
@@ -264,6 +288,7 @@ pub(crate) fn adopt(program: &str, start: impl FnOnce() -> io::Result<i32>) -> i
     Ok(Child {
         pid,
         program: program.to_string(),
+        group: false,
     })
 }
 
