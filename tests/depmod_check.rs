@@ -266,6 +266,13 @@ fn repaired_resolutions(root: &Path, ensure_flags: &str) -> (String, String, Str
     (read("ensure.txt"), read("ours.txt"), read("kmod.txt"))
 }
 
+/// The lines of `text`, sorted (the same modules for every request, whatever their order).
+fn sorted_lines(text: &str) -> String {
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
 fn walk_modules(dir: &Path) -> Vec<String> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -318,28 +325,21 @@ fn ensure_without_depmod_regenerates_in_process() {
     assert!(!ours.contains("stp.ko"), "{ours}");
     // Same modules for every request; the order within may differ from depmod's, but
     // every module still comes after everything it depends on (checked in unit tests).
-    let sorted = |text: &str| {
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.sort();
-        lines.join("\n")
-    };
-    assert_eq!(sorted(&ours), sorted(&kmod));
+    assert_eq!(sorted_lines(&ours), sorted_lines(&kmod));
 }
 
 #[test]
 fn a_file_that_is_no_module_is_listed_as_depmod_lists_it_and_the_rest_still_resolves() {
     let root = tree("depmod-garbage");
-    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect();
-    std::fs::write(module_dir(&root).join("kernel/garbage.ko"), garbage).unwrap();
+    std::fs::write(
+        module_dir(&root).join("kernel/garbage.ko"),
+        common::kernel::garbage_module(),
+    )
+    .unwrap();
     let (ensure, ours, kmod) = repaired_resolutions(&root, "--in-process");
     assert!(ensure.contains("action: in-process"), "{ensure}");
     assert!(ours.contains("kernel/garbage.ko"), "{ours}");
-    let sorted = |text: &str| {
-        let mut lines: Vec<&str> = text.lines().collect();
-        lines.sort();
-        lines.join("\n")
-    };
-    assert_eq!(sorted(&ours), sorted(&kmod));
+    assert_eq!(sorted_lines(&ours), sorted_lines(&kmod));
 }
 
 #[test]

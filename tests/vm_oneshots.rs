@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::kernel::{debian_tree, foreign_module, foreign_release};
+use common::kernel::{debian_tree, foreign_module, foreign_release, garbage_module};
 use common::vm::{Boot, Vm};
 
 /// The late step `name` of the report (a zinit service), checked to be the `unit` step.
@@ -62,9 +62,7 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
         // meets it.
         .file(
             &format!("/lib/modules/{release}/extra/garbage.ko"),
-            (0..5000u32)
-                .map(|i| (i * 7919 % 251) as u8)
-                .collect::<Vec<u8>>(),
+            garbage_module(),
             0o644,
         )
         .file("/etc/modprobe.d/deny.conf", "blacklist ifb\n", 0o644)

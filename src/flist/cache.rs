@@ -201,63 +201,9 @@ impl DiskCache {
     }
 }
 
-/// The least a disk cache is given, however little the node has.
-const MIN_CACHE_BYTES: u64 = 4 << 20;
-
-/// How much one of `flists` disk caches may hold: `configured` at most, and no more than an
-/// eighth of the memory the node has available (`MemAvailable`) nor a quarter of the room
-/// left where the cache lives (a tmpfs such as `/run` is memory too), shared by the
-/// `flists`; never below 4 MiB. Unknown figures do not bound it.
-pub fn bound(configured: u64, mem_available: Option<u64>, room: Option<u64>, flists: u64) -> u64 {
-    let flists = flists.max(1);
-    let mut bound = configured;
-    if let Some(memory) = mem_available {
-        bound = bound.min(memory / 8 / flists);
-    }
-    if let Some(room) = room {
-        bound = bound.min(room / 4 / flists);
-    }
-    bound
-        .max(MIN_CACHE_BYTES)
-        .min(configured.max(MIN_CACHE_BYTES))
-}
-
-/// [`bound`] with this node's figures: `MemAvailable` from `/proc/meminfo` and the room
-/// left in the filesystem that holds `dir` (or its nearest existing parent).
-pub fn bound_here(dir: &Path, configured: u64, flists: u64) -> u64 {
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        });
-    let room = dir
-        .ancestors()
-        .find(|d| d.exists())
-        .and_then(|d| rustix::fs::statvfs(d).ok())
-        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
-    bound(configured, memory, room, flists)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_cache_bound_follows_memory_and_room() {
-        const GIB: u64 = 1 << 30;
-        // A large node: the configured gigabyte.
-        assert_eq!(bound(GIB, Some(64 * GIB), Some(32 * GIB), 2), GIB);
-        // 2 GiB available: 128 MiB for each of two flists.
-        assert_eq!(bound(GIB, Some(2 * GIB), Some(GIB), 2), 128 << 20);
-        // /run nearly full: a quarter of its room, shared.
-        assert_eq!(bound(GIB, Some(64 * GIB), Some(400 << 20), 2), 50 << 20);
-        // Nothing known: the configured bound; next to nothing: the floor.
-        assert_eq!(bound(GIB, None, None, 2), GIB);
-        assert_eq!(bound(GIB, Some(1 << 20), Some(0), 2), MIN_CACHE_BYTES);
-        assert_eq!(bound(1 << 20, None, None, 1), MIN_CACHE_BYTES);
-    }
 
     #[test]
     fn memory_lru_evicts_the_oldest() {

@@ -126,6 +126,11 @@ pub fn foreign_module(original: &[u8], release: &str) -> Vec<u8> {
     data
 }
 
+/// 5000 bytes that are no module (no ELF header, no `.modinfo`), the same every run.
+pub fn garbage_module() -> Vec<u8> {
+    (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect()
+}
+
 /// `tests/vm/sleepy/sleepy.ko` built for `release` with Kbuild against Debian's
 /// `linux-headers-<release>` (installed by `make setup`): a real out-of-tree module whose
 /// init sleeps uninterruptibly for `seconds` (its default: ten minutes).

@@ -20,9 +20,6 @@ sum() { if s=$(md5sum "$1" 2>&1); then echo "${s%% *}"; else echo "$s"; fi; }
 fwpid=$(daemon_of $fw)
 modpid=$(daemon_of $mods)
 echo "oom: $(cat /proc/$fwpid/oom_score_adj) $(cat /proc/$modpid/oom_score_adj)" > $out
-# The disk cache bound the daemon was given, and the node's memory (bytes).
-bound=$(tr '\0' ' ' < /proc/$modpid/cmdline | sed 's/.*--cache-bytes \([0-9]*\).*/\1/')
-echo "cache-bound: $bound $(awk '/^MemTotal:/ { printf "%d\n", $2 * 1024 }' /proc/meminfo)" > $out
 file=$(find $fw -type f -size +1k | head -n 1)
 before=$(sum "$file")
 modsum=$(sum $mods/modules.order)
