@@ -403,6 +403,12 @@ def build(args):
             sys.exit(f"mkinitramfs: --symlink {item!r}: expected DEST:TARGET")
         image.symlink(dest, target)
 
+    for item in args.chardev:
+        dest, major, minor = (item.split(":") + ["", ""])[:3]
+        if not dest or not major.isdigit() or not minor.isdigit():
+            sys.exit(f"mkinitramfs: --chardev {item!r}: expected DEST:MAJOR:MINOR")
+        image.chardev(dest, int(major), int(minor), 0o600)
+
     for dest in args.remove:
         if image.entries.pop(dest.lstrip("/"), None) is None:
             sys.exit(f"mkinitramfs: --remove {dest!r}: not in the image")
@@ -432,6 +438,9 @@ def main():
     parser.add_argument("--busybox", default="/bin/busybox")
     parser.add_argument("--add", action="append", default=[])
     parser.add_argument("--symlink", action="append", default=[], help="DEST:TARGET")
+    parser.add_argument("--chardev", action="append", default=[],
+                        help="DEST:MAJOR:MINOR, a character device node (replaces what the image has there, "
+                             "after the module maps are made: a test's hostile tree)")
     parser.add_argument("--tree", action="append", default=[],
                         help="SRC:DEST a whole directory (the benchmark's full-tree image)")
     parser.add_argument("--after-maps", action="append", default=[],

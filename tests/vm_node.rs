@@ -463,3 +463,94 @@ fn mount_daemons_stopped_or_killed_after_the_handoff_wedge_nothing_and_come_back
     assert_eq!(guard["outcome"], "ok", "{guard:#}");
     assert_eq!(guard["unit"], "flists", "{guard:#}");
 }
+
+/// `md5sum` of every file under `dir/sub`, relative and in byte order, summed: what
+/// `full-run.sh` prints for the same files read through the mounts.
+fn tree_sum(dir: &std::path::Path, sub: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "cd \"$0\" && find \"$1\" -type f | LC_ALL=C sort | xargs md5sum | md5sum | cut -d' ' -f1",
+        ])
+        .arg(dir)
+        .arg(sub)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_small_run_bounds_the_caches_and_a_full_one_still_serves_every_byte() {
+    let (root, release) = common::kernel::debian_tree();
+    let tree = node::stamped_copy(
+        "node-small-run-tree",
+        &root.join("lib/modules").join(&release),
+        &release,
+    );
+    let packed = node::pack("node-small-run", &tree, &release);
+    // /run a tmpfs of 12 MiB, mounted before the agent starts (as an initramfs hook
+    // would; stage 1 keeps a /run it finds mounted).
+    let small_run = "#!/bin/sh\nmount -t tmpfs -o size=12m,mode=0755,nosuid,nodev tmpfs /run\nexec /init \"$@\"\n";
+    let boot = with_node_store(Vm::new("node-small-run").target("vm-node"), &packed)
+        .file("/small-run-init", small_run, 0o755)
+        .append("rdinit=/small-run-init")
+        .repo_file("/sbin/node-check.sh", "tests/vm/guest/node-check.sh", 0o755)
+        .zinit_with_report("tests/vm/guest/full-run.sh")
+        .boot();
+    let report = handed_off(&boot);
+    boot.assert_zinit_ran_every_service();
+    assert_eq!(boot.result("run-size-kib: "), Some("12288"));
+    // Each daemon's bound is a quarter of the room /run had, shared by the two (~1.5 MiB),
+    // not the gigabyte a large node gets; the caches kept to it.
+    let bounds = boot.lines("daemon-cache-bytes: ");
+    assert_eq!(bounds.len(), 2, "{}", boot.explain());
+    for bound in bounds {
+        let bytes: u64 = bound.parse().unwrap();
+        assert!((1 << 20..=(3 << 19)).contains(&bytes), "{bound}");
+    }
+    let caches: u64 = boot.result("caches-kib: ").unwrap().parse().unwrap();
+    assert!(caches <= 3 << 10, "caches hold {caches} KiB");
+    // /run filled to the last page: every file of both trees still read back byte for
+    // byte, and the caches, unable to write, gave room back.
+    assert_eq!(boot.result("free-after-fill-kib: "), Some("0"));
+    assert_eq!(
+        boot.result("nls-sum: ").unwrap_or_default(),
+        tree_sum(&tree, "kernel/fs/nls")
+    );
+    assert_eq!(
+        boot.result("firmware-sum: ").unwrap_or_default(),
+        tree_sum(&node::firmware_tree(), ".")
+    );
+    let freed: u64 = boot
+        .result("free-after-reads-kib: ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(freed > 0, "{}", boot.explain());
+    let status = boot.lines("status: flist modules ");
+    assert!(
+        status
+            .iter()
+            .any(|l| l.contains(" blocks not kept (cache full")),
+        "{status:?}"
+    );
+    // No temporary file anywhere in /run; the report read back whole (node-check's
+    // `status --json`); the prefetch run again on the full /run goes on,
+    assert_eq!(boot.result("temporaries: "), Some("none"));
+    // and says the blocks it fetched could not be kept (the loads would fetch them again).
+    assert_eq!(
+        boot.result("prefetch-rc: "),
+        Some("1"),
+        "{}",
+        boot.explain()
+    );
+    let prefetch = boot.lines("prefetch: ");
+    assert!(
+        prefetch.iter().any(
+            |l| l.contains("degraded") && l.contains("blocks not kept in /run/initagent/cache")
+        ),
+        "{prefetch:#?}"
+    );
+    assert_eq!(report["result"]["status"], "handed-off");
+}

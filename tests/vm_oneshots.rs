@@ -65,10 +65,19 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
             garbage_module(),
             0o644,
         )
+        // A device node (the console, 4:64) where the image's maps list a module: the
+        // check finds the maps do not match the tree, the repaired maps leave it out, and
+        // nothing opens it (opened, it could become PID 1's controlling terminal).
+        .file(
+            &format!("/lib/modules/{release}/extra/devnode.ko"),
+            read("kernel/lib/crc7.ko"),
+            0o644,
+        )
+        .chardev(&format!("/lib/modules/{release}/extra/devnode.ko"), 4, 64)
         .file("/etc/modprobe.d/deny.conf", "blacklist ifb\n", 0o644)
         .file(
             "/etc/initagent/modules",
-            "no_such_module\nforeign_vermagic\ngarbage\nunix\nrtnl-link-ifb\ndummy\n",
+            "no_such_module\nforeign_vermagic\ngarbage\nunix\nrtnl-link-ifb\ndevnode\ndummy\n",
             0o644,
         )
         .zinit_with_report("tests/vm/guest/node-check.sh")
@@ -113,7 +122,14 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
             "{step:#}"
         );
         assert_eq!(step["counters"]["builtin"], 1, "{step:#}");
+        assert!(detail.contains("devnode: "), "{step:#}");
     }
+    let depmod = common::step(&report, "depmod");
+    let detail = depmod["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("in modules.dep.bin but not on disk") && detail.contains("devnode"),
+        "{depmod:#}"
+    );
     // The service said why it let the boot go on, in zinit's log on the console.
     assert!(
         boot.console.contains("initagent-modules: degraded: ")

@@ -317,7 +317,7 @@ fn node_state() -> Vec<String> {
     });
     for ((name, stats), state) in flists.iter().zip(states) {
         lines.push(format!(
-            "flist {name} on {}: {state}, daemon pid {} (peak RSS {} KiB): {} bytes fetched in {} blocks, cache hits {} memory + {} disk{}",
+            "flist {name} on {}: {state}, daemon pid {} (peak RSS {} KiB): {} bytes fetched in {} blocks, cache hits {} memory + {} disk{}{}",
             stats.target,
             stats.pid,
             stats.peak_rss_kib,
@@ -325,7 +325,12 @@ fn node_state() -> Vec<String> {
             stats.fetched,
             stats.memory_hits,
             stats.disk_hits,
-            if stats.corrupt > 0 { format!(", {} corrupt blobs", stats.corrupt) } else { String::new() }
+            if stats.corrupt > 0 { format!(", {} corrupt blobs", stats.corrupt) } else { String::new() },
+            if stats.not_kept > 0 {
+                format!(", {} blocks not kept (cache full: /run full or too small)", stats.not_kept)
+            } else {
+                String::new()
+            }
         ));
     }
     let read_json = |path: &str| -> Option<serde_json::Value> {

@@ -2,7 +2,9 @@
 //! cache in rfs's layout (`<dir>/hh/hh/H`, plaintext) that survives reboots. Disk
 //! entries are written to a temporary file and renamed, so a torn write never counts,
 //! and are checked against the block key when read; the directory is bounded by size,
-//! oldest entries evicted first.
+//! oldest entries evicted first. Where the cache lives in memory (`/run` is a tmpfs) its
+//! bound follows what the node has ([`bound_here`]), and a full filesystem makes it give
+//! room back instead of holding the last of it.
 
 use super::codec::{self, hex};
 use std::collections::HashMap;
@@ -86,7 +88,7 @@ impl MemoryCache {
 /// An on-disk cache of decoded blocks.
 pub struct DiskCache {
     dir: PathBuf,
-    max_bytes: u64,
+    max_bytes: AtomicU64,
     bytes: AtomicU64,
     evicting: Mutex<()>,
 }
@@ -97,7 +99,7 @@ impl DiskCache {
         std::fs::create_dir_all(dir)?;
         let cache = DiskCache {
             dir: dir.to_path_buf(),
-            max_bytes,
+            max_bytes: AtomicU64::new(max_bytes),
             bytes: AtomicU64::new(0),
             evicting: Mutex::new(()),
         };
@@ -123,16 +125,22 @@ impl DiskCache {
         Some(data)
     }
 
-    /// Stores a block atomically; errors only cost the cache entry.
-    pub fn put(&self, id: &[u8; 32], data: &[u8]) {
+    /// Stores a block atomically; whether it was kept. Errors only cost the cache entry,
+    /// and leave no temporary file. A full filesystem (or quota) lowers the bound to three
+    /// quarters of what the cache holds and evicts down to it: others need that room more
+    /// than a cache does. A block larger than the bound is not written.
+    pub fn put(&self, id: &[u8; 32], data: &[u8]) -> bool {
+        if data.len() as u64 > self.max_bytes.load(Ordering::Relaxed) {
+            return false;
+        }
         let path = self.path(id);
+        let temporary = path.with_extension(format!(
+            "tmp.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         let result = (|| {
             std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))?;
-            let temporary = path.with_extension(format!(
-                "tmp.{}.{:?}",
-                std::process::id(),
-                std::thread::current().id()
-            ));
             std::fs::write(&temporary, data)?;
             std::fs::rename(&temporary, &path)
         })();
@@ -140,11 +148,35 @@ impl DiskCache {
             Ok(()) => {
                 let total =
                     self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
-                if total > self.max_bytes {
+                if total > self.max_bytes.load(Ordering::Relaxed) {
                     self.evict();
                 }
+                true
             }
-            Err(e) => log::warn!("{}: cannot cache: {e}", path.display()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&temporary);
+                let full = matches!(
+                    e.raw_os_error(),
+                    Some(nix::libc::ENOSPC) | Some(nix::libc::EDQUOT)
+                );
+                if full {
+                    let held: u64 = self.entries().iter().map(|(_, size, _)| size).sum();
+                    let lowered = held / 4 * 3;
+                    let before = self.max_bytes.fetch_min(lowered, Ordering::Relaxed);
+                    if lowered < before {
+                        log::warn!(
+                            "{}: the filesystem is full; this cache now keeps at most {} KiB (was {} KiB)",
+                            self.dir.display(),
+                            lowered >> 10,
+                            before >> 10
+                        );
+                    }
+                    self.evict();
+                } else {
+                    log::warn!("{}: cannot cache: {e}", path.display());
+                }
+                false
+            }
         }
     }
 
@@ -183,7 +215,7 @@ impl DiskCache {
         let mut entries = self.entries();
         entries.sort_by_key(|(_, _, modified)| *modified);
         let mut total: u64 = entries.iter().map(|(_, size, _)| size).sum();
-        let target = self.max_bytes / 10 * 9;
+        let target = self.max_bytes.load(Ordering::Relaxed) / 10 * 9;
         for (path, size, _) in entries {
             if total <= target {
                 break;
@@ -199,11 +231,80 @@ impl DiskCache {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+
+    /// The bound in force (lowered when the filesystem was found full).
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The least a disk cache is given when memory is short (room permitting).
+const MIN_CACHE_BYTES: u64 = 4 << 20;
+
+/// How much each of `caches` disk caches may hold: `configured` at most; an eighth of the
+/// memory the node has available (`MemAvailable`), shared, but not below 4 MiB; and a
+/// quarter of the room left in the filesystem that holds them (a tmpfs such as `/run` is
+/// memory too), shared, whatever the floor. Unknown figures do not bound it.
+pub fn bound(configured: u64, mem_available: Option<u64>, room: Option<u64>, caches: u64) -> u64 {
+    let caches = caches.max(1);
+    let mut bound = configured;
+    if let Some(memory) = mem_available {
+        bound = bound.min((memory / 8 / caches).max(MIN_CACHE_BYTES));
+    }
+    if let Some(room) = room {
+        bound = bound.min(room / 4 / caches);
+    }
+    bound
+}
+
+/// [`bound`] with this node's figures: `MemAvailable` from `/proc/meminfo` and the room
+/// left in the filesystem that holds `dir` (or its nearest existing parent).
+pub fn bound_here(dir: &Path, configured: u64, caches: u64) -> u64 {
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_available(&text));
+    let room = dir
+        .ancestors()
+        .find(|d| d.exists())
+        .and_then(|d| rustix::fs::statvfs(d).ok())
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
+    bound(configured, memory, room, caches)
+}
+
+/// `MemAvailable` in bytes, from the text of `/proc/meminfo`.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib.saturating_mul(1024))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_bound_follows_memory_and_room() {
+        const GIB: u64 = 1 << 30;
+        const MIB: u64 = 1 << 20;
+        // A large node: the configured gigabyte.
+        assert_eq!(bound(GIB, Some(64 * GIB), Some(32 * GIB), 2), GIB);
+        // 2 GiB available: 128 MiB for each of two caches.
+        assert_eq!(bound(GIB, Some(2 * GIB), Some(GIB), 2), 128 * MIB);
+        // 512 MiB available (the test VMs): 32 MiB each.
+        assert_eq!(bound(GIB, Some(512 * MIB), Some(256 * MIB), 2), 32 * MIB);
+        // Memory short: the floor; /run nearly full: a quarter of its room, shared.
+        assert_eq!(bound(GIB, Some(MIB), Some(GIB), 2), MIN_CACHE_BYTES);
+        assert_eq!(bound(GIB, Some(64 * GIB), Some(400 * MIB), 2), 50 * MIB);
+        assert_eq!(bound(GIB, Some(64 * GIB), Some(8 * MIB), 2), MIB);
+        // Nothing known: the configured bound, which the floor never raises.
+        assert_eq!(bound(GIB, None, None, 2), GIB);
+        assert_eq!(bound(MIB, Some(MIB), None, 1), MIB);
+        assert_eq!(
+            mem_available("MemTotal: 100 kB\nMemAvailable:    2048 kB\n"),
+            Some(2 << 20)
+        );
+        assert_eq!(mem_available("garbage"), None);
+    }
 
     #[test]
     fn memory_lru_evicts_the_oldest() {

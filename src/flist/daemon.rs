@@ -255,6 +255,9 @@ pub struct DaemonStats {
     pub bytes_fetched: u64,
     /// Blobs that failed verification.
     pub corrupt: u64,
+    /// Blocks fetched that the disk cache could not keep (`/run` full).
+    #[serde(default)]
+    pub not_kept: u64,
     /// The daemon's peak resident memory, KiB.
     pub peak_rss_kib: u64,
 }
@@ -279,6 +282,7 @@ pub fn keep_stats(fs: Arc<FlistFs>, flist: &str, target: &Path, path: PathBuf) {
                     fetched: stats.fetched,
                     bytes_fetched: stats.bytes_fetched,
                     corrupt: stats.corrupt,
+                    not_kept: stats.not_kept,
                     peak_rss_kib: crate::sys::peak_rss_kib("self").unwrap_or(0),
                     ..identity.clone()
                 };

@@ -25,6 +25,8 @@ pub struct PrefetchReport {
     pub cached: u64,
     /// Blocks that could not be had.
     pub failed: u64,
+    /// Blocks fetched that the disk cache could not keep (its filesystem full).
+    pub not_kept: u64,
     /// The deadline passed before every block was had.
     pub timed_out: bool,
     /// Paths that are not in the flist.
@@ -39,6 +41,7 @@ impl PrefetchReport {
         self.fetched += other.fetched;
         self.cached += other.cached;
         self.failed += other.failed;
+        self.not_kept += other.not_kept;
         self.timed_out |= other.timed_out;
         self.not_found.extend(other.not_found.iter().cloned());
     }
@@ -99,6 +102,7 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
     });
     let stats = fs.source.stats();
     report.fetched = stats.fetched - stats_before.fetched;
+    report.not_kept = stats.not_kept - stats_before.not_kept;
     report.failed = failed.load(Ordering::Relaxed);
     report.timed_out = *timed_out.lock().unwrap_or_else(|p| p.into_inner());
     report.cached = report.blocks.saturating_sub(report.fetched + report.failed);

@@ -35,6 +35,9 @@ pub struct SourceStats {
     pub bytes_fetched: u64,
     /// Blobs rejected by verification.
     pub corrupt: u64,
+    /// Blocks fetched that the disk cache could not keep (its filesystem full, a write
+    /// error, a bound smaller than the block): read again from the store next time.
+    pub not_kept: u64,
 }
 
 /// How long a block's slow failed fetch stands for the next readers of the block.
@@ -56,6 +59,7 @@ pub struct BlockSource {
     prefetching: AtomicUsize,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
+    not_kept: AtomicU64,
     /// Blocks to read ahead after a read.
     pub readahead: usize,
 }
@@ -72,6 +76,7 @@ impl BlockSource {
             prefetching: AtomicUsize::new(0),
             memory_hits: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
+            not_kept: AtomicU64::new(0),
             readahead: 4,
         })
     }
@@ -89,6 +94,7 @@ impl BlockSource {
             fetched: self.router.stats.fetched.load(Ordering::Relaxed),
             bytes_fetched: self.router.stats.bytes.load(Ordering::Relaxed),
             corrupt: self.router.stats.corrupt.load(Ordering::Relaxed),
+            not_kept: self.not_kept.load(Ordering::Relaxed),
         }
     }
 
@@ -180,7 +186,9 @@ impl BlockSource {
         }
         let data = Arc::new(self.router.fetch(block)?);
         if let Some(disk) = &self.disk {
-            disk.put(&block.id, &data);
+            if !disk.put(&block.id, &data) {
+                self.not_kept.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.memory.put(block.id, data.clone());
         Ok(data)

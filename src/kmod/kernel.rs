@@ -129,10 +129,27 @@ impl Kernel for SysKernel {
         options: &str,
         until: Instant,
     ) -> Result<Via, NotLoaded> {
-        // Non-blocking: a FIFO named in the maps must not hold the loader in open(2).
+        // Looked at before it is opened: opening a device node can act (a watchdog starts
+        // counting, a terminal becomes PID 1's), and a FIFO would hold open(2).
+        let refuse = |meta: &std::fs::Metadata| {
+            NotLoaded::from(error(
+                None,
+                format!(
+                    "{}: not a regular file ({}); refused",
+                    path.display(),
+                    file_kind(meta)
+                ),
+            ))
+        };
+        match std::fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => return Err(refuse(&meta)),
+            _ => {}
+        }
+        // Non-blocking and no controlling terminal, should the file be swapped for a
+        // FIFO or a device node between the look and the open (checked again below).
         let file = std::fs::File::options()
             .read(true)
-            .custom_flags(nix::libc::O_NONBLOCK)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
             .open(path)
             .map_err(|e| {
                 error(
@@ -142,17 +159,7 @@ impl Kernel for SysKernel {
             })?;
         match file.metadata() {
             Ok(meta) if meta.is_file() => {}
-            Ok(meta) => {
-                return Err(error(
-                    None,
-                    format!(
-                        "{}: not a regular file ({}); refused",
-                        path.display(),
-                        file_kind(&meta)
-                    ),
-                )
-                .into())
-            }
+            Ok(meta) => return Err(refuse(&meta)),
             Err(e) => {
                 return Err(error(
                     e.raw_os_error(),
@@ -300,6 +307,18 @@ mod tests {
             panic!("a directory loaded");
         };
         assert!(err.message.contains("(a directory)"), "{}", err.message);
+        // A device node is refused without being opened (the console here: opened, it
+        // could become the test's controlling terminal).
+        let Err(NotLoaded::Failed(err)) = kernel.load("tty", Path::new("/dev/tty"), "", until)
+        else {
+            panic!("a device node loaded");
+        };
+        assert!(
+            err.message
+                .contains("/dev/tty: not a regular file (a device node); refused"),
+            "{}",
+            err.message
+        );
         // An install rule that never returns is stopped at its deadline.
         let kernel = SysKernel {
             install_deadline: Duration::from_millis(300),

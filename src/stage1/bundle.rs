@@ -15,56 +15,85 @@ pub const BUNDLE_DIR: &str = crate::rundir::FAILURE;
 /// Kernel log records kept.
 const KMSG_LINES: usize = 300;
 
-/// Writes the bundle into `dir` from `report_path` and the usual result files; returns
-/// the directory.
-pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<PathBuf> {
+/// What [`write`] wrote: the directory, and each file it could not copy with the reason.
+#[derive(Debug)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub missing: Vec<String>,
+}
+
+/// The list of what could not be copied; written first, so its room is taken before a
+/// full filesystem can refuse it, and rewritten in place at the end.
+pub const MISSING: &str = "missing.txt";
+
+/// Writes the bundle into `dir` from `report_path` and the usual result files, the most
+/// telling first (the report, the steps' outcomes, the modules, the mounts, the leases, the
+/// kernel log). Every file is written whole or not at all; one that cannot be (a full
+/// `/run`) is named in `missing.txt` and in the answer, and the rest still written.
+pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<Bundle> {
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let missing_path = dir.join(MISSING);
+    let reserved =
+        crate::fsutil::write_private(&missing_path, b"the bundle is being written\n").is_ok();
     let mut missing = Vec::new();
     let run = crate::rundir::RunDir::default();
-    let mut copies: Vec<(PathBuf, String)> = vec![
-        (report_path.to_path_buf(), "report.json".into()),
-        (
-            PathBuf::from(crate::kmod::OUTCOMES_PATH),
-            "modules.json".into(),
-        ),
-        (
-            PathBuf::from("/proc/self/mountinfo"),
-            "mountinfo.txt".into(),
-        ),
-    ];
+    let mut copies: Vec<(PathBuf, String)> =
+        vec![(report_path.to_path_buf(), "report.json".into())];
     for step in crate::step::StepName::ALL {
         let path = run.outcome_path(step.as_str());
         if path.exists() {
             copies.push((path, format!("step-{}.json", step.as_str())));
         }
     }
-    for (from, name) in copies {
-        let (from, name) = (from.as_path(), name.as_str());
-        if let Err(e) = std::fs::read(from)
-            .and_then(|data| crate::fsutil::write_private(&dir.join(name), &data))
-        {
-            missing.push(format!("{}: {e}", from.display()));
-        }
-    }
+    copies.push((
+        PathBuf::from(crate::kmod::OUTCOMES_PATH),
+        "modules.json".into(),
+    ));
+    copies.push((
+        PathBuf::from("/proc/self/mountinfo"),
+        "mountinfo.txt".into(),
+    ));
     for lease in crate::net::keep::lease_files(Path::new(crate::net::apply::RUN_DIR)) {
-        if let (Some(name), Ok(data)) = (lease.file_name(), std::fs::read(&lease)) {
-            let target = dir.join(format!("lease-{}", name.to_string_lossy()));
-            if let Err(e) = crate::fsutil::write_private(&target, &data) {
-                missing.push(format!("{}: {e}", lease.display()));
-            }
+        if let Some(name) = lease.file_name() {
+            let name = format!("lease-{}", name.to_string_lossy());
+            copies.push((lease, name));
         }
     }
-    match kernel_log_tail(KMSG_LINES) {
-        Ok(lines) => {
-            crate::fsutil::write_private(&dir.join("kmsg.txt"), lines.join("\n").as_bytes())?
+    for (from, name) in copies {
+        if let Err(e) = std::fs::read(&from)
+            .and_then(|data| crate::fsutil::write_private(&dir.join(&name), &data))
+        {
+            missing.push(format!("{name}: from {}: {e}", from.display()));
         }
-        Err(e) => missing.push(format!("/dev/kmsg: {e}")),
     }
-    if !missing.is_empty() {
-        crate::fsutil::write_private(&dir.join("missing.txt"), missing.join("\n").as_bytes())?;
+    if let Err(e) = kernel_log_tail(KMSG_LINES).and_then(|lines| {
+        crate::fsutil::write_private(&dir.join("kmsg.txt"), lines.join("\n").as_bytes())
+    }) {
+        missing.push(format!("kmsg.txt: from /dev/kmsg: {e}"));
     }
-    Ok(dir.to_path_buf())
+    if missing.is_empty() {
+        let _ = std::fs::remove_file(&missing_path);
+    } else if let Err(e) = rewrite_in_place(&missing_path, &missing.join("\n"), reserved) {
+        missing.push(format!("{MISSING}: {e}"));
+    }
+    Ok(Bundle {
+        dir: dir.to_path_buf(),
+        missing,
+    })
+}
+
+/// Replaces the text of `path` without a second file: truncating frees the room the
+/// placeholder held, which the new text then takes (it is a few hundred bytes).
+fn rewrite_in_place(path: &Path, text: &str, reserved: bool) -> std::io::Result<()> {
+    if !reserved {
+        return crate::fsutil::write_private(path, text.as_bytes());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    std::io::Write::write_all(&mut file, crate::redact::text(text).as_bytes())
 }
 
 /// The last `keep` records of the kernel log (`/dev/kmsg`, read without blocking), as
@@ -129,9 +158,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("initagent-bundle-{}", std::process::id()));
         let report = dir.join("no-such-report.json");
         let written = write(&dir.join("failure"), &report).unwrap();
-        let missing = std::fs::read_to_string(written.join("missing.txt")).unwrap();
+        let missing = std::fs::read_to_string(written.dir.join(MISSING)).unwrap();
+        assert!(missing.contains("report.json: from "), "{missing}");
         assert!(missing.contains("no-such-report.json"), "{missing}");
-        assert!(written.join("mountinfo.txt").exists());
+        assert_eq!(missing, written.missing.join("\n"));
+        assert!(written.dir.join("mountinfo.txt").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

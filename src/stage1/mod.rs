@@ -7,7 +7,7 @@
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
-mod bundle;
+pub mod bundle;
 mod failure;
 pub mod handoff;
 mod pseudofs;
@@ -210,9 +210,14 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     runner.save();
     if pid1 {
         match bundle::write(Path::new(bundle::BUNDLE_DIR), runner.path()) {
-            Ok(dir) => log::error!(
+            Ok(written) if written.missing.is_empty() => log::error!(
                 "failure bundle (report, kernel log, mounts, lease, modules): {}",
-                dir.display()
+                written.dir.display()
+            ),
+            Ok(written) => log::error!(
+                "failure bundle, partial: {} (not written: {})",
+                written.dir.display(),
+                written.missing.join("; ")
             ),
             Err(e) => log::error!("failure bundle: {e}"),
         }

@@ -35,6 +35,9 @@ pub struct Mounted {
     pub fs: Arc<FlistFs>,
 }
 
+/// The disk caches sharing `/run`: one for each flist [`wanted`] names.
+const CACHES: u64 = 2;
+
 /// What the flists step hands to the steps after it.
 pub type Shared = Arc<Mutex<Vec<Mounted>>>;
 
@@ -93,6 +96,9 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     let mut open = OpenOptions::new();
     open.stores = config.flist_stores.clone();
     open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
+    // /run is memory: the caches of the flists follow what the node has.
+    open.cache_bytes =
+        crate::flist::cache::bound_here(Path::new(CACHE_DIR), open.cache_bytes, CACHES);
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
     open.ca_file = config.flist_ca_file.clone();
     // The agent's handle only fills the disk cache the daemon reads; PID 1's memory

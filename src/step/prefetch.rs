@@ -173,7 +173,16 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
         total.failed,
         if total.timed_out { "; deadline reached, the rest is fetched on first read" } else { "" }
     );
-    let done = if total.failed > 0 || total.timed_out {
+    let detail = if total.not_kept > 0 {
+        format!(
+            "{detail}; {} fetched blocks not kept in {} (/run full or too small), so the loads fetch them again",
+            total.not_kept,
+            crate::rundir::CACHES
+        )
+    } else {
+        detail
+    };
+    let done = if total.failed > 0 || total.timed_out || total.not_kept > 0 {
         StepDone::degraded(detail)
     } else {
         StepDone::ok(detail)
@@ -185,6 +194,7 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
         .count("fetched", total.fetched)
         .count("cached", total.cached)
         .count("failed", total.failed)
+        .count("not_kept", total.not_kept)
         .count("bytes_fetched", bytes_after.saturating_sub(bytes_before))
         .count("resolve_ms", resolved_ms)
         .count("modules_ms", modules_ms)

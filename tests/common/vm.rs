@@ -72,6 +72,7 @@ pub struct Vm {
     timeout: Duration,
     xz: Vec<String>,
     symlinks: Vec<(String, String)>,
+    chardevs: Vec<(String, u32, u32)>,
     cpus: u32,
     after_maps: Vec<Extra>,
     served: Option<PathBuf>,
@@ -110,6 +111,7 @@ impl Vm {
             timeout: Duration::from_secs(120),
             xz: Vec::new(),
             symlinks: Vec::new(),
+            chardevs: Vec::new(),
             cpus: 1,
             after_maps: Vec::new(),
             served: None,
@@ -299,6 +301,13 @@ impl Vm {
         self
     }
 
+    /// Puts a character device node at `dest`, replacing what the image has there once
+    /// the module maps are made (a hostile tree).
+    pub fn chardev(mut self, dest: &str, major: u32, minor: u32) -> Vm {
+        self.chardevs.push((dest.into(), major, minor));
+        self
+    }
+
     /// Adds a file from the repository.
     pub fn repo_file(self, dest: &str, source: &str, mode: u32) -> Vm {
         let content = std::fs::read(repo_root().join(source)).expect(source);
@@ -372,6 +381,11 @@ impl Vm {
         }
         for (dest, target) in &self.symlinks {
             command.arg("--symlink").arg(format!("{dest}:{target}"));
+        }
+        for (dest, major, minor) in &self.chardevs {
+            command
+                .arg("--chardev")
+                .arg(format!("{dest}:{major}:{minor}"));
         }
         for dest in &self.removed {
             command.arg("--remove").arg(dest);
