@@ -187,7 +187,7 @@ fn a_failure_bundle_in_a_full_run_is_partial_each_file_whole_or_named() {
         bundle.missing
     );
     let listed = std::fs::read_to_string(dir.join("missing.txt")).unwrap();
-    assert_eq!(listed, bundle.missing.join("\n"));
+    assert_eq!(listed, bundle.missing.join("\n") + "\n");
     for entry in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         assert!(!name.contains("tmp"), "temporary file left: {name}");

@@ -1,6 +1,7 @@
 //! Stage 1 on Debian's real kernel in QEMU: the agent is /init, mounts the
 //! pseudo-filesystems, records its steps, hands off to the real zinit (v0.2.14), and never
-//! lets the kernel panic when the handoff target is missing or the cmdline is garbage.
+//! lets the kernel panic when the handoff target is missing or the cmdline is garbage;
+//! on a full `/run` its failure bundle is partial and names what did not fit.
 //! These VMs have no NIC: zinit's `internet` keeps trying, and nothing that does not need
 //! the network waits for it.
 #![cfg(feature = "system-tests")]
@@ -254,4 +255,55 @@ fn break_stops_before_the_step_with_a_shell_and_goes_on() {
     assert_eq!(pause["detail"], "shell before net (initagent.break=net)");
     assert_eq!(step(&report, "net")["after"][0], "break");
     assert_eq!(report["result"]["status"], "handed-off");
+}
+
+#[test]
+fn a_failure_bundle_on_a_full_run_is_partial_and_names_what_is_missing() {
+    // /run a tmpfs of 1 MiB, mounted before the agent and filled but for 14 pages (as a
+    // node whose /run something else filled; no /dev/zero before stage 1 mounts /dev): stage 1 fails to hand off and writes its
+    // bundle into what is left.
+    let full_run = "#!/bin/sh\nmount -t tmpfs -o size=1m,mode=0755,nosuid,nodev tmpfs /run\n\
+                    yes | head -c 991232 > /run/ballast\nexec /init \"$@\"\n";
+    let out = "/dev/ttyS1";
+    let bundle = "/run/initagent/failure";
+    let boot = Vm::new("spine-full-run-bundle")
+        .file("/full-run-init", full_run, 0o755)
+        .append("rdinit=/full-run-init initagent.on_failure=shell initagent.reboot_delay=0")
+        .type_after(
+            "(initagent rescue) #",
+            &format!(
+                "\necho df: $(df -k /run | tail -1) > {out}; echo bundle: $(ls {bundle}) > {out}; sed 's/^/missing: /' {bundle}/missing.txt > {out}; \
+                 echo bundle-report-begin > {out}; cat {bundle}/report.json > {out}; echo > {out}; \
+                 echo bundle-report-end > {out}; echo rescue-ok > {out}; exit\n"
+            ),
+        )
+        .boot();
+    boot.assert_clean();
+    assert!(boot.has_result("rescue-ok"), "{}", boot.explain());
+    let df = boot.result("df: ").unwrap_or_default();
+    assert!(df.ends_with(" 0 100% /run"), "/run was not full: {df}");
+    // Partial: what did not fit is named, on the console and in missing.txt, and is not
+    // in the bundle; what is there is whole (the report parses).
+    let missing = boot.lines("missing: ");
+    assert!(!missing.is_empty(), "{}", boot.explain());
+    let written = boot.result("bundle: ").unwrap_or_default();
+    let written: Vec<&str> = written.split(' ').collect();
+    assert!(written.contains(&"missing.txt"), "{written:?}");
+    for line in &missing {
+        let name = line.split(':').next().unwrap();
+        assert!(
+            !written.contains(&name),
+            "{name} is written and named missing"
+        );
+    }
+    assert!(
+        missing.iter().any(|l| l.starts_with("kmsg.txt: ")),
+        "{missing:?}"
+    );
+    let report = boot.json("bundle-report");
+    assert_eq!(report["result"]["status"], "failed", "{report:#}");
+    assert_console(
+        &boot,
+        &["failure bundle, partial: /run/initagent/failure (not written: "],
+    );
 }

@@ -74,7 +74,7 @@ pub fn write(dir: &Path, report_path: &Path) -> std::io::Result<Bundle> {
     }
     if missing.is_empty() {
         let _ = std::fs::remove_file(&missing_path);
-    } else if let Err(e) = rewrite_in_place(&missing_path, &missing.join("\n"), reserved) {
+    } else if let Err(e) = rewrite_in_place(&missing_path, &(missing.join("\n") + "\n"), reserved) {
         missing.push(format!("{MISSING}: {e}"));
     }
     Ok(Bundle {
@@ -161,7 +161,7 @@ mod tests {
         let missing = std::fs::read_to_string(written.dir.join(MISSING)).unwrap();
         assert!(missing.contains("report.json: from "), "{missing}");
         assert!(missing.contains("no-such-report.json"), "{missing}");
-        assert_eq!(missing, written.missing.join("\n"));
+        assert_eq!(missing, written.missing.join("\n") + "\n");
         assert!(written.dir.join("mountinfo.txt").exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
