@@ -432,14 +432,13 @@ fn flist_state(target: &std::path::Path) -> String {
             "STALE (its daemon is gone; `initagent flists` mounts it again)".into()
         }
         MountState::NotAnswering { .. } => {
-            let daemons = crate::flist::daemon::running_for(target);
-            let how = match daemons.first() {
-                Some(d) if d.stopped() => format!(
-                    "its daemon (pid {}) is STOPPED (state {}; `kill -CONT {}`, or `initagent flists` replaces it)",
-                    d.pid, d.state, d.pid
+            use crate::flist::daemon::Silence;
+            let how = match crate::flist::daemon::silence(target) {
+                Silence::Stopped { pid, state } => format!(
+                    "its daemon (pid {pid}) is STOPPED (state {state}; `kill -CONT {pid}`, or `initagent flists` replaces it)"
                 ),
-                Some(d) => format!("its daemon (pid {}) is busy or stuck", d.pid),
-                None => "no daemon serves it".into(),
+                Silence::Busy { pid } => format!("its daemon (pid {pid}) is busy or stuck"),
+                Silence::Gone => "no daemon serves it".into(),
             };
             format!(
                 "NOT ANSWERING within {:.1} s: {how}",

@@ -120,6 +120,40 @@ impl Running {
     }
 }
 
+/// Why a mount that did not answer is silent, from the daemons serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// A daemon runs: maybe only busy (every thread waiting on a slow store).
+    Busy { pid: i32 },
+    /// Its daemon is stopped (or a zombie): it serves nothing until someone acts.
+    Stopped { pid: i32, state: char },
+    /// No daemon of ours serves it.
+    Gone,
+}
+
+impl Silence {
+    /// Whether the mount may be taken down without taking work from a live daemon.
+    pub fn is_dead(self) -> bool {
+        !matches!(self, Silence::Busy { .. })
+    }
+}
+
+/// Why the mount on `target` is silent: busy if any of its daemons runs, else stopped if
+/// one is there at all, else gone.
+pub fn silence(target: &Path) -> Silence {
+    let daemons = running_for(target);
+    if let Some(busy) = daemons.iter().find(|d| !d.stopped()) {
+        return Silence::Busy { pid: busy.pid };
+    }
+    match daemons.first() {
+        Some(d) => Silence::Stopped {
+            pid: d.pid,
+            state: d.state,
+        },
+        None => Silence::Gone,
+    }
+}
+
 /// The agent's mount daemons serving `target` (`initagent flist mount --foreground … TARGET`),
 /// found by their command lines, which never hold a secret.
 pub fn running_for(target: &Path) -> Vec<Running> {

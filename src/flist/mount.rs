@@ -368,16 +368,14 @@ pub fn claim(target: &Path, source: &str, subtype: &str) -> Result<bool, String>
                     ANSWER_WITHIN.as_secs_f32()
                 ));
             }
-            let daemons = super::daemon::running_for(target);
             // A daemon that runs may only be busy (every thread waiting on a slow
             // store): it is not taken down under the operator's feet.
-            if let Some(busy) = daemons.iter().find(|d| !d.stopped()) {
+            if let super::daemon::Silence::Busy { pid } = super::daemon::silence(target) {
                 return Err(format!(
                     "{} ({fstype}, {mounted}) did not answer within {:.1} s, and its daemon \
-                     (pid {}) is running: busy or stuck; `initagent flist umount {}` takes it down",
+                     (pid {pid}) is running: busy or stuck; `initagent flist umount {}` takes it down",
                     target.display(),
                     ANSWER_WITHIN.as_secs_f32(),
-                    busy.pid,
                     target.display()
                 ));
             }

@@ -270,8 +270,7 @@ pub fn broken(ctx: &Ctx, stuck: &mut std::collections::BTreeMap<PathBuf, u32>) -
             MountState::Absent => Some("not mounted".to_string()),
             MountState::Stale { .. } => Some("stale: its daemon is gone".to_string()),
             MountState::NotAnswering { connection, .. } => {
-                let daemons = crate::flist::daemon::running_for(&target);
-                let running = daemons.iter().any(|d| !d.stopped());
+                let running = !crate::flist::daemon::silence(&target).is_dead();
                 let looks = stuck.get(&target).copied().unwrap_or(0) + 1;
                 if running && looks < 3 {
                     // Maybe only busy: look again before taking it down.
