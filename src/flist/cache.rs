@@ -231,11 +231,6 @@ impl DiskCache {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
-
-    /// The bound in force (lowered when the filesystem was found full).
-    pub fn max_bytes(&self) -> u64 {
-        self.max_bytes.load(Ordering::Relaxed)
-    }
 }
 
 /// The least a disk cache is given when memory is short (room permitting).
