@@ -5,11 +5,10 @@
 //! DHCP, mounts both flists lazily, checks the maps, prefetches what this VM will load,
 //! loads the baseline from the mounted tree, coldplugs and hands off to the real zinit.
 //! Then: a `/run` of 12 MiB (the caches' bound follows it; filled to the last page, both
-//! trees still read back byte for byte), the store down at boot (a degraded boot that says why, healed after the handoff
-//! by zinit's services once the store is back), and maps in the modules flist that do not
-//! match its tree
-//! (regenerated in tmpfs, the modules still load; that one packs the rfs fixture's tree
-//! and boots the fixture's own kernel).
+//! trees still read back byte for byte), the store down at boot (a degraded boot that says
+//! why, healed after the handoff by zinit's services once the store is back), and maps in
+//! the modules flist that do not match its tree (regenerated in tmpfs, the modules still
+//! load; that one packs the rfs fixture's tree and boots the fixture's own kernel).
 #![cfg(feature = "system-tests")]
 
 mod common;
