@@ -6,6 +6,7 @@ default) and numbered in order; device nodes are written as entries, so no root 
 mknod are needed. The image holds:
 
   /init -> sbin/initagent        the static agent as PID 1
+  /sbin/modprobe -> initagent    its kmod-compatible modprobe, unless the image has one
   /etc/initagent/config.toml     the target's agent profile (targets/<name>/config.toml),
                                  mode 0600 (it may hold store credentials)
   /etc/initagent/ca.pem          --ca-file PEM: the CAs stage 1 trusts for HTTPS/S3 stores
@@ -419,6 +420,11 @@ def build(args):
         extra += len(data)
     if extra:
         sizes["extra files"] = extra
+
+    # Whatever on the node calls modprobe (services, udev rules, install rules) reaches the
+    # agent's kmod-compatible one, unless the image carries a modprobe of its own.
+    if "sbin/modprobe" not in image.entries:
+        image.symlink("sbin/modprobe", "initagent")
 
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     tmp = args.output + ".part"

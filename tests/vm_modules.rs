@@ -40,6 +40,29 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
     boot.assert_clean();
     assert!(boot.has_result("done rc=0"), "{}", boot.explain());
 
+    // /sbin/modprobe is the agent's: a real load with a parameter, --first-time, a real
+    // removal, each saying what kmod's says.
+    assert_eq!(boot.result("sbin_modprobe "), Some("initagent"));
+    assert_eq!(boot.result("mp_insert "), Some("rc=0 loaded=1 links=2"));
+    assert_eq!(
+        boot.lines("mp-insert: "),
+        vec![format!(
+            "insmod /lib/modules/{release}/kernel/drivers/net/dummy.ko numdummies=2"
+        )]
+    );
+    assert_eq!(boot.result("mp_first "), Some("rc=1"));
+    assert_eq!(
+        boot.lines("mp-first: "),
+        vec!["modprobe: ERROR: could not insert 'dummy': Module already in kernel"]
+    );
+    assert_eq!(boot.result("mp_remove "), Some("rc=0 loaded=0"));
+    assert_eq!(boot.lines("mp-remove: "), vec!["rmmod dummy"]);
+    assert_eq!(boot.result("mp_remove_again "), Some("rc=1"));
+    assert_eq!(
+        boot.lines("mp-remove-again: "),
+        vec!["modprobe: FATAL: Module dummy is not in kernel."]
+    );
+
     // Stage 1 loaded the list and every dependency.
     let loaded: Vec<&str> = boot.lines("module ");
     assert!(

@@ -8,6 +8,9 @@ mod boot;
 mod coldplug;
 mod depmod;
 mod flist;
+mod modprobe;
+pub mod modprobe_args;
+pub mod modprobe_config;
 mod modules;
 mod net;
 
@@ -32,7 +35,8 @@ commands:
   modules load [NAME|ALIAS...]    load with finit_module (default: the target's list)
   modules status          loaded, built-in and failed modules of this boot
   modules info NAME|FILE  a module's .modinfo
-  modprobe [-q] [--] NAME what the kernel's request_module runs (also as argv[0] modprobe)
+  modprobe [OPTIONS] NAME...  kmod's modprobe (-a -r -n -v -q -b -i -D -R -c -C -d -S
+                          --first-time; `initagent modprobe -h`); also as argv[0] modprobe
   flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
                           [--cache DIR] [--cache-bytes N: its bound, default 1 GiB]
                           [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
@@ -128,11 +132,6 @@ pub(crate) struct Options {
 }
 
 fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
-    // Invoked as `modprobe` (the kernel's request_module helper): same as `initagent modprobe`.
-    let as_modprobe = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .is_some_and(|n| n == "modprobe");
     let mut options = Options {
         command: None,
         positional: Vec::new(),
@@ -156,9 +155,6 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         svg: None,
         selection: Default::default(),
     };
-    if as_modprobe {
-        options.command = Some("modprobe".into());
-    }
     let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
     while let Some(arg) = parser.next()? {
         match arg {
@@ -241,6 +237,25 @@ pub fn main(args: Vec<OsString>) -> i32 {
         };
         stage1::last_resort(&what);
     }
+    // Invoked as `modprobe` (the kernel's request_module helper, /sbin/modprobe) or as
+    // `initagent modprobe`: kmod's command line, read by its own parser.
+    let as_modprobe = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "modprobe");
+    let skip = if as_modprobe {
+        Some(1)
+    } else {
+        (args.get(1).is_some_and(|a| a == "modprobe")).then_some(2)
+    };
+    if let Some(skip) = skip {
+        let rest: Vec<String> = args
+            .iter()
+            .skip(skip)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return modprobe::main(&rest);
+    }
     let options = match parse(args) {
         Ok(options) => options,
         Err(e) => {
@@ -261,7 +276,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("step") => boot::step(&options),
         Some("flists") => boot::run_step(&options, "flists", true),
         Some("prefetch") => boot::run_step(&options, "prefetch", true),
-        Some("modprobe") => modules::modprobe(&options),
         Some("version") => {
             outln!("initagent {}", env!("CARGO_PKG_VERSION"));
             0

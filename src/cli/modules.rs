@@ -334,35 +334,3 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
     }
     0
 }
-
-/// The modprobe personality: `modprobe [-q] [-b] [-D|-R] [--] NAME [PARAM…]`, what the
-/// kernel's `request_module` runs (`modprobe -q -- NAME`).
-pub(crate) fn modprobe(options: &Options) -> i32 {
-    crate::logging::init(if options.modules.quiet {
-        log::LevelFilter::Off
-    } else {
-        log::LevelFilter::Warn
-    });
-    let Some(name) = options.positional.first() else {
-        return fail("modprobe: name a module");
-    };
-    let context = match open(&options.modules, &options.paths.cmdline) {
-        Ok(context) => context,
-        Err(e) => return if options.modules.quiet { 1 } else { fail(e) },
-    };
-    if options.modules.show_depends || options.modules.lookup_only {
-        return resolve(&context, std::slice::from_ref(name), options);
-    }
-    let (plan, report) = context.load(
-        std::slice::from_ref(name),
-        &load_options(&super::effective_config(options), HashSet::new(), None),
-        blacklist_mode(&options.modules),
-    );
-    let failures = report.required_failures(&plan);
-    if !options.modules.quiet {
-        for failure in &failures {
-            errln!("modprobe: {failure}");
-        }
-    }
-    i32::from(!failures.is_empty())
-}

@@ -303,6 +303,14 @@ impl ModprobeConfig {
             .map(|(_, command)| command.as_str())
     }
 
+    /// The first `remove` command whose pattern matches `module`.
+    pub fn remove_for(&self, module: &str) -> Option<&str> {
+        self.removes
+            .iter()
+            .find(|(pattern, _)| super::fnmatch::fnmatch(pattern.as_bytes(), module.as_bytes()))
+            .map(|(_, command)| command.as_str())
+    }
+
     /// The first `softdep` rule whose pattern matches `module`.
     pub fn softdep_for(&self, module: &str) -> Option<&Softdep> {
         self.softdeps
@@ -322,6 +330,14 @@ impl ModprobeConfig {
 pub fn config_files(dirs: &[PathBuf], module_dir: &Path) -> Vec<PathBuf> {
     let mut chosen: std::collections::BTreeMap<String, PathBuf> = Default::default();
     for dir in dirs {
+        // A file given in place of a directory (modprobe's `-C FILE`) is read as it is.
+        if std::fs::metadata(dir).is_ok_and(|m| m.is_file()) {
+            let name = dir.file_name().unwrap_or_default().to_string_lossy();
+            chosen
+                .entry(name.into_owned())
+                .or_insert_with(|| dir.clone());
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };

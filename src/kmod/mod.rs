@@ -8,6 +8,7 @@ pub mod elf;
 pub mod fnmatch;
 pub mod index;
 pub mod kernel;
+pub mod live;
 pub mod load;
 pub mod name;
 pub mod resolve;

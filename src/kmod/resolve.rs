@@ -26,7 +26,8 @@ pub struct Module {
 }
 
 impl Module {
-    fn named(name: String) -> Module {
+    /// A module by its (normalised) name.
+    pub fn named(name: String) -> Module {
         Module {
             name,
             alias: None,
@@ -247,8 +248,59 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// [`Resolver::resolve`] with modprobe's `-i`: the requested modules' own `install`
+    /// commands and soft dependencies are ignored (their dependencies' are not), as
+    /// kmod's `KMOD_PROBE_IGNORE_COMMAND` does.
+    pub fn resolve_ignoring_commands(&self, input: &str, blacklist: BlacklistMode) -> Resolution {
+        let (source, modules) = self.lookup(input).unwrap_or((None, Vec::new()));
+        let probes = modules
+            .into_iter()
+            .map(|m| self.probe_with(m, blacklist, true))
+            .collect();
+        Resolution {
+            input: input.to_string(),
+            source,
+            probes,
+        }
+    }
+
+    /// What `modprobe /path/to/x.ko` would do (kmod 31 and later): the module named by
+    /// the file, its dependencies and soft dependencies from the tree by that name, and the
+    /// file itself loaded in its place. Nothing when the file does not exist.
+    pub fn resolve_path(&self, path: &std::path::Path, blacklist: BlacklistMode) -> Resolution {
+        let input = path.display().to_string();
+        if !path.is_file() {
+            return Resolution {
+                input,
+                source: None,
+                probes: Vec::new(),
+            };
+        }
+        let module = Module::named(name::modname_from_path(&input));
+        let mut probe = self.probe_with(module, blacklist, false);
+        for step in &mut probe.steps {
+            if step.module.name == probe.module.name
+                && step.reason == "requested"
+                && !matches!(step.action, Action::Install { .. })
+            {
+                step.action = Action::Insert {
+                    path: path.to_path_buf(),
+                };
+            }
+        }
+        Resolution {
+            input,
+            source: Some(Source::ModuleName),
+            probes: vec![probe],
+        }
+    }
+
     /// The probe list of one module (kmod's `kmod_module_get_probe_list`).
     pub fn probe(&self, module: Module, blacklist: BlacklistMode) -> Probe {
+        self.probe_with(module, blacklist, false)
+    }
+
+    fn probe_with(&self, module: Module, blacklist: BlacklistMode, ignore_commands: bool) -> Probe {
         let gated = blacklist == BlacklistMode::Always || module.alias.is_some();
         if gated && self.config.is_blacklisted(&module.name) {
             return Probe {
@@ -267,7 +319,11 @@ impl<'a> Resolver<'a> {
         for dep in self.dependencies(&module) {
             builder.required.insert(dep.name.clone());
         }
-        builder.probe_list(&module, "requested");
+        if ignore_commands {
+            builder.probe_list_ignoring_commands(&module);
+        } else {
+            builder.probe_list(&module, "requested");
+        }
         Probe {
             module,
             blacklisted: false,
@@ -315,8 +371,22 @@ impl<'a> Resolver<'a> {
         }
     }
 
+    /// The names on `name`'s `modules.dep` line, in the line's order (kmod's
+    /// `kmod_module_get_dependencies`).
+    pub fn dependency_names(&self, name: &str) -> Vec<String> {
+        self.tree
+            .dep_line(name)
+            .map(|line| {
+                line.deps
+                    .iter()
+                    .map(|d| name::modname_from_path(d))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Soft dependencies of `name` (first matching rule), each resolved by lookup.
-    fn softdeps(&self, name: &str) -> (Vec<Module>, Vec<Module>) {
+    pub fn softdeps(&self, name: &str) -> (Vec<Module>, Vec<Module>) {
         let Some(rule) = self.config.softdep_for(name) else {
             return (Vec::new(), Vec::new());
         };
@@ -352,6 +422,29 @@ impl ProbeBuilder<'_, '_> {
             self.fill_softdep(&dep, &dependency_reason);
         }
         self.fill_softdep(module, reason);
+    }
+
+    /// `__kmod_module_get_probe_list` with `ignorecmd`: the dependencies as usual, then the
+    /// module itself, without its soft dependencies or `install` command.
+    fn probe_list_ignoring_commands(&mut self, module: &Module) {
+        self.visited
+            .insert((module.name.clone(), module.alias.clone()));
+        let dependency_reason = format!("dependency of {}", module.name);
+        let dependencies = self.resolver.dependencies(module);
+        for dep in &dependencies {
+            self.fill_softdep(dep, &dependency_reason);
+        }
+        self.steps.push(Step {
+            module: module.clone(),
+            options: self
+                .resolver
+                .config
+                .options_for(&module.name, module.alias.as_deref()),
+            action: self.resolver.action(module, true),
+            required: true,
+            reason: "requested".into(),
+            after: dependencies.into_iter().map(|d| d.name).collect(),
+        });
     }
 
     /// `__kmod_module_fill_softdep`: pre-softdeps, the module, post-softdeps.

@@ -144,6 +144,15 @@ impl ModuleTree {
         }
     }
 
+    /// Every key of index `which` with its values, in byte order (kmod's index dump).
+    pub fn for_each_entry(&self, which: IndexFile, mut f: impl FnMut(&[u8], Vec<String>)) {
+        let Some(index) = self.index(which) else {
+            return;
+        };
+        let walked = index.for_each(|key, values| f(key, values.iter().map(Value::text).collect()));
+        self.record(which, walked);
+    }
+
     /// The dependency line of module `name` (first value of `modules.dep.bin`).
     pub fn dep_line(&self, name: &str) -> Option<DepLine> {
         let index = self.index(IndexFile::Dep)?;

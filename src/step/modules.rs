@@ -23,14 +23,17 @@ pub const MODPROBE_LINK: &str = crate::rundir::MODPROBE_LINK;
 /// Points `/proc/sys/kernel/modprobe` at the agent (through a link named `modprobe`, so
 /// it runs its modprobe personality) unless a modprobe binary exists.
 pub fn route_kernel_requests() -> Result<Option<PathBuf>, String> {
-    if MODPROBE_BINARIES
-        .iter()
-        .any(|b| crate::sys::is_executable(Path::new(b)))
-    {
-        return Ok(None);
-    }
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    // A modprobe that is the agent itself (the image's /sbin/modprobe link) is not another
+    // modprobe: the kernel is pointed at the agent's own link all the same.
+    let own = exe.canonicalize().ok();
+    if MODPROBE_BINARIES.iter().any(|b| {
+        let path = Path::new(b);
+        crate::sys::is_executable(path) && path.canonicalize().ok() != own
+    }) {
+        return Ok(None);
+    }
     let link = Path::new(MODPROBE_LINK);
     if let Some(dir) = link.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -1,5 +1,6 @@
-//! finit_module(2) and init_module(2), each made in a process of its own so that a module
-//! whose init never returns cannot hold this one. There is no libc wrapper for either.
+//! finit_module(2), init_module(2) and delete_module(2), each made in a process of its own so
+//! that a module whose init (or exit) never returns cannot hold this one. There is no libc
+//! wrapper for any of them.
 //!
 //! A module's init runs in the thread that asked for the load and may sleep there
 //! uninterruptibly for as long as it likes. Made from one of PID 1's threads, such a call
@@ -73,6 +74,22 @@ pub fn init_module(image: Vec<u8>, options: &str, until: Instant) -> Answer {
         nix::libc::SYS_init_module,
         args,
         Keep(options, image),
+        until,
+    )
+}
+
+/// Removes module `name` (`delete_module(2)` with `O_NONBLOCK`, as kmod does: refused at
+/// once while the module is in use), waiting until `until` at most for its exit function.
+pub fn delete_module(name: &str, until: Instant) -> Answer {
+    let name = match params(name) {
+        Ok(name) => name,
+        Err(e) => return Ok(Err(e)),
+    };
+    let args = [name.as_ptr() as usize, nix::libc::O_NONBLOCK as usize, 0];
+    call(
+        nix::libc::SYS_delete_module,
+        args,
+        Keep(name, Vec::new()),
         until,
     )
 }
