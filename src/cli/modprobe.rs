@@ -94,7 +94,27 @@ pub(crate) fn main(args: &[String]) -> i32 {
     let root = PathBuf::from(inv.root.clone().unwrap_or_else(|| "/".into()));
     let config: Vec<PathBuf> = inv.config.iter().map(PathBuf::from).collect();
     let cmdline = Cmdline::parse_bytes(&std::fs::read("/proc/cmdline").unwrap_or_default());
-    let modules = match Modules::open(&root, &release, &config, &cmdline) {
+    let opened = Modules::open(&root, &release, &config, &cmdline);
+    if inv.show_config {
+        // The configuration needs no tree (kmod prints it, and no index, without one).
+        return match &opened {
+            Ok(modules) => super::modprobe_config::show(&modules.config, Some(&modules.tree)),
+            Err(_) => {
+                let dir = root.join("lib/modules").join(&release);
+                let dirs = if config.is_empty() {
+                    crate::kmod::config::DEFAULT_DIRS
+                        .iter()
+                        .map(PathBuf::from)
+                        .collect()
+                } else {
+                    config
+                };
+                let parsed = crate::kmod::config::load(&dirs, &dir, &cmdline);
+                super::modprobe_config::show(&parsed, None)
+            }
+        };
+    }
+    let modules = match opened {
         Ok(modules) => modules,
         Err(e) => {
             let dir = root.join("lib/modules").join(&release);
@@ -107,9 +127,6 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    if inv.show_config {
-        return super::modprobe_config::show(&modules);
-    }
     let config = crate::config::Config::build(&cmdline, None);
     let kernel = crate::kmod::kernel::SysKernel::new();
     let modprobe = Modprobe {

@@ -3,8 +3,7 @@
 //! and symbol indexes of the tree, key by key.
 
 use crate::kmod::config::{ModprobeConfig, Softdep};
-use crate::kmod::tree::IndexFile;
-use crate::kmod::Modules;
+use crate::kmod::tree::{IndexFile, ModuleTree};
 
 /// The configuration part of `modprobe -c`, one line each (without the index dump).
 pub fn config_lines(config: &ModprobeConfig) -> Vec<String> {
@@ -47,16 +46,17 @@ fn softdep_line(rule: &Softdep) -> String {
     format!("softdep {} {value}", rule.name)
 }
 
-/// Prints `modprobe -c`; the exit code.
-pub(crate) fn show(modules: &Modules) -> i32 {
+/// Prints `modprobe -c` (the indexes of `tree` when there is one); the exit code.
+pub(crate) fn show(config: &ModprobeConfig, tree: Option<&ModuleTree>) -> i32 {
     let mut text = String::new();
-    for line in config_lines(&modules.config) {
+    for line in config_lines(config) {
         text.push_str(&line);
         text.push('\n');
     }
     text.push_str("\n# End of configuration files. Dumping indexes now:\n\n");
     for which in [IndexFile::Alias, IndexFile::Symbols] {
-        modules.tree.for_each_entry(which, |key, values| {
+        let Some(tree) = tree else { break };
+        tree.for_each_entry(which, |key, values| {
             let key = String::from_utf8_lossy(key);
             for value in values {
                 text.push_str("alias ");
