@@ -92,7 +92,7 @@ fn run_in(case: &Path, modules: Option<&Path>, program: &[&str], args: &[&str]) 
             script,
             "sh",
         ])
-        .arg(&modules)
+        .arg(modules)
         .arg(&sys_module)
         .arg(&cmdline)
         .args(program)
