@@ -303,3 +303,47 @@ fn force_is_refused_and_a_module_file_by_path_resolves_its_dependencies() {
         "modprobe: FATAL: Module /no/such/file.ko not found.\n"
     );
 }
+
+#[test]
+fn modinfo_fields_read_like_kmods_modinfo() {
+    let pair = Pair::new("modinfo-oracle");
+    let names = all_module_names(&pair);
+    let root = pair.root.display().to_string();
+    let mut failures = Vec::new();
+    let mut runs = 0;
+    // Every 16th module of the tree, the fields a script asks for.
+    for name in names.iter().step_by(16) {
+        for field in [
+            "filename", "depends", "alias", "firmware", "parm", "vermagic", "license",
+        ] {
+            runs += 1;
+            let kmod = run(
+                Path::new("modinfo"),
+                None,
+                &["-b", &root, "-k", &pair.release, "-F", field, name].map(str::to_string),
+                None,
+            );
+            let ours = run(
+                &pair.agent,
+                None,
+                &[
+                    "modules",
+                    "info",
+                    "--root",
+                    &root,
+                    "--kernel",
+                    &pair.release,
+                    "-F",
+                    field,
+                    name,
+                ]
+                .map(str::to_string),
+                None,
+            );
+            if kmod.stdout != ours.stdout || kmod.code != ours.code {
+                failures.push(format!("{name} -F {field}: kmod {kmod:?}, ours {ours:?}"));
+            }
+        }
+    }
+    assert_none("modinfo -F", runs, &failures);
+}

@@ -63,6 +63,21 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
         vec!["modprobe: FATAL: Module dummy is not in kernel."]
     );
 
+    // `modules status --lsmod`: lsmod's header, then a row for each module in the kernel.
+    let lsmod = boot.lines("lsmod: ");
+    assert_eq!(
+        lsmod.first(),
+        Some(&"Module                  Size  Used by")
+    );
+    for name in boot.lines("module ") {
+        assert!(
+            lsmod
+                .iter()
+                .any(|row| row.split_whitespace().next() == Some(name)),
+            "{name} not in {lsmod:#?}"
+        );
+    }
+
     // Stage 1 loaded the list and every dependency.
     let loaded: Vec<&str> = boot.lines("module ");
     assert!(

@@ -34,7 +34,8 @@ commands:
                           [--show-depends] like modprobe -D; [--lookup] like modprobe -R
   modules load [NAME|ALIAS...]    load with finit_module (default: the target's list)
   modules status          loaded, built-in and failed modules of this boot
-  modules info NAME|FILE  a module's .modinfo
+                          [--lsmod: the loaded ones as lsmod prints them]
+  modules info NAME|FILE  a module's .modinfo [-F FIELD: its values only, like modinfo -F]
   modprobe [OPTIONS] NAME...  kmod's modprobe (-a -r -n -v -q -b -i -D -R -c -C -d -S
                           --first-time; `initagent modprobe -h`); also as argv[0] modprobe
   flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
@@ -177,6 +178,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Short('q') | Long("quiet") => options.modules.quiet = true,
             Short('b') | Long("use-blacklist") => options.modules.use_blacklist = true,
             Long("sequential") => options.modules.sequential = true,
+            Short('F') | Long("field") => options.modules.field = Some(parser.value()?.string()?),
+            Long("lsmod") => options.modules.lsmod = true,
             Long("output") => options.depmod_output = Some(PathBuf::from(parser.value()?)),
             Long("no-mount") => options.no_mount = true,
             Long("in-process") => options.in_process = true,

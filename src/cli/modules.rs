@@ -22,6 +22,10 @@ pub(crate) struct ModuleOptions {
     pub quiet: bool,
     pub use_blacklist: bool,
     pub sequential: bool,
+    /// `modules info -F FIELD`: only that field's values, like `modinfo -F`.
+    pub field: Option<String>,
+    /// `modules status --lsmod`: print like `lsmod`.
+    pub lsmod: bool,
 }
 
 /// Opens the tree named by the options and reads modprobe.d and the kernel command line.
@@ -65,8 +69,14 @@ pub(crate) fn run(options: &Options) -> i32 {
         "resolve" if !args.is_empty() => resolve(&context, args, options),
         "resolve" => fail("modules resolve: name at least one module or alias"),
         "load" => load_command(&context, args, options),
+        "status" if options.modules.lsmod => lsmod(),
         "status" => status(&context, options.json),
-        "info" if args.len() == 1 => info(&context, &args[0], options.json),
+        "info" if args.len() == 1 => info(
+            &context,
+            &args[0],
+            options.json,
+            options.modules.field.as_deref(),
+        ),
         "info" => fail("modules info: name one module or file"),
         other => fail(format!(
             "modules: unknown subcommand {other:?} (resolve, load, status, info)"
@@ -278,7 +288,38 @@ fn status(context: &Modules, json: bool) -> i32 {
     0
 }
 
-fn info(context: &Modules, target: &str, json: bool) -> i32 {
+/// `lsmod`'s table from `/proc/modules`: name, size, use count and users, in the kernel's
+/// order (kmod's layout: `%-19s %8lu  %d` and the users after a space, comma-separated).
+fn lsmod() -> i32 {
+    match std::fs::read_to_string("/proc/modules") {
+        Ok(text) => {
+            out!("{}", lsmod_table(&text));
+            0
+        }
+        Err(e) => fail(format!("/proc/modules: {e}")),
+    }
+}
+
+/// The text of [`lsmod`] for the text of `/proc/modules`.
+pub(crate) fn lsmod_table(proc_modules: &str) -> String {
+    let mut table = String::from("Module                  Size  Used by\n");
+    for line in proc_modules.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, size, used, users, ..] = fields[..] else {
+            continue;
+        };
+        table.push_str(&format!("{name:<19} {size:>8}  {used}"));
+        let users = users.trim_end_matches(',');
+        if !users.is_empty() && users != "-" {
+            table.push(' ');
+            table.push_str(users);
+        }
+        table.push('\n');
+    }
+    table
+}
+
+fn info(context: &Modules, target: &str, json: bool, field: Option<&str>) -> i32 {
     let path = if Path::new(target).is_file() {
         PathBuf::from(target)
     } else {
@@ -312,6 +353,22 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
         Ok(modinfo) => modinfo,
         Err(e) => return fail(format!("{}: {e}", path.display())),
     };
+    if let Some(field) = field {
+        // modinfo -F: the field's values, one a line; `filename` is the file.
+        if field == "filename" {
+            outln!("{}", path.display());
+        }
+        if field == "parm" {
+            for line in parm_lines(&modinfo.fields) {
+                outln!("{line}");
+            }
+            return 0;
+        }
+        for (_, value) in modinfo.fields.iter().filter(|(k, _)| k == field) {
+            outln!("{value}");
+        }
+        return 0;
+    }
     if json {
         let fields: Vec<_> = modinfo
             .fields
@@ -333,4 +390,79 @@ fn info(context: &Modules, target: &str, json: bool) -> i32 {
         }
     }
     0
+}
+
+/// `modinfo -F parm`: each parameter's description and type joined (`name:desc (type)`),
+/// the parameters in the reverse order of their first appearance, as modinfo lists them.
+pub(crate) fn parm_lines(fields: &[(String, String)]) -> Vec<String> {
+    let mut params: Vec<(&str, Option<&str>, Option<&str>)> = Vec::new();
+    for (key, value) in fields {
+        if key != "parm" && key != "parmtype" {
+            continue;
+        }
+        let Some((name, text)) = value.split_once(':') else {
+            continue;
+        };
+        let at = match params.iter().position(|(n, _, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                params.push((name, None, None));
+                params.len() - 1
+            }
+        };
+        if key == "parm" {
+            params[at].1 = Some(text);
+        } else {
+            params[at].2 = Some(text);
+        }
+    }
+    params
+        .iter()
+        .rev()
+        .map(|(name, desc, kind)| match (desc, kind) {
+            (None, Some(kind)) => format!("{name}: ({kind})"),
+            (Some(desc), Some(kind)) => format!("{name}:{desc} ({kind})"),
+            (Some(desc), None) => format!("{name}:{desc}"),
+            (None, None) => format!("{name}:"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_join_description_and_type_in_modinfos_order() {
+        let fields: Vec<(String, String)> = [
+            ("parm", "debug:Debug level"),
+            ("parmtype", "debug:int"),
+            ("parmtype", "quiet:bool"),
+            ("license", "GPL"),
+            ("parm", "speed:Speed"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            parm_lines(&fields),
+            vec!["speed:Speed", "quiet: (bool)", "debug:Debug level (int)"]
+        );
+    }
+
+    #[test]
+    fn proc_modules_becomes_lsmods_table() {
+        let proc_modules = "bridge 311296 1 br_netfilter, Live 0x0000000000000000\n\
+                            stp 16384 1 bridge, Live 0x0000000000000000\n\
+                            a_module_with_a_very_long_name 4096 0 - Live 0x0\n\
+                            llc 16384 2 bridge,stp, Live 0x0000000000000000\n";
+        assert_eq!(
+            lsmod_table(proc_modules),
+            "Module                  Size  Used by\n\
+             bridge                311296  1 br_netfilter\n\
+             stp                    16384  1 bridge\n\
+             a_module_with_a_very_long_name     4096  0\n\
+             llc                    16384  2 bridge,stp\n"
+        );
+    }
 }

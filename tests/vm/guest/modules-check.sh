@@ -31,6 +31,7 @@ say "third_run rc=$?"
 sed 's/^/third: /' /tmp/third.txt > $out
 ip link add ifb7 type ifb 2>/dev/null
 say "kernel_request rc=$? ifb_loaded=$(grep -c '^ifb ' /proc/modules)"
+/sbin/initagent modules status --lsmod | sed 's/^/lsmod: /' > $out
 /sbin/initagent modules status > /tmp/status.txt 2>&1
 sed 's/^/status: /' /tmp/status.txt > $out
 say "done rc=0"
