@@ -231,3 +231,58 @@ fn maps_broken_behind_their_stamp_are_regenerated_in_tmpfs_and_modules_still_loa
         "dummy was found through the regenerated maps: {modules:#}"
     );
 }
+
+#[test]
+fn dracut_and_systemd_keys_on_the_command_line_do_what_operators_expect() {
+    let (root, release) = debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    let read = |path: &str| std::fs::read(tree.join(path)).unwrap();
+    let boot = Vm::new("modules-dracut-keys")
+        .with_nic()
+        .zinit_with_report("tests/vm/guest/node-check.sh")
+        .file(
+            &format!("/lib/modules/{release}/kernel/drivers/net/dummy.ko"),
+            read("kernel/drivers/net/dummy.ko"),
+            0o644,
+        )
+        .file(
+            &format!("/lib/modules/{release}/kernel/drivers/net/ifb.ko"),
+            read("kernel/drivers/net/ifb.ko"),
+            0o644,
+        )
+        .append("rd.driver.pre=dummy modules_load=ifb rd.shell rd.break=soon")
+        .boot();
+    boot.assert_clean();
+    boot.assert_zinit_ran_every_service();
+    let loaded = boot.lines("module: ");
+    for name in ["dummy", "ifb"] {
+        assert!(loaded.contains(&name), "{name} not loaded: {loaded:?}");
+    }
+    let report = boot.report();
+    // rd.driver.pre= went with the bootstrap set, modules_load= with the baseline: each
+    // step was asked for one more module than its list holds.
+    let listed = |list: &str| {
+        std::fs::read_to_string(common::vm::repo_root().join("targets/vm-test").join(list))
+            .unwrap()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count() as u64
+    };
+    for (step, list) in [("bootstrap", "bootstrap"), ("modules", "modules")] {
+        let step = common::step(&report, step);
+        assert_eq!(
+            step["counters"]["requested"].as_u64(),
+            Some(listed(list) + 1),
+            "{step:#}"
+        );
+    }
+    let config = &report["config"];
+    assert_eq!(config["on_failure"], "shell", "{config:#}");
+    assert_eq!(config["via"]["on_failure"], "rd.shell", "{config:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("rd.break=soon: not a breakpoint"),
+        "{warnings}"
+    );
+}

@@ -526,7 +526,10 @@ fn show_config(options: &Options) -> i32 {
         outln!("handoff      = {:?}", config.handoff.join(" "));
         outln!("zos          = {:?}", config.zos);
         for (key, layer) in &config.sources {
-            outln!("  {key} set by {layer:?}");
+            match config.via.get(key) {
+                Some(typed) => outln!("  {key} set by {layer:?} ({typed})"),
+                None => outln!("  {key} set by {layer:?}"),
+            }
         }
         for warning in &config.warnings {
             outln!("warning: {warning}");

@@ -117,6 +117,24 @@ pub const KEYS: &[KeyDef] = &[
         },
         show: |config| format!("{:?}", config.modules_sequential.join(",")),
     },
+    KeyDef {
+        name: "modules_pre",
+        help: "comma-separated modules loaded with the bootstrap set, before it (also rd.driver.pre=)",
+        apply: |config, raw| {
+            config.modules_pre = module_names(raw)?;
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.modules_pre.join(",")),
+    },
+    KeyDef {
+        name: "modules_load",
+        help: "comma-separated modules loaded with the baseline, after it (also modules_load=, rd.modules_load=)",
+        apply: |config, raw| {
+            config.modules_load = module_names(raw)?;
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.modules_load.join(",")),
+    },
     seconds_key!(
         "modules_deadline",
         "seconds the modules step may take before the boot goes on without it (1-3600, default 60)",
@@ -309,6 +327,19 @@ pub const SKIPPABLE_STEPS: &[&str] = &[
     "modules",
     "coldplug",
 ];
+
+/// A list of module names (`-` read as `_`), from a list or comma-separated text.
+fn module_names(raw: &RawValue) -> Result<Vec<String>, String> {
+    let names: Vec<String> = match raw {
+        RawValue::List(items) => items.clone(),
+        _ => text(raw)?.split(',').map(str::to_string).collect(),
+    };
+    Ok(names
+        .iter()
+        .map(|n| n.trim().replace('-', "_"))
+        .filter(|n| !n.is_empty())
+        .collect())
+}
 
 fn boolean(raw: &RawValue) -> Result<bool, String> {
     match raw {

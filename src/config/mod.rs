@@ -6,6 +6,7 @@
 //! `farmer_id`, `zos-debug`) are read from the command line alongside.
 
 pub mod cmdline;
+pub mod dracut;
 mod keys;
 pub mod profile;
 
@@ -222,8 +223,14 @@ pub struct Config {
     pub zos: ZosParams,
     /// `initagent.net.*`, and the kernel's `ip=` and `BOOTIF=`.
     pub net: NetConfig,
+    /// `initagent.modules_pre` (`rd.driver.pre=`): loaded with the bootstrap set, first.
+    pub modules_pre: Vec<String>,
+    /// `initagent.modules_load` (`modules_load=`): loaded with the baseline, after it.
+    pub modules_load: Vec<String>,
     /// The layer that set each `initagent.*` key last.
     pub sources: BTreeMap<&'static str, Layer>,
+    /// The key as the operator typed it, for values set through an alias (`rd.shell`).
+    pub via: BTreeMap<&'static str, String>,
     /// Everything that was ignored or replaced by a default, one line each.
     pub warnings: Vec<String>,
 }
@@ -249,7 +256,10 @@ impl Default for Config {
             break_before: None,
             zos: ZosParams::default(),
             net: NetConfig::default(),
+            modules_pre: Vec::new(),
+            modules_load: Vec::new(),
             sources: BTreeMap::new(),
+            via: BTreeMap::new(),
             warnings: Vec::new(),
         }
     }
@@ -308,6 +318,15 @@ impl Config {
                 )),
             }
         }
+        // dracut's and systemd's keys first: an explicit initagent.* key wins over them.
+        let (aliases, warnings) = dracut::aliases(cmdline);
+        config.warnings.extend(warnings);
+        for alias in aliases {
+            let origin = format!("kernel command line ({})", alias.typed);
+            if config.apply(alias.key, &alias.value, Layer::Cmdline, &origin) {
+                config.via.insert(alias.key, alias.typed);
+            }
+        }
         for (key, value) in cmdline.with_prefix(CMDLINE_PREFIX) {
             let raw = match value {
                 Some(text) => RawValue::Text(text.to_string()),
@@ -320,28 +339,33 @@ impl Config {
                      credentials in the image's profile or the flist's route instead"
                 ));
             }
-            config.apply(key, &raw, Layer::Cmdline, "kernel command line");
+            if config.apply(key, &raw, Layer::Cmdline, "kernel command line") {
+                config.via.retain(|set, _| *set != key);
+            }
         }
         config
     }
 
-    fn apply(&mut self, key: &str, value: &RawValue, layer: Layer, origin: &str) {
+    /// Applies one key; whether it took.
+    fn apply(&mut self, key: &str, value: &RawValue, layer: Layer, origin: &str) -> bool {
         let Some(def) = KEYS.iter().find(|def| def.name == key) else {
             self.warnings.push(format!(
                 "{origin}: unknown key {CMDLINE_PREFIX}.{key}; ignored (known keys: {})",
                 KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
             ));
-            return;
+            return false;
         };
         match (def.apply)(self, value) {
             Ok(()) => {
                 self.sources.insert(def.name, layer);
+                true
             }
             Err(why) => {
                 let kept = (def.show)(self);
                 self.warnings.push(format!(
                     "{origin}: {CMDLINE_PREFIX}.{key}={value}: {why}; kept {kept}"
                 ));
+                false
             }
         }
     }
@@ -413,6 +437,34 @@ mod tests {
             &Cmdline::parse(cmdline),
             profile.map(|text| ("/etc/initagent/config.toml", text)),
         )
+    }
+
+    #[test]
+    fn dracut_keys_set_values_and_an_explicit_initagent_key_wins() {
+        let c = build(
+            "rd.shell rd.break=pre-mount modules_load=dummy,veth rd.driver.pre=e1000e",
+            None,
+        );
+        assert_eq!(c.on_failure, FailurePolicy::Shell);
+        assert_eq!(c.break_before.as_deref(), Some("flists"));
+        assert_eq!(c.modules_load, ["dummy", "veth"]);
+        assert_eq!(c.modules_pre, ["e1000e"]);
+        assert_eq!(c.via["on_failure"], "rd.shell");
+        assert_eq!(c.via["break"], "rd.break=pre-mount");
+        assert_eq!(c.sources["break"], Layer::Cmdline);
+        let c = build(
+            "rd.emergency=poweroff initagent.on_failure=reboot rd.break=soon",
+            None,
+        );
+        assert_eq!(c.on_failure, FailurePolicy::Reboot);
+        assert!(!c.via.contains_key("on_failure"), "{:?}", c.via);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("rd.break=soon: not a breakpoint")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

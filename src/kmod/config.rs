@@ -266,8 +266,17 @@ impl ModprobeConfig {
 
     /// Adds what the kernel command line says about modules, read with kmod's rules
     /// (`kmod_config_parse_kcmdline`): `modprobe.blacklist=a,b` and `<module>.<param>…`
-    /// options, the option text kept as written after the first dot.
+    /// options, the option text kept as written after the first dot; and dracut's
+    /// `rd.driver.blacklist=a,b` as blacklist entries, first.
     pub fn add_cmdline(&mut self, cmdline: &Cmdline) {
+        // dracut's rd.driver.blacklist= (dracut writes it into a modprobe.d file).
+        for list in cmdline.all("rd.driver.blacklist").flatten() {
+            self.blacklist.extend(
+                list.split(',')
+                    .filter(|n| !n.is_empty())
+                    .filter_map(underscores),
+            );
+        }
         for (module, option) in kernel_cmdline_options(cmdline.raw()) {
             if module == "modprobe" {
                 if let Some(list) = option.strip_prefix("blacklist=") {
@@ -442,5 +451,12 @@ mod tests {
         assert_eq!(c.options_for("x", None), "");
         assert_eq!(c.options_for("bad\"q", None), "");
         assert_eq!(c.blacklist, ["foo", "bar"]);
+        // dracut's rd.driver.blacklist=, repeated, names with - read as _.
+        let mut c = ModprobeConfig::default();
+        c.add_cmdline(&Cmdline::parse(
+            "rd.driver.blacklist=nouveau,snd-pcsp rd.driver.blacklist=ifb modprobe.blacklist=x",
+        ));
+        assert_eq!(c.blacklist, ["nouveau", "snd_pcsp", "ifb", "x"]);
+        assert_eq!(c.options_for("rd", None), "");
     }
 }

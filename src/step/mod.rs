@@ -257,12 +257,22 @@ pub fn run(step: StepName, ctx: &Ctx) -> Result<StepDone, StepError> {
 /// beside `steps/coldplug.json`).
 pub fn run_as(step: StepName, ctx: &Ctx, record_as: &str) -> Result<StepDone, StepError> {
     let result = match step {
-        StepName::Bootstrap => modules::load(ctx, &ctx.path(modules::BOOTSTRAP_LIST)),
+        StepName::Bootstrap => modules::load(
+            ctx,
+            &ctx.path(modules::BOOTSTRAP_LIST),
+            &ctx.config.modules_pre,
+            &[],
+        ),
         StepName::Net => net::bring_up(ctx),
         StepName::Flists => flists::mount_all(ctx, Path::new(flists::MANIFEST_DIR)),
         StepName::Depmod => depmod::ensure_maps(ctx),
         StepName::Prefetch => prefetch::boot_critical(ctx),
-        StepName::Modules => modules::load(ctx, &ctx.path(crate::kmod::DEFAULT_LIST)),
+        StepName::Modules => modules::load(
+            ctx,
+            &ctx.path(crate::kmod::DEFAULT_LIST),
+            &[],
+            &ctx.config.modules_load,
+        ),
         StepName::Coldplug => coldplug::run(ctx),
     };
     let (outcome, detail, counters, whole) = match &result {

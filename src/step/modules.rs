@@ -45,11 +45,22 @@ pub fn route_kernel_requests() -> Result<Option<PathBuf>, String> {
     Ok(Some(link.to_path_buf()))
 }
 
-/// Loads the list; degraded when a required module failed or a name matched nothing, and
-/// when the list or the tree is missing (this node can never load it: nothing waits).
-pub fn load(ctx: &Ctx, list: &Path) -> Result<StepDone, StepError> {
-    let inputs = match std::fs::read_to_string(list) {
+/// Loads `before`, the list, then `after` (the command line's additions:
+/// `rd.driver.pre=`, `modules_load=`); degraded when a required module failed or a name
+/// matched nothing, and when the list or the tree is missing (this node can never load
+/// it: nothing waits).
+pub fn load(
+    ctx: &Ctx,
+    list: &Path,
+    before: &[String],
+    after: &[String],
+) -> Result<StepDone, StepError> {
+    let listed = match std::fs::read_to_string(list) {
         Ok(text) => kmod::parse_list(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !(before.is_empty() && after.is_empty()) => {
+            log::warn!("no module list at {}: loading only what the command line names", list.display());
+            Vec::new()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Ok(StepDone::degraded(format!(
                 "no module list at {}: nothing loaded (the image builder writes it from the target's list)",
@@ -64,6 +75,12 @@ pub fn load(ctx: &Ctx, list: &Path) -> Result<StepDone, StepError> {
             })
         }
     };
+    let mut inputs: Vec<String> = before.to_vec();
+    for name in listed.into_iter().chain(after.iter().cloned()) {
+        if !inputs.contains(&name) {
+            inputs.push(name);
+        }
+    }
     let routed = match route_kernel_requests() {
         Ok(Some(link)) => format!("; kernel requests go to {}", link.display()),
         Ok(None) => String::new(),

@@ -140,7 +140,15 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
     let deadline = Duration::from_secs(u64::from(config.prefetch_deadline_s));
     let modules = ctx.modules()?;
     let lists: Vec<&Path> = lists.iter().map(PathBuf::as_path).collect();
-    let inputs = wanted_inputs(&lists, &ctx.sysfs);
+    let mut inputs = wanted_inputs(&lists, &ctx.sysfs);
+    // What the command line adds to the lists (rd.driver.pre=, modules_load=).
+    inputs.extend(
+        config
+            .modules_pre
+            .iter()
+            .chain(&config.modules_load)
+            .cloned(),
+    );
     let paths = module_paths(&modules, &inputs, &modules_flist.target);
     let resolved_ms = started.elapsed().as_millis() as u64;
     let bytes_before: u64 = mounted
