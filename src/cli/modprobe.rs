@@ -141,15 +141,7 @@ pub(crate) fn main(args: &[String]) -> i32 {
         ignore_loaded: inv.show_depends,
         show: inv.show_depends || verbose > WARNING,
     };
-    let status = if inv.remove {
-        modprobe.remove_all()
-    } else if inv.all {
-        modprobe.insert_all()
-    } else {
-        let extra = modprobe_args::options_from_args(&inv.args[1..]);
-        modprobe.insert(&inv.args[0], (!extra.is_empty()).then_some(extra.as_str()))
-    };
-    i32::from(status.is_err())
+    i32::from(modprobe.run().is_err())
 }
 
 /// One of kmod's log lines (`modprobe: FATAL: …`), if `priority` is shown: to stderr, or
@@ -187,6 +179,23 @@ fn log_line(inv: &Invocation, verbose: u8, priority: u8, message: &str) {
 }
 
 impl Modprobe<'_> {
+    /// Removes (`-r`), inserts every argument (`-a`), or inserts the first with the rest
+    /// as its parameters.
+    fn run(&self) -> Status {
+        let args = &self.inv.args;
+        if self.inv.remove {
+            self.remove_all()
+        } else if self.inv.all {
+            self.insert_all()
+        } else {
+            let Some((first, params)) = args.split_first() else {
+                return Err(nix::libc::EINVAL);
+            };
+            let extra = modprobe_args::options_from_args(params);
+            self.insert(first, (!extra.is_empty()).then_some(extra.as_str()))
+        }
+    }
+
     fn log(&self, priority: u8, message: &str) {
         log_line(self.inv, self.verbose, priority, message);
     }

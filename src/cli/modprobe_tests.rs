@@ -120,14 +120,7 @@ fn run(modules: &Modules, fake: &Fake, args: &[&str]) -> Status {
         ignore_loaded: inv.show_depends,
         show: false,
     };
-    if inv.remove {
-        modprobe.remove_all()
-    } else if inv.all {
-        modprobe.insert_all()
-    } else {
-        let extra = modprobe_args::options_from_args(&inv.args[1..]);
-        modprobe.insert(&inv.args[0], (!extra.is_empty()).then_some(extra.as_str()))
-    }
+    modprobe.run()
 }
 
 #[test]
