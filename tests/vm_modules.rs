@@ -50,6 +50,9 @@ fn baseline_loads_reruns_cleanly_and_failures_are_explained() {
             "insmod /lib/modules/{release}/kernel/drivers/net/dummy.ko numdummies=2"
         )]
     );
+    // The load is in the boot's module record (`initagent modules status` reads it).
+    let recorded: u32 = boot.result("mp_recorded ").unwrap_or("0").parse().unwrap();
+    assert!(recorded > 0, "{}", boot.explain());
     assert_eq!(boot.result("mp_first "), Some("rc=1"));
     assert_eq!(
         boot.lines("mp-first: "),

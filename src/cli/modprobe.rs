@@ -12,10 +12,11 @@
 use super::modprobe_args::{self, Invocation};
 use crate::config::cmdline::Cmdline;
 use crate::kmod::live::{InitState, Live, SysModule};
-use crate::kmod::load::{Kernel, NotLoaded};
+use crate::kmod::load::{Kernel, NotLoaded, Outcome};
 use crate::kmod::resolve::{Action, BlacklistMode, Module, Probe, Resolution};
 use crate::kmod::Modules;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// kmod's log priorities (syslog's numbers) and their words.
@@ -40,6 +41,9 @@ struct Modprobe<'a> {
     dry_run: bool,
     ignore_loaded: bool,
     show: bool,
+    /// What the loads did, merged into `/run/initagent/modules.json` at the end (so
+    /// `initagent modules status` sees the kernel's and scripts' requests too).
+    outcomes: Mutex<Vec<(String, Outcome)>>,
 }
 
 /// Runs `modprobe` with `args` (the program name not included); the exit code.
@@ -140,8 +144,22 @@ pub(crate) fn main(args: &[String]) -> i32 {
         dry_run: inv.dry_run || inv.show_depends,
         ignore_loaded: inv.show_depends,
         show: inv.show_depends || verbose > WARNING,
+        outcomes: Mutex::new(Vec::new()),
     };
-    i32::from(modprobe.run().is_err())
+    let started = Instant::now();
+    let status = modprobe.run();
+    let modules = modprobe.outcomes.into_inner().unwrap_or_default();
+    if !modules.is_empty() {
+        let report = crate::kmod::load::Report {
+            modules,
+            unresolved: Vec::new(),
+            micros: started.elapsed().as_micros() as u64,
+        };
+        if let Err(e) = crate::kmod::record_outcomes(&report) {
+            log::warn!("{}: {e}", crate::kmod::OUTCOMES_PATH);
+        }
+    }
+    i32::from(status.is_err())
 }
 
 /// One of kmod's log lines (`modprobe: FATAL: …`), if `priority` is shown: to stderr, or
@@ -198,6 +216,13 @@ impl Modprobe<'_> {
 
     fn log(&self, priority: u8, message: &str) {
         log_line(self.inv, self.verbose, priority, message);
+    }
+
+    /// Notes what a real load (or install command) did, for the boot's module record.
+    fn record(&self, name: &str, outcome: Outcome) {
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            outcomes.push((name.to_string(), outcome));
+        }
     }
 
     fn mode(&self) -> BlacklistMode {
@@ -336,12 +361,23 @@ impl Modprobe<'_> {
                 if self.dry_run {
                     return Ok(());
                 }
-                self.kernel
+                let started = Instant::now();
+                match self
+                    .kernel
                     .install(name, command, options.trim_end(), self.until)
-                    .map_err(|e| {
-                        self.log(ERR, &e.message);
-                        nix::libc::EINVAL
-                    })
+                {
+                    Ok(()) => {
+                        let micros = started.elapsed().as_micros() as u64;
+                        let via = crate::kmod::load::Via::InstallCommand;
+                        self.record(name, Outcome::Loaded { via, micros });
+                        Ok(())
+                    }
+                    Err(error) => {
+                        self.log(ERR, &error.message);
+                        self.record(name, Outcome::Failed { error });
+                        Err(nix::libc::EINVAL)
+                    }
+                }
             }
             Action::Insert { path } => {
                 if self.show {
@@ -350,22 +386,30 @@ impl Modprobe<'_> {
                 if self.dry_run {
                     return Ok(());
                 }
-                match self.kernel.load(name, path, options.trim_end(), self.until) {
-                    Ok(_) => Ok(()),
+                let started = Instant::now();
+                let answer = self.kernel.load(name, path, options.trim_end(), self.until);
+                let micros = started.elapsed().as_micros() as u64;
+                match answer {
+                    Ok(via) => {
+                        self.record(name, Outcome::Loaded { via, micros });
+                        Ok(())
+                    }
                     Err(NotLoaded::Failed(e)) if e.errno == Some(nix::libc::EEXIST) => {
+                        self.record(name, Outcome::AlreadyLoaded);
                         Err(nix::libc::EEXIST)
                     }
-                    Err(NotLoaded::Failed(e)) => {
+                    Err(NotLoaded::Failed(error)) => {
                         if self.inv.verbose > 0 {
-                            self.log(ERR, &format!("{name}: {}", e.message));
+                            self.log(ERR, &format!("{name}: {}", error.message));
                         }
-                        Err(e.errno.unwrap_or(nix::libc::EINVAL))
+                        let errno = error.errno.unwrap_or(nix::libc::EINVAL);
+                        self.record(name, Outcome::Failed { error });
+                        Err(errno)
                     }
                     Err(NotLoaded::StillLoading) => {
-                        self.log(
-                            ERR,
-                            &format!("{name}: {}", crate::kmod::load::still_loading(0)),
-                        );
+                        let text = crate::kmod::load::still_loading(micros);
+                        self.log(ERR, &format!("{name}: {text}"));
+                        self.record(name, Outcome::StillLoading { micros });
                         Err(nix::libc::ETIMEDOUT)
                     }
                 }

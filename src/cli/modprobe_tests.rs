@@ -119,8 +119,32 @@ fn run(modules: &Modules, fake: &Fake, args: &[&str]) -> Status {
         dry_run: inv.dry_run || inv.show_depends,
         ignore_loaded: inv.show_depends,
         show: false,
+        outcomes: Mutex::new(Vec::new()),
     };
-    modprobe.run()
+    let before = fake.done.lock().unwrap().len();
+    let status = modprobe.run();
+    // Every real load is noted for the boot's record, in the order it was made.
+    let noted = modprobe.outcomes.into_inner().unwrap();
+    let loads: Vec<&String> = noted
+        .iter()
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                Outcome::Loaded {
+                    via: Via::Finit,
+                    ..
+                }
+            )
+        })
+        .map(|(name, _)| name)
+        .collect();
+    let done: Vec<String> = fake.done.lock().unwrap().clone();
+    let loaded: Vec<&str> = done[before..]
+        .iter()
+        .filter_map(|d| d.strip_prefix("load "))
+        .collect();
+    assert_eq!(loads.len(), loaded.len(), "{noted:?} {done:?}");
+    status
 }
 
 #[test]

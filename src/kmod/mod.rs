@@ -95,7 +95,7 @@ pub fn merge_outcomes(mut boot: load::Report, later: &load::Report) -> load::Rep
 
 /// Records a load run in [`OUTCOMES_PATH`], merged into the boot's earlier runs under a
 /// lock (stage 1, then zinit's oneshots, may each load).
-fn save_outcomes(report: &load::Report) -> std::io::Result<()> {
+pub fn record_outcomes(report: &load::Report) -> std::io::Result<()> {
     let path = Path::new(OUTCOMES_PATH);
     if !path.parent().is_some_and(Path::is_dir) {
         return Ok(()); // not a booted initagent system (a build host)
@@ -194,7 +194,7 @@ impl Modules {
             inputs.iter().map(|i| resolver.resolve(i, mode)).collect();
         let plan = Plan::from_resolutions(&resolutions, &self.tree.dir);
         let report = load::load(&plan, kernel, options);
-        if let Err(e) = save_outcomes(&report) {
+        if let Err(e) = record_outcomes(&report) {
             log::warn!("{OUTCOMES_PATH}: {e}");
         }
         (plan, report)

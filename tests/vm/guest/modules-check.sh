@@ -20,6 +20,7 @@ say "sbin_modprobe $(readlink /sbin/modprobe)"
 mp() { tag=$1; shift; /sbin/modprobe "$@" > /tmp/mp.txt 2>&1; rc=$?; sed "s/^/$tag: /" /tmp/mp.txt > $out; }
 mp mp-insert -v dummy numdummies=2
 say "mp_insert rc=$rc loaded=$(grep -c '^dummy ' /proc/modules) links=$(ls /sys/class/net | grep -c '^dummy')"
+say "mp_recorded $(grep -c '"dummy"' /run/initagent/modules.json)"
 mp mp-first --first-time dummy
 say "mp_first rc=$rc"
 mp mp-remove -r -v dummy
