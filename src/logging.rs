@@ -183,6 +183,13 @@ impl Sinks {
     }
 }
 
+/// Writes one line whatever the log level and the rate limit (the boot's summary): to the
+/// kernel log at `level`, and to stderr when the kernel does not print it on the console.
+pub fn always(level: log::Level, args: std::fmt::Arguments<'_>) {
+    let line = format_line(&args);
+    lock(&LOGGER.sinks).emit(level, &line);
+}
+
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         metadata.level() <= log::max_level()

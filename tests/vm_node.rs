@@ -78,6 +78,21 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
     }
     assert_eq!(boot.result("renew-lease-same: "), Some("yes"));
 
+    // The one-line summary stage 1 left in the kernel log, and the monitoring verdict.
+    let summary: serde_json::Value =
+        serde_json::from_str(boot.result("kmsg-summary: ").unwrap_or("null")).unwrap();
+    assert_eq!(summary["result"], "handed-off", "{summary}");
+    assert_eq!(summary["steps"]["modules"][0], "ok", "{summary}");
+    assert_eq!(summary["module_failures"], 0, "{summary}");
+    assert!(summary["bytes_fetched"].as_u64().unwrap() > 0, "{summary}");
+    assert_eq!(boot.result("check-rc: "), Some("0"), "{}", boot.explain());
+    assert!(
+        boot.result("check: ")
+            .is_some_and(|l| l.starts_with("OK: handed off at ")),
+        "{}",
+        boot.explain()
+    );
+
     // The order of the issue, each step ok; the prefetch runs beside the maps check and
     // ends before the baseline loads.
     common::assert_in_order(&report, common::MAIN_LINE);

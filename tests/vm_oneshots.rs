@@ -138,6 +138,22 @@ fn modules_that_do_not_exist_or_were_built_for_another_kernel_block_nothing() {
         boot.explain()
     );
     status_lists(&boot, "initagent-modules", "degraded");
+    // A degraded boot: the kernel log's summary counts the failed modules, and the
+    // monitoring verdict is a warning naming the step.
+    let summary: serde_json::Value =
+        serde_json::from_str(boot.result("kmsg-summary: ").unwrap_or("null")).unwrap();
+    assert_eq!(summary["steps"]["modules"][0], "degraded", "{summary}");
+    assert!(
+        summary["module_failures"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(boot.result("check-rc: "), Some("1"), "{}", boot.explain());
+    assert!(
+        boot.result("check: ")
+            .is_some_and(|l| l.starts_with("WARNING: ") && l.contains("modules degraded")),
+        "{}",
+        boot.explain()
+    );
     status_lists(&boot, "udev-trigger", "ok");
 }
 

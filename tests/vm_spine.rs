@@ -147,6 +147,15 @@ fn missing_handoff_target_gives_a_rescue_shell() {
         .unwrap()
         .contains("on_failure=shell"));
     assert_console(&boot, &["rescue shell ended", "rebooting now"]);
+    // The failed boot's one-line summary is in the kernel log and on the console.
+    let summary = boot
+        .console
+        .lines()
+        .find_map(|l| l.split("initagent: summary ").nth(1))
+        .unwrap_or_else(|| panic!("no summary line: {}", boot.explain()));
+    let summary: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(summary["result"], "failed", "{summary}");
+    assert_eq!(summary["steps"]["handoff"][0], "failed", "{summary}");
     // The failure bundle was written before the shell, and its path shown on the console.
     let bundle = boot.result("bundle: ").unwrap_or_default();
     for file in ["kmsg.txt", "mountinfo.txt", "report.json"] {

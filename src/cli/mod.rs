@@ -28,6 +28,7 @@ commands:
   stage1                  run stage 1 (what PID 1 does): mount, configure, hand off
   handoff [--dry-run]     record the handoff in the report and exec the next init
   status [--json]         show the boot report: steps slowest first, critical path
+                          [--check: one line and 0 ok, 1 warning, 2 critical, 3 unknown]
                           [--svg FILE: draw the timeline, like systemd-analyze plot]
   config [--json|--keys]  show the effective configuration and its warnings
   modules resolve NAME|ALIAS...   what modprobe would load, in order, and why
@@ -129,6 +130,8 @@ pub(crate) struct Options {
     pub watch: Option<u64>,
     pub record_as: Option<String>,
     pub svg: Option<PathBuf>,
+    /// `status --check`: a monitoring verdict and its exit code.
+    pub check: bool,
     pub selection: crate::coldplug::select::Selection,
 }
 
@@ -154,6 +157,7 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
         watch: None,
         record_as: None,
         svg: None,
+        check: false,
         selection: Default::default(),
     };
     let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
@@ -215,6 +219,8 @@ fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
             Long("watch") => options.watch = Some(parser.value()?.parse()?),
             Long("as") => options.record_as = Some(parser.value()?.string()?),
             Long("svg") => options.svg = Some(PathBuf::from(parser.value()?)),
+            // `status --check` is a flag; `net up --check URL` takes a store.
+            Long("check") if options.command.as_deref() == Some("status") => options.check = true,
             Long("check") => options.net.check.push(parser.value()?.string()?),
             Short('h') | Long("help") => options.command = Some("help".into()),
             Long("version") => options.command = Some("version".into()),
@@ -467,6 +473,14 @@ fn flist_state(target: &std::path::Path) -> String {
 }
 
 fn status(options: &Options) -> i32 {
+    if options.check {
+        let verdict = match report::load(&options.paths.report) {
+            Ok(report) => report::verdict::check(&report),
+            Err(e) => report::verdict::unknown(&e.to_string()),
+        };
+        outln!("{}", verdict.line);
+        return verdict.code;
+    }
     match report::load(&options.paths.report) {
         Ok(report) if options.svg.is_some() => {
             let path = options.svg.clone().unwrap_or_default();

@@ -7,6 +7,7 @@
 
 mod render;
 pub mod svg;
+pub mod verdict;
 
 pub use render::{critical_path, render_text};
 use serde::{Deserialize, Serialize};

@@ -46,6 +46,7 @@ pub fn handoff(runner: &mut StepRunner, argv: &[String]) -> String {
                 at_us: sys::monotonic_us(),
             });
             runner.save();
+            crate::report::verdict::announce(&runner.report);
             log::logger().flush();
             let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             let error = sys::process::exec(argv, &env);

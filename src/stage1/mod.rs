@@ -208,6 +208,7 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         };
     }
     runner.save();
+    crate::report::verdict::announce(&runner.report);
     if pid1 {
         match bundle::write(Path::new(bundle::BUNDLE_DIR), runner.path()) {
             Ok(written) if written.missing.is_empty() => log::error!(

@@ -35,6 +35,11 @@ for p in /proc/[0-9]*; do
   esac
 done
 echo "coldplug-begin" > $out; cat /run/initagent/steps/coldplug.json > $out 2>&1; echo > $out; echo "coldplug-end" > $out
+# The boot's one-line summary in the kernel log, and the monitoring verdict.
+dmesg | sed -n 's/^.*initagent: summary /kmsg-summary: /p' > $out
+/sbin/initagent status --check > /tmp/check 2>&1
+echo "check-rc: $?" > $out
+sed 's/^/check: /' /tmp/check > $out
 echo "report-begin" > $out
 /sbin/initagent status --json > $out 2>&1
 echo "report-end" > $out
