@@ -131,7 +131,8 @@ pub(crate) fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let config = crate::config::Config::build(&cmdline, None);
+    // The modules deadline as every other load reads it: the profile, then the command line.
+    let config = crate::stage1::load_config(&crate::stage1::Paths::default()).config;
     let kernel = crate::kmod::kernel::SysKernel::new();
     let modprobe = Modprobe {
         inv: &inv,
@@ -233,15 +234,16 @@ impl Modprobe<'_> {
         }
     }
 
-    /// kmod's `module_is_inkernel`: live, or built in (by the tree, or by `/sys/module`).
+    /// kmod's `module_is_inkernel`: live, or built in.
     fn in_kernel(&self, name: &str) -> bool {
-        self.modules.tree.is_builtin(name)
-            || matches!(
-                self.live.initstate(name),
-                Some(InitState::Live | InitState::Builtin)
-            )
+        matches!(
+            self.initstate(name),
+            Some(InitState::Live | InitState::Builtin)
+        )
     }
 
+    /// kmod's `kmod_module_get_initstate`: built in by the tree's `modules.builtin`, else
+    /// what `/sys/module` says.
     fn initstate(&self, name: &str) -> Option<InitState> {
         if self.modules.tree.is_builtin(name) {
             return Some(InitState::Builtin);

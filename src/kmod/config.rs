@@ -306,18 +306,12 @@ impl ModprobeConfig {
 
     /// The first `install` command whose pattern matches `module`.
     pub fn install_for(&self, module: &str) -> Option<&str> {
-        self.installs
-            .iter()
-            .find(|(pattern, _)| super::fnmatch::fnmatch(pattern.as_bytes(), module.as_bytes()))
-            .map(|(_, command)| command.as_str())
+        first_command(&self.installs, module)
     }
 
     /// The first `remove` command whose pattern matches `module`.
     pub fn remove_for(&self, module: &str) -> Option<&str> {
-        self.removes
-            .iter()
-            .find(|(pattern, _)| super::fnmatch::fnmatch(pattern.as_bytes(), module.as_bytes()))
-            .map(|(_, command)| command.as_str())
+        first_command(&self.removes, module)
     }
 
     /// The first `softdep` rule whose pattern matches `module`.
@@ -331,6 +325,14 @@ impl ModprobeConfig {
     pub fn is_blacklisted(&self, module: &str) -> bool {
         self.blacklist.iter().any(|b| b == module)
     }
+}
+
+/// The command of the first `(pattern, command)` whose pattern matches `module`.
+fn first_command<'a>(commands: &'a [(String, String)], module: &str) -> Option<&'a str> {
+    commands
+        .iter()
+        .find(|(pattern, _)| super::fnmatch::fnmatch(pattern.as_bytes(), module.as_bytes()))
+        .map(|(_, command)| command.as_str())
 }
 
 /// The configuration files kmod would read, in reading order: for each basename the file

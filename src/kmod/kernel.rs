@@ -107,18 +107,16 @@ fn read_modinfo(path: &Path) -> Result<Modinfo, String> {
 
 impl Kernel for SysKernel {
     fn state(&self, name: &str) -> KernelState {
-        let dir = self.sys_module.join(name);
-        match std::fs::read_to_string(dir.join("initstate")) {
-            Ok(state) => match state.trim() {
-                "live" => KernelState::Live,
-                "coming" => KernelState::Coming,
-                "going" => KernelState::Going,
-                _ => KernelState::Absent,
-            },
-            // A directory without initstate is a load still setting up (built-ins never
-            // reach the loader: the plan marks them).
-            Err(_) if dir.is_dir() => KernelState::Coming,
-            Err(_) => KernelState::Absent,
+        // Read as kmod reads it (`kmod::live`): a directory without `initstate` is a load
+        // still setting up (built-ins never reach the loader: the plan marks them).
+        let live = super::live::SysModule {
+            dir: self.sys_module.clone(),
+        };
+        match super::live::Live::initstate(&live, name) {
+            Some(super::live::InitState::Live) => KernelState::Live,
+            Some(super::live::InitState::Coming) => KernelState::Coming,
+            Some(super::live::InitState::Going) => KernelState::Going,
+            Some(super::live::InitState::Builtin) | None => KernelState::Absent,
         }
     }
 

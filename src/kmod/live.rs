@@ -45,10 +45,10 @@ impl Live for SysModule {
     fn initstate(&self, name: &str) -> Option<InitState> {
         let dir = self.dir.join(name);
         match std::fs::read_to_string(dir.join("initstate")) {
-            Ok(text) => match text.as_str() {
-                "live\n" => Some(InitState::Live),
-                "coming\n" => Some(InitState::Coming),
-                "going\n" => Some(InitState::Going),
+            Ok(text) => match text.trim() {
+                "live" => Some(InitState::Live),
+                "coming" => Some(InitState::Coming),
+                "going" => Some(InitState::Going),
                 _ => None,
             },
             Err(_) if dir.is_dir() => Some(InitState::Coming),
