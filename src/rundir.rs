@@ -12,6 +12,7 @@
 //! | `cache/<flist>/` | the flist daemons' disk caches | the daemons |
 //! | `flists/<flist>.json` | each flist daemon's counters | `flist::daemon::read_stats` |
 //! | `bin/modprobe` | the modules step (a link to the agent when the image has no modprobe) | the kernel |
+//! | `upload.json` | [`crate::report::upload`]: the last send of the report to `report_url` (store redacted, key, ok or why not) | `report::upload::last_sent` |
 //! | `failure/` | `stage1::bundle` (only when the handoff failed) | people |
 //! | `reserve`, `reserve.2` | [`RunDir::reserve`]: room kept for the report when `/run` fills up; [`RunDir::write_report`] turns one into the report and the old report into a reserve | — |
 
@@ -45,6 +46,8 @@ pub const CACHES: &str = under_run!("cache");
 pub const FLIST_STATS: &str = under_run!("flists");
 /// The `modprobe` name stage 1 gives the agent when the image has none.
 pub const MODPROBE_LINK: &str = under_run!("bin/modprobe");
+/// The last send of the report off the node.
+pub const UPLOAD: &str = under_run!("upload.json");
 /// The failure bundle.
 pub const FAILURE: &str = under_run!("failure");
 /// Room kept for the report when `/run` fills up ([`RunDir::write_report`]).
@@ -135,6 +138,11 @@ impl RunDir {
     /// The boot report.
     pub fn report(&self) -> PathBuf {
         self.root.join("report.json")
+    }
+
+    /// The record of the last send of the report ([`UPLOAD`] in the default directory).
+    pub fn upload_record(&self) -> PathBuf {
+        self.root.join("upload.json")
     }
 
     /// The lease directory.

@@ -66,6 +66,57 @@ fn wrong_command_lines_exit_2_with_usage() {
     assert!(text(&initagent(&["version"]).stdout).starts_with("initagent "));
 }
 
+/// Every command of the grammar, through the binary: its own help (exit 0), a foreign
+/// option refused (exit 2, naming the command's help), `--json` refused where it does not
+/// report, and a value that is not a number refused as a usage error.
+#[test]
+fn every_command_has_its_help_and_refuses_what_is_not_its_own() {
+    use initagent::cli::spec::COMMANDS;
+    for command in COMMANDS.iter().filter(|c| c.name != "modprobe") {
+        let words: Vec<&str> = command.name.split(' ').collect();
+        let with = |extra: &[&str]| {
+            let mut args = words.clone();
+            args.extend_from_slice(extra);
+            initagent(&args)
+        };
+        let help = with(&["--help"]);
+        assert_eq!(help.status.code(), Some(0), "{}", command.name);
+        let shown = text(&help.stdout);
+        assert!(
+            shown.starts_with(&format!("usage: initagent {}", command.name))
+                && shown.contains("exit: "),
+            "{}: {shown}",
+            command.name
+        );
+        let foreign = with(&["--no-such-option"]);
+        assert_eq!(foreign.status.code(), Some(2), "{}", command.name);
+        assert!(
+            text(&foreign.stderr).contains(&format!("initagent {} --help", command.name)),
+            "{}: {}",
+            command.name,
+            text(&foreign.stderr)
+        );
+        if !command.reports_json() {
+            let json = with(&["--json"]);
+            assert_eq!(json.status.code(), Some(2), "{} --json", command.name);
+        }
+    }
+    let out = initagent(&["flist", "mount", "--store-timeout", "soon", "/mnt"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--store-timeout takes a whole number, not \"soon\""));
+    // A group names its commands.
+    let out = initagent(&["flist", "--help"]);
+    assert!(text(&out.stdout).contains("flist verify") && !text(&out.stdout).contains("net up"));
+    // The option that needed a store now has one (it used to say "use -s", then refuse it).
+    let out = initagent(&["flist", "pack", "-m", "/nonexistent/out.fl", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("-s/--store"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn status_without_a_report_names_the_file() {
     let out = initagent(&["status", "--report", "/nonexistent/r.json"]);

@@ -70,7 +70,9 @@ pub(crate) fn run(options: &Options) -> i32 {
             } else {
                 print_check(&report);
             }
-            report.exit_code()
+            // Wrong maps and maps that could not be checked both fail (the text and
+            // the JSON's `error` tell them apart); 2 is for a wrong command line only.
+            report.exit_code().min(1)
         }
         Some("stamp") => {
             // A stamp vouches for the maps: check them fully first.

@@ -91,15 +91,16 @@ pub(crate) fn run(options: &Options) -> i32 {
         "ls" => ls(
             &options.flist,
             args.first().map(String::as_str).unwrap_or("/"),
+            options.json,
         ),
         "cat" => match args.first() {
             Some(path) => cat(&options.flist, path),
             None => Err("flist cat: name a path inside the flist".into()),
         },
-        "verify" => verify(&options.flist),
+        "verify" => verify(&options.flist, options.json),
         "pack" => pack(&options.flist, args, options.json),
-        "prefetch" => prefetch(&options.flist, args),
-        "route" => route(&options.flist, args),
+        "prefetch" => prefetch(&options.flist, args, options.json),
+        "route" => route(&options.flist, args, options.json),
         other => Err(format!(
             "flist: unknown subcommand {other:?} (mount, umount, inspect, ls, cat, verify, pack, prefetch, route)"
         )),
@@ -248,7 +249,7 @@ fn inspect(options: &FlistOptions, json: bool) -> Result<i32, String> {
     Ok(0)
 }
 
-fn ls(options: &FlistOptions, path: &str) -> Result<i32, String> {
+fn ls(options: &FlistOptions, path: &str, json: bool) -> Result<i32, String> {
     let meta = meta_path(options)?;
     let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
     let dir = manifest
@@ -259,6 +260,21 @@ fn ls(options: &FlistOptions, path: &str) -> Result<i32, String> {
     } else {
         vec![dir.ino]
     };
+    if json {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .filter_map(|ino| manifest.inode(*ino))
+            .map(|inode| {
+                serde_json::json!({
+                    "name": inode.name, "mode": inode.mode, "uid": inode.uid, "gid": inode.gid,
+                    "size": inode.size,
+                    "target": inode.target.as_ref().map(|t| String::from_utf8_lossy(t).into_owned()),
+                })
+            })
+            .collect();
+        super::print_json(&rows);
+        return Ok(0);
+    }
     let mut out = std::io::stdout().lock();
     for ino in entries {
         let Some(inode) = manifest.inode(ino) else {
@@ -346,7 +362,7 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
     Ok(0)
 }
 
-fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
+fn prefetch(options: &FlistOptions, paths: &[String], json: bool) -> Result<i32, String> {
     if paths.is_empty() {
         return Err("flist prefetch: name files or directories inside the flist".into());
     }
@@ -358,6 +374,11 @@ fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
     let fs = open_fs(options)?;
     let deadline = Duration::from_secs(options.store_timeout.unwrap_or(30).max(1) * 2);
     let report = crate::flist::prefetch::prefetch_paths(&fs, paths, deadline);
+    let failed = report.failed > 0 || report.timed_out || !report.not_found.is_empty();
+    if json {
+        super::print_json(&report);
+        return Ok(i32::from(failed));
+    }
     outln!(
         "{} files, {} blocks: {} fetched, {} already cached, {} failed{}",
         report.files,
@@ -374,20 +395,27 @@ fn prefetch(options: &FlistOptions, paths: &[String]) -> Result<i32, String> {
     for missing in &report.not_found {
         outln!("not in the flist: {missing}");
     }
-    Ok(i32::from(
-        report.failed > 0 || report.timed_out || !report.not_found.is_empty(),
-    ))
+    Ok(i32::from(failed))
 }
 
-fn route(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
+fn route(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, String> {
     let meta = meta_path(options)?;
+    let show = |meta: &std::path::Path| -> Result<i32, String> {
+        let manifest = crate::flist::meta::Manifest::open(meta).map_err(|e| e.to_string())?;
+        let routes = mount::describe_routes(manifest.routes());
+        if json {
+            super::print_json(&routes);
+        }
+        for line in routes.iter().filter(|_| !json) {
+            outln!("{line}");
+        }
+        Ok(0)
+    };
     match args.first().map(String::as_str) {
-        Some("list") | None => {
-            let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
-            for line in mount::describe_routes(manifest.routes()) {
-                outln!("{line}");
-            }
-            Ok(0)
+        None => show(&meta),
+        Some("list") if args.len() == 1 => show(&meta),
+        Some("list") => {
+            Err("flist route list: takes no stores (flist route set URL... replaces them)".into())
         }
         Some("set") => {
             let stores = args[1..]
@@ -396,17 +424,13 @@ fn route(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
                 .map(|s| crate::flist::pack::parse_store_spec(s))
                 .collect::<Result<Vec<_>, _>>()?;
             crate::flist::pack::set_routes(&meta, &stores)?;
-            let manifest = crate::flist::meta::Manifest::open(&meta).map_err(|e| e.to_string())?;
-            for line in mount::describe_routes(manifest.routes()) {
-                outln!("{line}");
-            }
-            Ok(0)
+            show(&meta)
         }
         Some(other) => Err(format!("flist route: unknown action {other:?} (list, set)")),
     }
 }
 
-fn verify(options: &FlistOptions) -> Result<i32, String> {
+fn verify(options: &FlistOptions, json: bool) -> Result<i32, String> {
     let fs = open_fs(options)?;
     let blocks = fs.manifest.all_blocks().map_err(|e| e.to_string())?;
     // Each distinct block is fetched once; a bad one is reported for every file using it.
@@ -441,6 +465,14 @@ fn verify(options: &FlistOptions) -> Result<i32, String> {
     }
     missing.sort();
     corrupt.sort();
+    let failed = !missing.is_empty() || !corrupt.is_empty();
+    if json {
+        let value = serde_json::json!({
+            "flist": meta_path(options)?, "verified_blocks": ok, "missing": missing, "corrupt": corrupt,
+        });
+        super::print_json(&value);
+        return Ok(i32::from(failed));
+    }
     for line in &missing {
         outln!("MISSING {line}");
     }
@@ -452,5 +484,5 @@ fn verify(options: &FlistOptions) -> Result<i32, String> {
         missing.len(),
         corrupt.len()
     );
-    Ok(i32::from(!missing.is_empty() || !corrupt.is_empty()))
+    Ok(i32::from(failed))
 }

@@ -13,100 +13,14 @@ pub mod modprobe_args;
 pub mod modprobe_config;
 mod modules;
 mod net;
+mod report_cmd;
+pub mod spec;
 
 use crate::config::{self, cmdline::Cmdline, Config, KEYS};
 use crate::report;
 use crate::stage1::{self, runner::StepRunner, Paths};
-use lexopt::prelude::*;
 use std::ffi::OsString;
 use std::path::PathBuf;
-
-const USAGE: &str = "\
-usage: initagent <command> [options]
-
-commands:
-  stage1                  run stage 1 (what PID 1 does): mount, configure, hand off
-  handoff [--dry-run]     record the handoff in the report and exec the next init
-  status [--json]         show the boot report: steps slowest first, critical path
-                          [--check: one line and 0 ok, 1 warning, 2 critical, 3 unknown]
-                          [--svg FILE: draw the timeline, like systemd-analyze plot]
-  config [--json|--keys]  show the effective configuration and its warnings
-  modules resolve NAME|ALIAS...   what modprobe would load, in order, and why
-                          [--show-depends] like modprobe -D; [--lookup] like modprobe -R
-  modules load [NAME|ALIAS...]    load with finit_module (default: the target's list)
-  modules status          loaded, built-in and failed modules of this boot
-                          [--lsmod: the loaded ones as lsmod prints them]
-  modules info NAME|FILE  a module's .modinfo [-F FIELD: its values only, like modinfo -F]
-  modprobe [OPTIONS] NAME...  kmod's modprobe (-a -r -n -v -q -b -i -D -R -c -C -d -S
-                          --first-time; `initagent modprobe -h`); also as argv[0] modprobe
-  flist mount -m FL DIR   mount an rfs flist over FUSE (daemon; returns when it serves)
-                          [--cache DIR] [--cache-bytes N: its bound, default 1 GiB]
-                          [--store URL]... [--store-rewrite FROM=TO]... [--foreground]
-                          [--store-timeout SECS: deadline of one store request, default 15]
-                          [--ca-file PEM: trust these CAs (not the web roots) for HTTPS/S3 stores]
-                          [--fs-subtype NAME: shows as fuse.NAME, default initagent] [--no-allow-other]
-                          [--stats FILE: keep the daemon's counters (bytes fetched, cache hits) there]
-                          [--stores-stdin: more stores and rewrites as JSON on stdin, kept out of argv]
-  flist umount DIR [--lazy]
-  flist pack -m OUT.fl --store [xx-yy=]URL... DIR   pack a tree like rfs pack [--no-strip-password]
-  flist prefetch -m FL --cache DIR PATH...  fetch files' blocks into the mount's cache
-  flist route list|set -m FL [[xx-yy=]URL...]   show or replace the routes baked into an flist
-  flist inspect|verify -m FL      routes, counts / fetch and check every block
-  flist ls|cat -m FL PATH         list a directory / print a file, without mounting
-  net up [--json]         bring the network up: every candidate link at once, DHCPv4 (or the
-                          kernel's ip=), the zos choice, address/routes/DNS, lease file
-                          [--links A,B: these links only, virtual ones allowed] [--iface NAME|MAC]
-                          [--carrier-timeout S] [--dhcp-timeout S] [--settle S] [--ipv6-timeout S]
-                          [--run-dir DIR: lease files, default /run/initagent/net]
-                          [--resolv-conf FILE: default /etc/resolv.conf]
-                          [--check URL|FL: reach this store (or an flist's stores) over TCP]...
-                          [--retry: until it is ok, with backoff up to 60 s (zinit oneshot)]
-  net status [--json]     links, addresses and the leases handed over
-  net renew [--once]      keep the leases of `net up` (zinit service): REQUEST at T1 to the
-                          granting server, at T2 to any, a fresh lease if one is lost; same
-                          client id and address. --once: renew every lease now and exit
-  step NAME [--as NAME] [--retry] [--json]
-                          run one boot step (bootstrap, net, flists, depmod, prefetch,
-                          modules, coldplug) as stage 1 does, recorded in the boot report
-                          as --as NAME (the zinit service's name; default <step>-by-hand,
-                          stage 1's own record is never replaced); exits 0 exactly when
-                          what waits on it may go on: net and flists once done (--retry:
-                          until then, backoff 5 s doubling to 60 s), the others always,
-                          saying why they are degraded. What the zinit services run
-                          [--watch S: flists only; then look at the mounts every S seconds
-                          and mount again what is stale, stopped or gone (never exits)]
-  flists [--json]         mount the firmware and modules flists of /etc/initagent/flists on
-                          /lib/firmware and /lib/modules/<release>, as stage 1 does (what is
-                          mounted stays) [--retry: until mounted, backoff up to 60 s]
-  prefetch [--json]       fetch into the flists' caches what this node will load: the module
-                          lists, its devices' drivers, their dependencies and firmware
-  coldplug [--json]       load the drivers of the devices present (no udevd needed): scan
-                          /sys/devices modaliases, then new devices' events until quiet;
-                          lists devices without a driver [--deadline S, default 30]; with a
-                          udevd running: trigger (subsystems, then devices) and settle
-                          [--subsystem NAME]... [--device /sys/devices/PATH]...: only these
-  depmod check [--json]   are the dependency maps right for the tree? (0 valid, 1 mismatch, 2 error)
-                          [--deep: parse every map even when the stamp proves them]
-  depmod stamp            record each module's size, mtime and content digests (image build)
-  depmod ensure           check; only on a mismatch regenerate into --output (default
-                          /run/initagent/depmod) and bind-mount over the tree [--no-mount]
-                          [--in-process: without the depmod binary]
-  version                 print the version
-
-options:
-  --report FILE           boot report (default /run/initagent/report.json)
-  --profile FILE          target profile (default /etc/initagent/config.toml)
-  --cmdline-file FILE     kernel command line (default /proc/cmdline)
-  --cmdline TEXT          use TEXT as the kernel command line (config, net up)
-  --root DIR              module tree under DIR/lib/modules (like modprobe -d)
-  --kernel KVER           kernel release (like modprobe -S; default: uname -r)
-  --modprobe-d DIR        modprobe.d directory instead of the defaults (repeatable)
-  --list FILE             module list for `modules load` (default: the profile's)
-  --degraded-ok           `modules load`, `coldplug`, `depmod ensure`, `flists`, `prefetch`: exit 0 when
-                          the boot can go on though the step could not do its work (some modules failed,
-                          no tree, no list, no room in /run), saying why; for zinit oneshots, whose
-                          failure blocks their dependents forever
-";
 
 /// Everything the command line said.
 pub(crate) struct Options {
@@ -133,103 +47,160 @@ pub(crate) struct Options {
     /// `status --check`: a monitoring verdict and its exit code.
     pub check: bool,
     pub selection: crate::coldplug::select::Selection,
+    /// `report send` and `fleet report`.
+    pub report: report_cmd::ReportOptions,
 }
 
-fn parse(args: Vec<OsString>) -> Result<Options, lexopt::Error> {
-    let mut options = Options {
-        command: None,
-        positional: Vec::new(),
-        paths: Paths::default(),
-        json: false,
-        keys: false,
-        dry_run: false,
-        cmdline_text: None,
-        modules: modules::ModuleOptions::default(),
-        depmod_output: None,
-        no_mount: false,
-        in_process: false,
-        deep: false,
-        flist: flist::FlistOptions::default(),
-        net: net::NetOptions::default(),
-        deadline: None,
-        degraded_ok: false,
-        retry: false,
-        watch: None,
-        record_as: None,
-        svg: None,
-        check: false,
-        selection: Default::default(),
-    };
-    let mut parser = lexopt::Parser::from_args(args.into_iter().skip(1));
-    while let Some(arg) = parser.next()? {
-        match arg {
-            Long("report") => options.paths.report = PathBuf::from(parser.value()?),
-            Long("profile") => options.paths.profile = PathBuf::from(parser.value()?),
-            Long("cmdline-file") => options.paths.cmdline = PathBuf::from(parser.value()?),
-            Long("cmdline") => options.cmdline_text = Some(parser.value()?.string()?),
-            Long("json") => options.json = true,
-            Long("keys") => options.keys = true,
-            Long("dry-run") => options.dry_run = true,
-            Long("root") => options.modules.root = PathBuf::from(parser.value()?),
-            Long("kernel") => options.modules.kernel = Some(parser.value()?.string()?),
-            Long("modprobe-d") => options
-                .modules
-                .config_dirs
-                .push(PathBuf::from(parser.value()?)),
-            Long("list") => options.modules.list = Some(PathBuf::from(parser.value()?)),
-            Long("show-depends") | Short('D') => options.modules.show_depends = true,
-            Long("lookup") | Short('R') => options.modules.lookup_only = true,
-            Short('q') | Long("quiet") => options.modules.quiet = true,
-            Short('b') | Long("use-blacklist") => options.modules.use_blacklist = true,
-            Long("sequential") => options.modules.sequential = true,
-            Short('F') | Long("field") => options.modules.field = Some(parser.value()?.string()?),
-            Long("lsmod") => options.modules.lsmod = true,
-            Long("output") => options.depmod_output = Some(PathBuf::from(parser.value()?)),
-            Long("no-mount") => options.no_mount = true,
-            Long("in-process") => options.in_process = true,
-            Long("deep") => options.deep = true,
-            Short('m') | Long("meta") => options.flist.meta = Some(PathBuf::from(parser.value()?)),
-            Long("cache") => options.flist.cache = Some(PathBuf::from(parser.value()?)),
-            Long("cache-bytes") => options.flist.cache_bytes = Some(parser.value()?.parse()?),
-            Long("store") => options.flist.stores.push(parser.value()?.string()?),
-            Long("store-rewrite") => options.flist.rewrites.push(parser.value()?.string()?),
-            Long("stores-stdin") => options.flist.stores_stdin = true,
-            Long("foreground") => options.flist.foreground = true,
-            Long("lazy") => options.flist.lazy = true,
-            Long("no-strip-password") => options.flist.keep_passwords = true,
-            Long("store-timeout") => options.flist.store_timeout = Some(parser.value()?.parse()?),
-            Long("ca-file") => options.flist.ca_file = Some(PathBuf::from(parser.value()?)),
-            Long("fs-subtype") => options.flist.fs_subtype = Some(parser.value()?.string()?),
-            Long("no-allow-other") => options.flist.no_allow_other = true,
-            Long("subsystem") => options.selection.subsystems.push(parser.value()?.string()?),
-            Long("device") => options.selection.add_device(&parser.value()?.string()?),
-            Long("stats") => options.flist.stats = Some(PathBuf::from(parser.value()?)),
-            Long("links") => options.net.links = Some(parser.value()?.string()?),
-            Long("iface") => options.net.iface = Some(parser.value()?.string()?),
-            Long("carrier-timeout") => options.net.carrier_timeout = Some(parser.value()?.parse()?),
-            Long("dhcp-timeout") => options.net.dhcp_timeout = Some(parser.value()?.parse()?),
-            Long("settle") => options.net.settle = Some(parser.value()?.parse()?),
-            Long("ipv6-timeout") => options.net.ipv6_timeout = Some(parser.value()?.parse()?),
-            Long("run-dir") => options.net.run_dir = Some(PathBuf::from(parser.value()?)),
-            Long("resolv-conf") => options.net.resolv_conf = Some(PathBuf::from(parser.value()?)),
-            Long("once") => options.net.once = true,
-            Long("deadline") => options.deadline = Some(parser.value()?.parse()?),
-            Long("degraded-ok") => options.degraded_ok = true,
-            Long("retry") => options.retry = true,
-            Long("watch") => options.watch = Some(parser.value()?.parse()?),
-            Long("as") => options.record_as = Some(parser.value()?.string()?),
-            Long("svg") => options.svg = Some(PathBuf::from(parser.value()?)),
-            // `status --check` is a flag; `net up --check URL` takes a store.
-            Long("check") if options.command.as_deref() == Some("status") => options.check = true,
-            Long("check") => options.net.check.push(parser.value()?.string()?),
-            Short('h') | Long("help") => options.command = Some("help".into()),
-            Long("version") => options.command = Some("version".into()),
-            Value(value) if options.command.is_none() => options.command = Some(value.string()?),
-            Value(value) => options.positional.push(value.string()?),
-            _ => return Err(arg.unexpected()),
+impl Options {
+    fn new(command: &str, positional: Vec<String>) -> Options {
+        Options {
+            command: Some(command.to_string()),
+            positional,
+            paths: Paths::default(),
+            json: false,
+            keys: false,
+            dry_run: false,
+            cmdline_text: None,
+            modules: modules::ModuleOptions::default(),
+            depmod_output: None,
+            no_mount: false,
+            in_process: false,
+            deep: false,
+            flist: flist::FlistOptions::default(),
+            net: net::NetOptions::default(),
+            deadline: None,
+            degraded_ok: false,
+            retry: false,
+            watch: None,
+            record_as: None,
+            svg: None,
+            check: false,
+            selection: Default::default(),
+            report: Default::default(),
         }
     }
-    Ok(options)
+
+    /// Takes one option the grammar let through; a value that is not what the option
+    /// takes (a number, say) is a usage error.
+    fn take(&mut self, long: &str, value: Option<String>) -> Result<(), String> {
+        fn number<T: std::str::FromStr>(long: &str, value: &str) -> Result<T, String> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| format!("--{long} takes a whole number, not {value:?}"))
+        }
+        let text = value.unwrap_or_default();
+        let path = || PathBuf::from(&text);
+        match long {
+            "report" => self.paths.report = path(),
+            "profile" => self.paths.profile = path(),
+            "cmdline-file" => self.paths.cmdline = path(),
+            "cmdline" => self.cmdline_text = Some(text),
+            "json" => self.json = true,
+            "keys" => self.keys = true,
+            "dry-run" => self.dry_run = true,
+            "root" => self.modules.root = path(),
+            "kernel" => self.modules.kernel = Some(text),
+            "modprobe-d" => self.modules.config_dirs.push(path()),
+            "list" => self.modules.list = Some(path()),
+            "show-depends" => self.modules.show_depends = true,
+            "lookup" => self.modules.lookup_only = true,
+            "use-blacklist" => self.modules.use_blacklist = true,
+            "sequential" => self.modules.sequential = true,
+            "field" => self.modules.field = Some(text),
+            "lsmod" => self.modules.lsmod = true,
+            "output" => self.depmod_output = Some(path()),
+            "no-mount" => self.no_mount = true,
+            "in-process" => self.in_process = true,
+            "deep" => self.deep = true,
+            "meta" => self.flist.meta = Some(path()),
+            "cache" => self.flist.cache = Some(path()),
+            "cache-bytes" => self.flist.cache_bytes = Some(number(long, &text)?),
+            "store" if self.command.as_deref() == Some("fleet") => self.report.store = Some(text),
+            "store" => self.flist.stores.push(text),
+            "store-rewrite" => self.flist.rewrites.push(text),
+            "stores-stdin" => self.flist.stores_stdin = true,
+            "foreground" => self.flist.foreground = true,
+            "lazy" => self.flist.lazy = true,
+            "no-strip-password" => self.flist.keep_passwords = true,
+            "store-timeout" => self.flist.store_timeout = Some(number(long, &text)?),
+            "ca-file" => self.flist.ca_file = Some(path()),
+            "fs-subtype" => self.flist.fs_subtype = Some(text),
+            "no-allow-other" => self.flist.no_allow_other = true,
+            "stats" => self.flist.stats = Some(path()),
+            "subsystem" => self.selection.subsystems.push(text),
+            "device" => self.selection.add_device(&text),
+            "links" => self.net.links = Some(text),
+            "iface" => self.net.iface = Some(text),
+            "carrier-timeout" => self.net.carrier_timeout = Some(number(long, &text)?),
+            "dhcp-timeout" => self.net.dhcp_timeout = Some(number(long, &text)?),
+            "settle" => self.net.settle = Some(number(long, &text)?),
+            "ipv6-timeout" => self.net.ipv6_timeout = Some(number(long, &text)?),
+            "run-dir" => self.net.run_dir = Some(path()),
+            "resolv-conf" => self.net.resolv_conf = Some(path()),
+            "once" => self.net.once = true,
+            "deadline" => self.deadline = Some(number(long, &text)?),
+            "degraded-ok" => self.degraded_ok = true,
+            "retry" => self.retry = true,
+            "watch" => self.watch = Some(number(long, &text)?),
+            "as" => self.record_as = Some(text),
+            "svg" => self.svg = Some(path()),
+            "retry-for" => self.report.retry_for = number(long, &text)?,
+            "always" => self.report.always = true,
+            "store-file" => self.report.store_file = Some(path()),
+            // `status --check` is a flag; `net up --check URL` names a store.
+            "check" if self.command.as_deref() == Some("status") => self.check = true,
+            "check" => self.net.check.push(text),
+            other => return Err(format!("--{other}: not handled (a bug)")),
+        }
+        Ok(())
+    }
+}
+
+/// What to do: a command to run, or the help or version to print.
+enum Action {
+    Run(Box<Options>),
+    Print(String),
+}
+
+/// Reads the command line through the grammar ([`spec`]); a wrong one is a usage error.
+fn parse(args: Vec<OsString>) -> Result<Action, String> {
+    let args = args
+        .into_iter()
+        .skip(1)
+        .map(|a| a.into_string().map_err(|a| format!("{a:?} is not UTF-8")))
+        .collect::<Result<Vec<String>, String>>()?;
+    match spec::parse(&args).map_err(|e| format!("{e}\n{}", e.usage_line()))? {
+        spec::Parsed::Version => Ok(Action::Print(version())),
+        spec::Parsed::Help(key) => Ok(Action::Print(spec::help_text(&key))),
+        spec::Parsed::Run {
+            command,
+            given,
+            positional,
+        } => {
+            if command == "help" {
+                return Ok(Action::Print(spec::help_text("")));
+            }
+            if command == "version" {
+                return Ok(Action::Print(version()));
+            }
+            let (group, sub) = command.split_once(' ').unwrap_or((command, ""));
+            let mut options = Options::new(group, positional);
+            if !sub.is_empty() {
+                options.positional.insert(0, sub.to_string());
+            }
+            for (opt, value) in given {
+                options
+                    .take(opt.long, value)
+                    .map_err(|e| format!("{command}: {e} (initagent {command} --help)"))?;
+            }
+            Ok(Action::Run(Box::new(options)))
+        }
+    }
+}
+
+fn version() -> String {
+    format!("initagent {}\n", env!("CARGO_PKG_VERSION"))
 }
 
 /// Runs the command in `args` (argv, program name first) and returns the exit code.
@@ -266,9 +237,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return modprobe::main(&rest);
     }
     let options = match parse(args) {
-        Ok(options) => options,
+        Ok(Action::Run(options)) => *options,
+        Ok(Action::Print(text)) => {
+            out!("{text}");
+            return 0;
+        }
         Err(e) => {
-            errln!("initagent: {e}\n\n{USAGE}");
+            errln!("initagent: {e}");
             return 2;
         }
     };
@@ -285,21 +260,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("step") => boot::step(&options),
         Some("flists") => boot::run_step(&options, "flists", true),
         Some("prefetch") => boot::run_step(&options, "prefetch", true),
-        Some("version") => {
-            outln!("initagent {}", env!("CARGO_PKG_VERSION"));
-            0
-        }
-        Some("help") => {
-            out!("{USAGE}");
-            0
-        }
-        Some(other) => {
-            errln!("initagent: unknown command {other:?}\n\n{USAGE}");
-            2
-        }
-        None => {
-            errln!("{USAGE}");
-            2
+        Some("report") => report_cmd::send(&options),
+        Some("fleet") => report_cmd::fleet(&options),
+        // The grammar names only the commands above.
+        other => {
+            errln!("initagent: command {other:?} has no handler (a bug)");
+            1
         }
     }
 }
@@ -372,6 +338,18 @@ fn node_state() -> Vec<String> {
         ));
     }
     let run = crate::rundir::RunDir::default();
+    if let Some(sent) = crate::report::upload::last_sent(&run) {
+        lines.push(match sent.ok {
+            true => format!(
+                "report sent to {} as {} (by {})",
+                sent.store, sent.key, sent.by
+            ),
+            false => format!(
+                "report NOT sent to {} (by {}): {} (`initagent report send` tries again)",
+                sent.store, sent.by, sent.error
+            ),
+        });
+    }
     if let Ok(coldplug) = run.read_outcome("coldplug") {
         if let Some(undriven) = coldplug.result["undriven"]
             .as_array()
@@ -523,6 +501,14 @@ fn status(options: &Options) -> i32 {
 }
 
 fn show_config(options: &Options) -> i32 {
+    if options.keys && options.json {
+        let keys: Vec<serde_json::Value> = KEYS
+            .iter()
+            .map(|k| serde_json::json!({"key": format!("{}.{}", config::CMDLINE_PREFIX, k.name), "help": k.help}))
+            .collect();
+        print_json(&keys);
+        return 0;
+    }
     if options.keys {
         for key in KEYS {
             outln!("{}.{:<14} {}", config::CMDLINE_PREFIX, key.name, key.help);
@@ -581,7 +567,9 @@ fn handoff(options: &Options) -> i32 {
     }
     let mut runner = StepRunner::new(options.paths.report.clone(), report);
     runner.start_persisting();
-    let why = stage1::handoff::handoff(&mut runner, &loaded.config.handoff);
+    let run = crate::rundir::RunDir::default();
+    let mut send = |report: &report::Report| stage1::send_report(&loaded.config, report, &run);
+    let why = stage1::handoff::handoff(&mut runner, &loaded.config.handoff, &mut send);
     errln!("initagent: {why}");
     1
 }

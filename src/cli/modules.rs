@@ -19,7 +19,6 @@ pub(crate) struct ModuleOptions {
     pub list: Option<PathBuf>,
     pub show_depends: bool,
     pub lookup_only: bool,
-    pub quiet: bool,
     pub use_blacklist: bool,
     pub sequential: bool,
     /// `modules info -F FIELD`: only that field's values, like `modinfo -F`.

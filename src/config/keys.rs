@@ -188,6 +188,48 @@ pub const KEYS: &[KeyDef] = &[
         flist_store_timeout_s,
         1..=300
     ),
+    KeyDef {
+        name: "report_url",
+        help: "store the boot report goes to after every boot, as reports/<node-id>/<boot-id>.json (dir://, http(s):// by PUT, s3://, s3s://); credentials belong in the profile",
+        apply: |config, raw| {
+            let url = text(raw)?;
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("dir" | "http" | "https" | "s3" | "s3s")) {
+                return Err(format!(
+                    "{:?} is not a store the report can be written to (dir://, http(s)://, s3://, s3s://)",
+                    crate::redact::url(url)
+                ));
+            }
+            config.report_url = Some(url.to_string());
+            Ok(())
+        },
+        show: |config| match &config.report_url {
+            Some(url) => format!("{:?}", crate::redact::url(url)),
+            None => "none (the report stays on the node)".into(),
+        },
+    },
+    seconds_key!(
+        "report_timeout",
+        "seconds one request sending the boot report may take (1-60, default 5)",
+        report_timeout_s,
+        1..=60
+    ),
+    KeyDef {
+        name: "node_id",
+        help: "this node's name in the reports (default: the system UUID, else the lowest NIC MAC, else the hostname)",
+        apply: |config, raw| {
+            let id = text(raw)?;
+            if id.is_empty()
+                || id.len() > 64
+                || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err("1-64 letters, digits, '-' or '_'".into());
+            }
+            config.node_id = Some(id.to_string());
+            Ok(())
+        },
+        show: |config| format!("{:?}", config.node_id.as_deref().unwrap_or("from the hardware")),
+    },
     seconds_key!(
         "flists_deadline",
         "seconds mounting the firmware and modules flists may take (1-600, default 30)",

@@ -227,6 +227,12 @@ pub struct Config {
     pub modules_pre: Vec<String>,
     /// `initagent.modules_load` (`modules_load=`): loaded with the baseline, after it.
     pub modules_load: Vec<String>,
+    /// `initagent.report_url`: the store the boot report is sent to after every boot.
+    pub report_url: Option<String>,
+    /// Seconds one request sending the report may take.
+    pub report_timeout_s: u32,
+    /// `initagent.node_id`: this node's name in the reports (default: from the hardware).
+    pub node_id: Option<String>,
     /// The layer that set each `initagent.*` key last.
     pub sources: BTreeMap<&'static str, Layer>,
     /// The key as the operator typed it, for values set through an alias (`rd.shell`).
@@ -258,6 +264,9 @@ impl Default for Config {
             net: NetConfig::default(),
             modules_pre: Vec::new(),
             modules_load: Vec::new(),
+            report_url: None,
+            report_timeout_s: 5,
+            node_id: None,
             sources: BTreeMap::new(),
             via: BTreeMap::new(),
             warnings: Vec::new(),

@@ -132,7 +132,7 @@ pub fn pack(
     store_options: &StoreOptions,
 ) -> Result<PackReport, String> {
     if stores.is_empty() {
-        return Err("name at least one store with -s [xx-yy=]URL".into());
+        return Err("name at least one store with -s/--store [xx-yy=]URL".into());
     }
     let root_meta = std::fs::metadata(source).map_err(|e| format!("{}: {e}", source.display()))?;
     if !root_meta.is_dir() {

@@ -93,6 +93,25 @@ pub fn merge_outcomes(mut boot: load::Report, later: &load::Report) -> load::Rep
     boot
 }
 
+/// This boot's module outcomes as recorded in `path` ([`OUTCOMES_PATH`]), if readable.
+pub fn read_outcomes(path: &Path) -> Option<load::Report> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The modules that failed, are still loading or were not found, one line each.
+pub fn failure_lines(report: &load::Report) -> Vec<String> {
+    let troubled = report
+        .modules
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed { .. } | Outcome::StillLoading { .. }))
+        .map(|(name, outcome)| describe_outcome(name, outcome));
+    let missing = report
+        .unresolved
+        .iter()
+        .map(|(input, why)| format!("{input}: NOT FOUND: {why}"));
+    troubled.chain(missing).collect()
+}
+
 /// Records a load run in [`OUTCOMES_PATH`], merged into the boot's earlier runs under a
 /// lock (stage 1, then zinit's oneshots, may each load).
 pub fn record_outcomes(report: &load::Report) -> std::io::Result<()> {
@@ -104,10 +123,7 @@ pub fn record_outcomes(report: &load::Report) -> std::io::Result<()> {
         &path.with_extension("json.lock"),
         std::time::Duration::from_secs(10),
     )?;
-    let merged = match std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<load::Report>(&bytes).ok())
-    {
+    let merged = match read_outcomes(path) {
         Some(boot) => merge_outcomes(boot, report),
         None => report.clone(),
     };

@@ -5,8 +5,10 @@
 //! never sees half a report. Steps run as separate processes (zinit oneshots, operator
 //! commands) merge into the same file under an exclusive `flock`.
 
+pub mod fleet;
 mod render;
 pub mod svg;
+pub mod upload;
 pub mod verdict;
 
 pub use render::{critical_path, render_text};

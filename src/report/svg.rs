@@ -21,7 +21,7 @@ fn colour(outcome: Outcome) -> &'static str {
 }
 
 /// Text safe inside SVG elements and attributes.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

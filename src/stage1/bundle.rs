@@ -98,7 +98,7 @@ fn rewrite_in_place(path: &Path, text: &str, reserved: bool) -> std::io::Result<
 
 /// The last `keep` records of the kernel log (`/dev/kmsg`, read without blocking), as
 /// `[seconds] message`.
-fn kernel_log_tail(keep: usize) -> std::io::Result<Vec<String>> {
+pub(crate) fn kernel_log_tail(keep: usize) -> std::io::Result<Vec<String>> {
     let mut kmsg = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)

@@ -7,8 +7,13 @@ use crate::report::{Outcome, StageResult};
 use crate::sys;
 use std::path::Path;
 
-/// Checks the target, writes the report and executes `argv`. Returns the failure.
-pub fn handoff(runner: &mut StepRunner, argv: &[String]) -> String {
+/// Checks the target, writes the report and executes `argv`; `last` sees the finished
+/// report just before the exec (it sends it off the node). Returns the failure.
+pub fn handoff(
+    runner: &mut StepRunner,
+    argv: &[String],
+    last: &mut dyn FnMut(&crate::report::Report),
+) -> String {
     runner.maybe_break("handoff");
     let start = runner.begin("handoff");
     let problem = match argv.first() {
@@ -47,6 +52,7 @@ pub fn handoff(runner: &mut StepRunner, argv: &[String]) -> String {
             });
             runner.save();
             crate::report::verdict::announce(&runner.report);
+            last(&runner.report);
             log::logger().flush();
             let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
             let error = sys::process::exec(argv, &env);

@@ -197,7 +197,8 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
     }
 
-    let why = handoff::handoff(&mut runner, &config.handoff);
+    let mut send = |report: &crate::report::Report| send_report(config, report, &ctx.run);
+    let why = handoff::handoff(&mut runner, &config.handoff, &mut send);
     let report_path = runner.path().display().to_string();
     if let Some(result) = runner.report.result.as_mut() {
         result.detail = if pid1 {
@@ -209,6 +210,7 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     }
     runner.save();
     crate::report::verdict::announce(&runner.report);
+    send_report(config, &runner.report, &ctx.run);
     if pid1 {
         match bundle::write(Path::new(bundle::BUNDLE_DIR), runner.path()) {
             Ok(written) if written.missing.is_empty() => log::error!(
@@ -226,6 +228,20 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     }
     log::error!("stage 1 failed: {why} (boot report: {report_path})");
     1
+}
+
+/// Sends the finished report to `report_url` when one is configured, within its deadline,
+/// saying where it went or why not (the `initagent-report` service tries again).
+pub fn send_report(config: &Config, report: &crate::report::Report, run: &crate::rundir::RunDir) {
+    if config.report_url.is_none() {
+        return;
+    }
+    match crate::report::upload::send_report(config, report, run, "stage1") {
+        Ok(sent) => log::info!("boot report sent to {} as {}", sent.store, sent.key),
+        Err(e) => {
+            log::warn!("boot report not sent: {e} (the initagent-report service sends it again)")
+        }
+    }
 }
 
 /// For a panic that escaped everything in PID 1: apply the default policy.

@@ -190,3 +190,60 @@ pub fn private_ca(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
     ]);
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
+
+/// nginx (Debian's, with its WebDAV module) taking `PUT`s into `dir` and serving them
+/// back, on 127.0.0.1:`port` — inside `ns` when given (where a VM reaches it as
+/// 10.0.2.2:`port`). Where the nodes' reports go over plain HTTP. Killed on drop.
+pub fn nginx_dav(dir: &Path, ns: Option<&super::netns::NetNs>, port: u16) -> super::vm::Killed {
+    let root = dir.join("root");
+    let tmp = dir.join("nginx-tmp");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (d, r, t) = (dir.display(), root.display(), tmp.display());
+    let config = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+         \x20 access_log {d}/nginx.access;\n\
+         \x20 client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};\n\
+         \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
+         \x20 client_max_body_size 16m;\n\
+         \x20 server {{\n\
+         \x20   listen 127.0.0.1:{port};\n\
+         \x20   root {r};\n\
+         \x20   location / {{ dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r; }}\n\
+         \x20 }}\n\
+         }}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), config).unwrap();
+    let mut command = match ns {
+        Some(ns) => ns.command("nginx"),
+        None => Command::new("nginx"),
+    };
+    let child = command
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (make setup installs it)");
+    let killed = super::vm::Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = match ns {
+            Some(ns) => ns.command("bash"),
+            None => Command::new("bash"),
+        };
+        let up = probe
+            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if up {
+            return killed;
+        }
+        assert!(Instant::now() < deadline, "nginx never listened on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

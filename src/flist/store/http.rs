@@ -3,6 +3,7 @@
 //! One agent per store, so connections are reused; TLS always verified (bundled web
 //! roots, or the CAs of `--ca-file`).
 
+use super::objects::ObjectKey;
 use super::{redact, BlockStore, StoreError, StoreOptions};
 use crate::flist::codec::hex;
 
@@ -79,6 +80,31 @@ impl BlockStore for HttpStore {
             }
         }
         Err(StoreError::NotFound)
+    }
+
+    fn put_object(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
+        let url = format!("{}/{key}", self.base);
+        let shown = redact(&url);
+        let response = self
+            .agent
+            .put(&url)
+            .header("content-type", "application/json")
+            .send(data)
+            .map_err(|e| StoreError::Unavailable(format!("PUT {shown}: {e}")))?;
+        match response.status().as_u16() {
+            200..=299 => Ok(()),
+            status @ (401 | 403) => Err(StoreError::Denied(format!(
+                "PUT {shown}: HTTP {status} (the server refuses this node's upload)"
+            ))),
+            status => Err(StoreError::Unavailable(format!(
+                "PUT {shown}: HTTP {status}"
+            ))),
+        }
+    }
+
+    fn get_object(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        self.fetch(&format!("{}/{key}", self.base))?
+            .ok_or(StoreError::NotFound)
     }
 
     fn describe(&self) -> String {

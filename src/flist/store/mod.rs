@@ -6,6 +6,7 @@
 
 mod dir;
 mod http;
+pub mod objects;
 pub mod resp;
 pub mod s3;
 pub mod sigv4;
@@ -29,6 +30,22 @@ pub trait BlockStore: Send + Sync {
             "{}: this store cannot be written to",
             self.describe()
         )))
+    }
+    /// Writes a named object beside the blobs (a boot report under `reports/`), whole or
+    /// not at all.
+    fn put_object(&self, key: &objects::ObjectKey, _data: &[u8]) -> Result<(), StoreError> {
+        Err(objects::unsupported(self.describe(), "written to", key))
+    }
+    /// Reads a named object.
+    fn get_object(&self, key: &objects::ObjectKey) -> Result<Vec<u8>, StoreError> {
+        Err(objects::unsupported(self.describe(), "read by name", key))
+    }
+    /// The keys of the named objects under `prefix` (every level below it).
+    fn list_objects(
+        &self,
+        prefix: &objects::ObjectKey,
+    ) -> Result<Vec<objects::ObjectKey>, StoreError> {
+        Err(objects::unsupported(self.describe(), "listed", prefix))
     }
     /// The store's URL with credentials removed.
     fn describe(&self) -> String;

@@ -10,6 +10,7 @@
 //! store's time, once, and keeps that offset for later requests ([`S3Store::clock_offset`]).
 //! The secret never leaves this module: errors and descriptions are redacted.
 
+use super::objects::{self, ObjectKey};
 use super::sigv4::{self, Signer, EMPTY_SHA256};
 use super::{redact, BlockStore, StoreError, StoreOptions};
 use crate::flist::codec::hex;
@@ -268,6 +269,7 @@ impl S3Store {
         &self,
         method: &str,
         key_path: &str,
+        query: &str,
         payload: &str,
         now: i64,
     ) -> Vec<(String, String)> {
@@ -286,7 +288,7 @@ impl S3Store {
             let request = sigv4::Request {
                 method,
                 path: key_path,
-                query: "",
+                query,
                 headers: &[
                     ("host", &self.host),
                     ("x-amz-content-sha256", payload),
@@ -302,20 +304,25 @@ impl S3Store {
         headers
     }
 
-    /// Sends one request (`body` for a PUT), signed again with the store's time once when
-    /// the store says the node's clock is off. Ok: the 2xx answer, or `None` when the
-    /// object does not exist (a missing bucket is an error).
-    fn send(
+    /// Sends one request (`body` for a PUT; `query` canonical: sorted, encoded), signed
+    /// again with the store's time once when the store says the node's clock is off. Ok:
+    /// the 2xx answer, or `None` when the object does not exist (a missing bucket is an
+    /// error).
+    pub(super) fn send(
         &self,
         method: &str,
         key_path: &str,
+        query: &str,
         body: Option<&[u8]>,
     ) -> Result<Option<ureq::http::Response<ureq::Body>>, StoreError> {
         let payload = body.map_or_else(|| EMPTY_SHA256.to_string(), sigv4::sha256_hex);
-        let url = format!("{}{key_path}", self.endpoint);
+        let url = match query {
+            "" => format!("{}{key_path}", self.endpoint),
+            query => format!("{}{key_path}?{query}", self.endpoint),
+        };
         for attempt in 0..2 {
             let now = (self.clock)() + self.offset.load(Ordering::Relaxed);
-            let headers = self.headers(method, key_path, &payload, now);
+            let headers = self.headers(method, key_path, query, &payload, now);
             let result = match body {
                 Some(body) => {
                     let mut request = self.agent.put(&url);
@@ -361,11 +368,16 @@ impl S3Store {
     fn key_path(&self, id: &[u8; 32]) -> String {
         format!("{}/{}", self.path, hex(id))
     }
+
+    /// The bucket's path (`/bucket`), encoded.
+    pub(super) fn bucket_path(&self) -> &str {
+        &self.path
+    }
 }
 
 impl BlockStore for S3Store {
     fn get(&self, id: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
-        match self.send("GET", &self.key_path(id), None)? {
+        match self.send("GET", &self.key_path(id), "", None)? {
             Some(response) => {
                 super::http_blob(response, "", "access denied")?.ok_or(StoreError::NotFound)
             }
@@ -374,7 +386,7 @@ impl BlockStore for S3Store {
     }
 
     fn put(&self, id: &[u8; 32], blob: &[u8]) -> Result<(), StoreError> {
-        match self.send("PUT", &self.key_path(id), Some(blob))? {
+        match self.send("PUT", &self.key_path(id), "", Some(blob))? {
             Some(_) => Ok(()),
             None => Err(StoreError::Unavailable(format!(
                 "PUT {}: HTTP 404 (see the store's logs)",
@@ -389,6 +401,18 @@ impl BlockStore for S3Store {
 
     fn clock_offset(&self) -> Option<i64> {
         S3Store::clock_offset(self)
+    }
+
+    fn put_object(&self, key: &ObjectKey, data: &[u8]) -> Result<(), StoreError> {
+        objects::s3_put(self, key, data)
+    }
+
+    fn get_object(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        objects::s3_get(self, key)
+    }
+
+    fn list_objects(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, StoreError> {
+        objects::s3_list(self, prefix)
     }
 }
 
@@ -433,7 +457,7 @@ mod tests {
         assert_eq!(store("s3://h:9/my%20bucket/a b").path, "/my%20bucket/a%20b");
         let unsigned = store("s3s://host:443/b/prefix");
         assert_eq!(
-            unsigned.headers("GET", "/b/x", EMPTY_SHA256, 0).len(),
+            unsigned.headers("GET", "/b/x", "", EMPTY_SHA256, 0).len(),
             2,
             "no Authorization without a secret"
         );
@@ -452,7 +476,7 @@ mod tests {
     #[test]
     fn signed_host_is_the_sent_host() {
         let s = store("s3s://AK:SK@s3.example.com/b?region=garage");
-        let headers = s.headers("GET", "/b/x", EMPTY_SHA256, 1_369_353_600);
+        let headers = s.headers("GET", "/b/x", "", EMPTY_SHA256, 1_369_353_600);
         let auth = &headers
             .iter()
             .find(|(n, _)| n == "Authorization")
