@@ -262,7 +262,14 @@ fn five_real_boots_and_fifty_derived_make_a_fleet_report() {
     );
     println!("{text}");
     assert!(text.contains("55 reports of 55 nodes"), "{text}");
-    assert!(text.contains(&format!("{} FAILED", uuid(5))), "{text}");
+    assert!(
+        text.contains("FAILED stage 1 failed: handoff target /sbin/no-such-init does not exist"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1234:11e8 unclassified device: 11 nodes"),
+        "{text}"
+    );
     let json = common::agent(&[
         "fleet",
         "report",

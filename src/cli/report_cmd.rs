@@ -54,7 +54,9 @@ pub(crate) fn send(options: &Options) -> i32 {
             }
         };
         if attempt == 0 && !options.report.always {
-            let clean = crate::report::verdict::check(&report).code == 0;
+            // After a degraded or failed boot the report goes again (it now also holds
+            // what the services did); a clean one that stage 1 sent is not sent twice.
+            let clean = crate::report::verdict::stage1_clean(&report);
             if let Some(last) = upload::last_sent(&run).filter(|l| l.ok && clean) {
                 show(
                     serde_json::json!({"sent": false, "why": "sent already", "last": last}),

@@ -55,6 +55,8 @@ pub struct Fleet {
     pub steps: Vec<StepTimes>,
     pub handoff: Option<StepTimes>,
     pub troubled: Vec<Troubled>,
+    /// The same nodes grouped by result (`FAILED`, `DEGRADED`) and reason.
+    pub troubled_by_reason: Vec<Group>,
     pub missing_drivers: Vec<Group>,
     pub missing_firmware: Vec<Group>,
     /// Module failures by module, over the last boots.
@@ -80,6 +82,59 @@ fn times(step: &str, mut values: Vec<u64>, not_ok: usize) -> StepTimes {
         max_ms: values.last().copied().unwrap_or(0),
         not_ok,
     }
+}
+
+/// PCI base classes, by their number (the `bc` of a modalias).
+const PCI_CLASSES: [&str; 19] = [
+    "unclassified device",
+    "storage controller",
+    "network controller",
+    "display controller",
+    "multimedia controller",
+    "memory controller",
+    "bridge",
+    "communication controller",
+    "system peripheral",
+    "input device controller",
+    "docking station",
+    "processor",
+    "serial bus controller",
+    "wireless controller",
+    "intelligent controller",
+    "satellite controller",
+    "encryption controller",
+    "signal processing controller",
+    "processing accelerator",
+];
+
+/// How a device without a driver is grouped: (hardware, what it is). PCI by
+/// vendor:device and its class, USB by vendor:product, input devices by their id,
+/// anything else by its modalias (cut to 64 bytes).
+pub fn hardware_of(modalias: &str, pci: Option<&str>) -> (String, String) {
+    if let Some(pci) = pci {
+        let class = modalias
+            .find("bc")
+            .and_then(|at| modalias.get(at + 2..at + 4))
+            .and_then(|hex| usize::from_str_radix(hex, 16).ok());
+        let what = match class.and_then(|c| PCI_CLASSES.get(c)) {
+            Some(name) => name.to_string(),
+            None => "PCI device".into(),
+        };
+        return (pci.to_string(), what);
+    }
+    if let Some(rest) = modalias.strip_prefix("usb:v") {
+        if let (Some(vendor), Some(product)) = (rest.get(..4), rest.get(5..9)) {
+            return (
+                format!("usb {vendor}:{product}").to_ascii_lowercase(),
+                "USB device".into(),
+            );
+        }
+    }
+    if modalias.starts_with("input:") {
+        let id = modalias.split("-e").next().unwrap_or(modalias);
+        return (id.to_string(), "input device".into());
+    }
+    (modalias.chars().take(64).collect(), String::new())
 }
 
 /// Adds `node` to the group keyed by (hardware, what).
@@ -157,7 +212,7 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
     steps.sort_by(|a, b| b.p95_ms.cmp(&a.p95_ms).then_with(|| a.step.cmp(&b.step)));
     let mut last_boots: BTreeMap<String, usize> = BTreeMap::new();
     let mut troubled = Vec::new();
-    let (mut drivers, mut firmware, mut modules) = Default::default();
+    let (mut drivers, mut firmware, mut modules, mut reasons) = Default::default();
     for (node, envelope) in &last {
         let verdict = super::verdict::check(&envelope.report);
         let result = match verdict.code {
@@ -167,24 +222,23 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
         };
         *last_boots.entry(result.to_string()).or_default() += 1;
         if verdict.code != 0 {
+            let why = verdict
+                .line
+                .split_once(": ")
+                .map_or(verdict.line.as_str(), |(_, why)| why)
+                .to_string();
+            add(&mut reasons, &result.to_uppercase(), &why, node);
             troubled.push(Troubled {
                 node: node.to_string(),
                 boot: envelope.boot.clone(),
                 sent_at: envelope.sent_at,
                 result: result.into(),
-                why: verdict
-                    .line
-                    .split_once(": ")
-                    .map_or(verdict.line.as_str(), |(_, why)| why)
-                    .to_string(),
+                why,
             });
         }
         for device in &envelope.undriven {
-            let hardware = device
-                .pci
-                .clone()
-                .unwrap_or_else(|| device.modalias.clone());
-            add(&mut drivers, &hardware, &device.modalias, node);
+            let (hardware, what) = hardware_of(&device.modalias, device.pci.as_deref());
+            add(&mut drivers, &hardware, &what, node);
         }
         for miss in &envelope.missing_firmware {
             let hardware = miss
@@ -194,8 +248,8 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
             add(&mut firmware, &hardware, &miss.file, node);
         }
         for line in &envelope.module_failures {
-            let module = line.split(':').next().unwrap_or(line);
-            add(&mut modules, module, line, node);
+            let (module, why) = line.split_once(": ").unwrap_or((line, ""));
+            add(&mut modules, module, why, node);
         }
     }
     // Failed before degraded, then by node.
@@ -212,6 +266,7 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
         steps,
         handoff: (!handoff.is_empty()).then(|| times("handed off at", handoff, 0)),
         troubled,
+        troubled_by_reason: groups(reasons),
         missing_drivers: groups(drivers),
         missing_firmware: groups(firmware),
         module_failures: groups(modules),
@@ -246,19 +301,11 @@ pub fn render_text(fleet: &Fleet, source: &str) -> String {
             step.step, step.p50_ms, step.p95_ms, step.max_ms, step.boots, step.not_ok
         ));
     }
-    if !fleet.troubled.is_empty() {
-        out.push_str("\nnodes whose last boot was not clean:\n");
-        for node in &fleet.troubled {
-            out.push_str(&format!(
-                "  {} {} (boot {}): {}\n",
-                node.node,
-                node.result.to_uppercase(),
-                node.boot,
-                node.why
-            ));
-        }
-    }
     let sections = [
+        (
+            "nodes whose last boot was not clean, by reason (each node: --json)",
+            &fleet.troubled_by_reason,
+        ),
         (
             "devices without a driver, by hardware",
             &fleet.missing_drivers,
@@ -272,10 +319,13 @@ pub fn render_text(fleet: &Fleet, source: &str) -> String {
         }
         out.push_str(&format!("\n{title}:\n"));
         for group in list {
+            let what = match group.what.as_str() {
+                "" => String::new(),
+                what => format!(" {what}"),
+            };
             out.push_str(&format!(
-                "  {} {}: {} node{} ({})\n",
+                "  {}{what}: {} node{} ({})\n",
                 group.hardware,
-                group.what,
                 group.nodes,
                 if group.nodes == 1 { "" } else { "s" },
                 named(group)

@@ -120,7 +120,12 @@ fn last_boots_troubles_and_hardware_groups() {
     assert_eq!(fleet.module_failures[0].hardware, "e1000e");
     let text = render_text(&fleet, "dir:///reports");
     assert!(text.contains("4 reports of 3 nodes"), "{text}");
-    assert!(text.contains("n3 FAILED (boot b1)"), "{text}");
+    assert!(text.contains("FAILED stage 1 failed"), "{text}");
+    assert_eq!(fleet.troubled_by_reason.len(), 2);
+    assert!(
+        text.contains("10ec:8168 network controller: 2 nodes (n2, n3)"),
+        "{text}"
+    );
     assert!(
         text.contains("10ec:8168 rtl_nic/rtl8168h-2.fw: 1 node (n3)"),
         "{text}"
@@ -153,4 +158,18 @@ fn groups_name_a_few_nodes_and_count_the_rest() {
     let mut hostile = boot("h", "b", 1, 10, "ok");
     hostile.report.steps[0].name = "<script>".into();
     assert!(!render_svg(&aggregate(&[hostile])).contains("<script>"));
+}
+
+#[test]
+fn a_boot_is_clean_by_stage_one_alone() {
+    use crate::report::verdict::stage1_clean;
+    let mut clean = boot("n", "b", 1, 10, "ok");
+    assert!(stage1_clean(&clean.report));
+    // A service still running after the handoff does not make stage 1's boot unclean.
+    let mut service = step("initagent-flists", 5, Outcome::Running);
+    service.unit = Some("flists".into());
+    clean.report.steps.push(service);
+    assert!(stage1_clean(&clean.report));
+    assert!(!stage1_clean(&boot("n", "b", 1, 10, "degraded").report));
+    assert!(!stage1_clean(&boot("n", "b", 1, 10, "failed").report));
 }

@@ -129,6 +129,20 @@ pub fn check(report: &Report) -> Verdict {
     }
 }
 
+/// Whether stage 1 itself booted clean: handed off, none of its own steps degraded or
+/// failed (the services' steps after the handoff do not count: they may still run).
+pub fn stage1_clean(report: &Report) -> bool {
+    report
+        .result
+        .as_ref()
+        .is_some_and(|r| r.status == "handed-off")
+        && report
+            .steps
+            .iter()
+            .filter(|s| s.unit.is_none())
+            .all(|s| matches!(s.outcome, Outcome::Ok | Outcome::Skipped))
+}
+
 /// The verdict when there is no report to read.
 pub fn unknown(why: &str) -> Verdict {
     Verdict {
