@@ -13,6 +13,7 @@
 //! | `flists/<flist>.json` | each flist daemon's counters | `flist::daemon::read_stats` |
 //! | `bin/modprobe` | the modules step (a link to the agent when the image has no modprobe) | the kernel |
 //! | `upload.json` | [`crate::report::upload`]: the last send of the report to `report_url` (store redacted, key, ok or why not) | `report::upload::last_sent` |
+//! | `pstore/` | `stage1::pstore`: the previous boot's pstore records, copied before they are erased from the backend | people |
 //! | `failure/` | `stage1::bundle` (only when the handoff failed) | people |
 //! | `reserve`, `reserve.2` | [`RunDir::reserve`]: room kept for the report when `/run` fills up; [`RunDir::write_report`] turns one into the report and the old report into a reserve | — |
 

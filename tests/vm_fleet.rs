@@ -315,3 +315,81 @@ fn five_real_boots_and_fifty_derived_make_a_fleet_report() {
         "{drawn}"
     );
 }
+
+/// ramoops in 1 MiB of RAM the kernel leaves alone (`memmap=`), loaded with the bootstrap
+/// set (`rd.driver.pre=ramoops`), dumping the kernel log on a reboot (`max_reason=4`).
+const RAMOOPS: &str = "memmap=1M$0x1f000000 ramoops.mem_address=0x1f000000 \
+ramoops.mem_size=0x100000 ramoops.record_size=0x40000 ramoops.max_reason=4 \
+rd.driver.pre=ramoops";
+
+#[test]
+fn a_failure_is_kept_across_the_reboot_in_pstore() {
+    let dir = common::scratch("vm-fleet-pstore");
+    let ns = NetNs::create();
+    let _nginx = common::servers::nginx_dav(&dir.join("dav"), Some(&ns), PORT);
+    let (root, release) = common::kernel::debian_tree();
+    let tree = root.join("lib/modules").join(&release);
+    let module = |path: &str| std::fs::read(tree.join(path)).unwrap();
+    // A node whose handoff target is missing fails every boot; the failure policy
+    // reboots it (QEMU resets the machine, RAM kept) and the second boot is stopped once
+    // it has sent its own report.
+    let boot = Vm::new("fleet-pstore")
+        .in_netns(&ns)
+        .file(
+            &format!("/lib/modules/{release}/kernel/fs/pstore/ramoops.ko"),
+            module("kernel/fs/pstore/ramoops.ko"),
+            0o644,
+        )
+        .file(
+            &format!("/lib/modules/{release}/kernel/lib/reed_solomon/reed_solomon.ko"),
+            module("kernel/lib/reed_solomon/reed_solomon.ko"),
+            0o644,
+        )
+        .qemu(&["-uuid", "6a1d0c7e-0000-4000-8000-00000000beef"])
+        .append(&format!(
+            "{RAMOOPS} initagent.report_url=http://10.0.2.2:{PORT}/fleet \
+             initagent.handoff=/sbin/no-such-init initagent.reboot_delay=1"
+        ))
+        .allow_reboot()
+        .stop_on_count("boot report sent to", 2)
+        .boot();
+    let console = &boot.console;
+    assert!(
+        console.contains("the kernel log of this failure goes to pstore (ramoops)"),
+        "{}",
+        boot.explain()
+    );
+    assert!(
+        console.contains("the previous boot failed: handoff target /sbin/no-such-init"),
+        "{}",
+        boot.explain()
+    );
+    let reports = envelopes(&dir.join("dav/root/fleet/reports"));
+    assert_eq!(reports.len(), 2, "one report per boot: {reports:#?}");
+    let second = reports
+        .iter()
+        .find(|e| !e["report"]["previous_boot"].is_null())
+        .unwrap_or_else(|| panic!("no report names the previous boot: {reports:#?}"));
+    let previous = &second["report"]["previous_boot"];
+    assert_eq!(previous["result"], "failed", "{previous:#}");
+    assert!(
+        previous["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("pstore dmesg-ramoops-"),
+        "{previous:#}"
+    );
+    assert!(
+        previous["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/sbin/no-such-init"),
+        "{previous:#}"
+    );
+    assert_eq!(second["summary"]["previous"], "failed");
+    let pstore = common::step(&second["report"], "pstore");
+    assert_eq!(
+        pstore["counters"]["erased"], pstore["counters"]["records"],
+        "{pstore:#}"
+    );
+}

@@ -61,6 +61,8 @@ pub struct Fleet {
     pub missing_firmware: Vec<Group>,
     /// Module failures by module, over the last boots.
     pub module_failures: Vec<Group>,
+    /// Last boots that found in pstore that the boot before them failed, by why.
+    pub previous_failures: Vec<Group>,
 }
 
 /// The nearest-rank percentile of sorted `values` (`q` in 0..=100).
@@ -212,7 +214,7 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
     steps.sort_by(|a, b| b.p95_ms.cmp(&a.p95_ms).then_with(|| a.step.cmp(&b.step)));
     let mut last_boots: BTreeMap<String, usize> = BTreeMap::new();
     let mut troubled = Vec::new();
-    let (mut drivers, mut firmware, mut modules, mut reasons) = Default::default();
+    let (mut drivers, mut firmware, mut modules, mut reasons, mut previous) = Default::default();
     for (node, envelope) in &last {
         let verdict = super::verdict::check(&envelope.report);
         let result = match verdict.code {
@@ -247,6 +249,14 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
                 .unwrap_or_else(|| format!("{} {}", miss.driver, miss.device));
             add(&mut firmware, &hardware, &miss.file, node);
         }
+        if let Some(before) = envelope
+            .report
+            .previous_boot
+            .as_ref()
+            .filter(|p| p.result == "failed")
+        {
+            add(&mut previous, "FAILED", &before.detail, node);
+        }
         for line in &envelope.module_failures {
             let (module, why) = line.split_once(": ").unwrap_or((line, ""));
             add(&mut modules, module, why, node);
@@ -266,10 +276,16 @@ pub fn aggregate(reports: &[Envelope]) -> Fleet {
         steps,
         handoff: (!handoff.is_empty()).then(|| times("handed off at", handoff, 0)),
         troubled,
-        troubled_by_reason: groups(reasons),
+        troubled_by_reason: {
+            // Failed before degraded, the most common reason first.
+            let mut by_reason = groups(reasons);
+            by_reason.sort_by(|a, b| b.hardware.cmp(&a.hardware).then(b.nodes.cmp(&a.nodes)));
+            by_reason
+        },
         missing_drivers: groups(drivers),
         missing_firmware: groups(firmware),
         module_failures: groups(modules),
+        previous_failures: groups(previous),
     }
 }
 
@@ -312,6 +328,10 @@ pub fn render_text(fleet: &Fleet, source: &str) -> String {
         ),
         ("firmware not found, by hardware", &fleet.missing_firmware),
         ("modules that failed", &fleet.module_failures),
+        (
+            "nodes whose boot before the last failed (kept in pstore)",
+            &fleet.previous_failures,
+        ),
     ];
     for (title, list) in sections {
         if list.is_empty() {

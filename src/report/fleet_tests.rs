@@ -86,6 +86,12 @@ fn last_boots_troubles_and_hardware_groups() {
     reports[3]
         .module_failures
         .push("e1000e: FAILED: Invalid argument".into());
+    reports[3].report.previous_boot = Some(crate::report::PreviousBoot {
+        source: "pstore dmesg-ramoops-0".into(),
+        result: "failed".into(),
+        detail: "handoff target /sbin/zinit does not exist".into(),
+        summary: serde_json::Value::Null,
+    });
     let fleet = aggregate(&reports);
     assert_eq!((fleet.reports, fleet.nodes), (4, 3));
     assert_eq!(fleet.last_boots["ok"], 1);
@@ -128,6 +134,10 @@ fn last_boots_troubles_and_hardware_groups() {
     );
     assert!(
         text.contains("10ec:8168 rtl_nic/rtl8168h-2.fw: 1 node (n3)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("FAILED handoff target /sbin/zinit does not exist: 1 node (n3)"),
         "{text}"
     );
     let svg = render_svg(&fleet);

@@ -108,6 +108,23 @@ pub struct Report {
     pub steps: Vec<Step>,
     /// How stage 1 ended: handed off, or failed and what the failure policy did.
     pub result: Option<StageResult>,
+    /// What the previous boot left in pstore (its summary line), when the kernel kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_boot: Option<PreviousBoot>,
+}
+
+/// The previous boot as the kernel kept it across the reboot (pstore).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviousBoot {
+    /// Where it was found (`pstore dmesg-ramoops-0`).
+    pub source: String,
+    /// Its result (`handed-off`, `failed`).
+    pub result: String,
+    /// Why it failed, when it did.
+    #[serde(default)]
+    pub detail: String,
+    /// Its whole summary line.
+    pub summary: serde_json::Value,
 }
 
 /// The end of stage 1.

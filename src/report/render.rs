@@ -145,6 +145,18 @@ pub fn render_text(report: &Report, source: &str) -> String {
             );
         }
     }
+    if let Some(previous) = &report.previous_boot {
+        let why = match previous.detail.as_str() {
+            "" => String::new(),
+            detail => format!(": {detail}"),
+        };
+        let _ = writeln!(
+            out,
+            "\nprevious boot ({}): {}{why}",
+            previous.source,
+            previous.result.to_uppercase()
+        );
+    }
     if !report.warnings.is_empty() {
         let _ = writeln!(out, "\nwarnings ({}):", report.warnings.len());
         for warning in &report.warnings {

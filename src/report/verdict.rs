@@ -34,7 +34,12 @@ pub fn summary(report: &Report) -> String {
         Some(result) => (result.status.as_str(), result.at_us / 1000),
         None => ("unfinished", 0),
     };
-    json!({
+    // Why, when it failed: the line is what pstore and the collectors keep.
+    let detail: String = match &report.result {
+        Some(r) if r.status != "handed-off" => r.detail.chars().take(200).collect(),
+        _ => String::new(),
+    };
+    let mut line = json!({
         "agent": report.agent_version,
         "kernel": report.kernel_release,
         "result": result,
@@ -44,8 +49,22 @@ pub fn summary(report: &Report) -> String {
         "undriven_devices": undriven,
         "module_failures": failed_modules,
         "warnings": report.warnings.len(),
-    })
-    .to_string()
+    });
+    if !detail.is_empty() {
+        line["detail"] = detail.into();
+    }
+    if let Some(previous) = &report.previous_boot {
+        line["previous"] = previous.result.clone().into();
+    }
+    line.to_string()
+}
+
+/// The last summary line in kernel log text (a pstore record, a collected log) (pure).
+pub fn find_summary(text: &str) -> Option<serde_json::Value> {
+    const MARK: &str = "initagent: summary {";
+    let at = text.rfind(MARK)?;
+    let json = text[at + MARK.len() - 1..].lines().next()?;
+    serde_json::from_str(json.trim_end()).ok()
 }
 
 /// Writes [`summary`] to the kernel log as `initagent: summary {…}`, whatever the log

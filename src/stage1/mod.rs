@@ -11,6 +11,7 @@ pub mod bundle;
 mod failure;
 pub mod handoff;
 mod pseudofs;
+mod pstore;
 pub mod runner;
 
 use crate::config::{self, cmdline::Cmdline, Config};
@@ -180,7 +181,20 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     // The bootstrap set: what must work before the lazy trees exist (NIC drivers, fuse).
     // Then the network and the flists, only as PID 1: `initagent stage1` on a running
     // system must not touch its links or mount over its trees.
-    for name in [StepName::Bootstrap, StepName::Net, StepName::Flists] {
+    let bootstrap = StepName::Bootstrap;
+    runner.run_bounded(
+        bootstrap.as_str(),
+        bootstrap.deadline(config),
+        unit(bootstrap),
+    );
+    // After the bootstrap set (a pstore backend may be a module: rd.driver.pre=ramoops).
+    if pid1 {
+        let mut previous = None;
+        runner.run("pstore", || pstore::step(ctx.run.root(), &mut previous));
+        runner.report.previous_boot = previous;
+        runner.save();
+    }
+    for name in [StepName::Net, StepName::Flists] {
         runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
     }
     // In the background beside the maps check (it only fetches; the loads below use
@@ -212,6 +226,7 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     crate::report::verdict::announce(&runner.report);
     send_report(config, &runner.report, &ctx.run);
     if pid1 {
+        pstore::keep_for_reboot();
         match bundle::write(Path::new(bundle::BUNDLE_DIR), runner.path()) {
             Ok(written) if written.missing.is_empty() => log::error!(
                 "failure bundle (report, kernel log, mounts, lease, modules): {}",

@@ -69,6 +69,10 @@ pub struct Vm {
     append: String,
     typed: Vec<(String, String)>,
     stop_on: Option<String>,
+    /// How many times `stop_on` must appear.
+    stop_count: usize,
+    /// The guest may reboot (QEMU without -no-reboot): RAM, and so ramoops, survive it.
+    reboot: bool,
     timeout: Duration,
     xz: Vec<String>,
     symlinks: Vec<(String, String)>,
@@ -108,6 +112,8 @@ impl Vm {
             append: String::new(),
             typed: Vec::new(),
             stop_on: None,
+            stop_count: 1,
+            reboot: false,
             timeout: Duration::from_secs(120),
             xz: Vec::new(),
             symlinks: Vec::new(),
@@ -339,6 +345,18 @@ impl Vm {
         self
     }
 
+    /// Stops the VM once `pattern` appeared `count` times (over reboots).
+    pub fn stop_on_count(mut self, pattern: &str, count: usize) -> Vm {
+        self.stop_count = count;
+        self.stop_on(pattern)
+    }
+
+    /// Lets the guest reboot instead of ending QEMU: a warm reset, RAM kept (ramoops).
+    pub fn allow_reboot(mut self) -> Vm {
+        self.reboot = true;
+        self
+    }
+
     fn build_initramfs(&self, out: &Path) -> PathBuf {
         let mut command = Command::new("python3");
         command
@@ -470,13 +488,12 @@ impl Vm {
             .arg(format!("{}M", self.memory_mb))
             .arg("-smp")
             .arg(self.cpus.to_string())
-            .args([
-                "-nodefaults",
-                "-no-user-config",
-                "-display",
-                "none",
-                "-no-reboot",
-            ])
+            .args(["-nodefaults", "-no-user-config", "-display", "none"])
+            .args(if self.reboot {
+                None
+            } else {
+                Some("-no-reboot")
+            })
             .args(&nic)
             .args(&self.qemu_args)
             .arg("-chardev")
@@ -554,7 +571,7 @@ impl Vm {
                 }
             }
             if let Some(pattern) = &self.stop_on {
-                if text.contains(pattern.as_str()) {
+                if text.matches(pattern.as_str()).count() >= self.stop_count {
                     std::thread::sleep(Duration::from_millis(300));
                     break;
                 }
