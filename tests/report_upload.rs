@@ -1,6 +1,6 @@
 //! The boot report off the node, host side, with real servers: into S3 as operators deploy
 //! it (s3s-fs behind nginx TLS on 443, a private CA, the secret only in the profile) and
-//! over plain HTTP PUT (Debian's nginx with its WebDAV module), then read back by
+//! over HTTP(S) PUT (Debian's nginx with its WebDAV module; TLS with a private CA), then read back by
 //! `initagent fleet report` (S3's ListObjectsV2 through the same TLS, a directory). The
 //! secret is in no output, no record and no stored report. A store that refuses
 //! connections or never answers costs one bounded request and leaves a record saying so.
@@ -152,6 +152,23 @@ fn reports_go_over_http_put_and_a_dead_store_costs_one_bounded_request() {
     assert_eq!(said["sent"], true, "{said:#}");
     let stored = files_under(&dir.join("dav/root/fleet/reports/http-n1"));
     assert_eq!(stored.len(), 1, "{stored:?}");
+    // The same over HTTPS, the server's certificate from a private CA the profile trusts.
+    let (ca, cert, key) = common::servers::private_ca(&dir, "IP:127.0.0.1");
+    let tls_port = common::servers::free_port();
+    let _dav_tls = common::servers::nginx_dav_tls(&dir.join("dav-tls"), tls_port, &cert, &key);
+    let (report, profile) = node(
+        &dir.join("n2"),
+        &format!(
+            "report_url = \"https://127.0.0.1:{tls_port}/fleet\"\nflist.ca_file = \"{}\"\nnode_id = \"https-n2\"\n",
+            ca.display()
+        ),
+    );
+    let out = send(None, &report, &profile, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        files_under(&dir.join("dav-tls/root/fleet/reports/https-n2")).len(),
+        1
+    );
     // `fleet report` over the directory nginx wrote.
     let out = common::agent(&[
         "fleet",
@@ -165,7 +182,13 @@ fn reports_go_over_http_put_and_a_dead_store_costs_one_bounded_request() {
         "{}",
         text(&out)
     );
-    assert!(text(&out).contains("http-n1 DEGRADED"), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "DEGRADED coldplug degraded (coldplug: 1 device without a driver): 1 node (http-n1)"
+        ),
+        "{}",
+        text(&out)
+    );
 
     // Refused at once, and a store that accepts and never answers: one request each,
     // within report_timeout, then exit 1 and a record of why.

@@ -584,7 +584,7 @@ pub fn table() -> String {
             if command.args.is_empty() {
                 "—".to_string()
             } else {
-                format!("`{}`", command.args)
+                format!("`{}`", command.args.replace('|', "\\|"))
             },
             if command.reports_json() {
                 "yes"

@@ -195,6 +195,28 @@ pub fn private_ca(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
 /// back, on 127.0.0.1:`port` — inside `ns` when given (where a VM reaches it as
 /// 10.0.2.2:`port`). Where the nodes' reports go over plain HTTP. Killed on drop.
 pub fn nginx_dav(dir: &Path, ns: Option<&super::netns::NetNs>, port: u16) -> super::vm::Killed {
+    dav(dir, ns, port, None)
+}
+
+/// [`nginx_dav`] over TLS on the host's loopback, with this certificate and key (PEM).
+pub fn nginx_dav_tls(dir: &Path, port: u16, cert: &Path, key: &Path) -> super::vm::Killed {
+    dav(dir, None, port, Some((cert, key)))
+}
+
+fn dav(
+    dir: &Path,
+    ns: Option<&super::netns::NetNs>,
+    port: u16,
+    tls: Option<(&Path, &Path)>,
+) -> super::vm::Killed {
+    let listen = match tls {
+        Some((cert, key)) => format!(
+            "listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        ),
+        None => format!("listen 127.0.0.1:{port};"),
+    };
     let root = dir.join("root");
     let tmp = dir.join("nginx-tmp");
     std::fs::create_dir_all(&root).unwrap();
@@ -209,7 +231,7 @@ pub fn nginx_dav(dir: &Path, ns: Option<&super::netns::NetNs>, port: u16) -> sup
          \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
          \x20 client_max_body_size 16m;\n\
          \x20 server {{\n\
-         \x20   listen 127.0.0.1:{port};\n\
+         \x20   {listen}\n\
          \x20   root {r};\n\
          \x20   location / {{ dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r; }}\n\
          \x20 }}\n\
