@@ -256,7 +256,8 @@ fn sharded_flist_fails_over_to_the_replica_and_back() {
 fn http_stores_two_level_and_flat_fallback() {
     let f = fixtures();
     let two_level = common::servers::http_dir(&f.join("odd-tree"));
-    let flat = common::servers::http_dir(&f.join("odd-tree-variants"));
+    let log = common::scratch("http-flat-log").join("requests.log");
+    let flat = common::servers::http_dir_logged(&f.join("odd-tree-variants"), &log);
     let cases = [
         (
             "fl-http",
@@ -276,6 +277,22 @@ fn http_stores_two_level_and_flat_fallback() {
         let mounted = mount(name, &f.join(flist), &["--store-rewrite", &rw]);
         compare(&mounted.target, &f.join("odd-tree-variants/MANIFEST.txt"));
     }
+    // The flat store's layout is learnt, not asked again per block: after the first
+    // blocks (some may be in flight together before one answers) every block is one 200.
+    let requests = std::fs::read_to_string(&log).unwrap();
+    let count = |status: &str| {
+        requests
+            .lines()
+            .filter(|l| l.contains(&format!("\" {status} ")))
+            .count()
+    };
+    let (found, missing) = (count("200"), count("404"));
+    println!("flat store: {found} × 200, {missing} × 404");
+    assert!(found >= 10, "{requests}");
+    assert!(
+        missing <= 4,
+        "a 404 per block again: {found} × 200, {missing} × 404"
+    );
 }
 
 /// A private copy of odd-tree's store, so blobs can be damaged.

@@ -1,5 +1,7 @@
 //! `http(s)://base`: `GET base/hh/H`, and on a 404 `GET base/H` (flat stores), the way
-//! rfs appends path segments. `server://`: rfs's fl-server, `GET base/api/v1/block/H`.
+//! rfs appends path segments. The layout that answered is learnt: once a block came from
+//! `base/H`, the flat path is asked first, so a flat store costs one request per block
+//! instead of a 404 and a 200 (the other path is still tried: a mixed store works). `server://`: rfs's fl-server, `GET base/api/v1/block/H`.
 //! One agent per store, so connections are reused; TLS always verified (bundled web
 //! roots, or the CAs of `--ca-file`).
 
@@ -20,6 +22,8 @@ pub struct HttpStore {
     shown: String,
     agent: ureq::Agent,
     layout: Layout,
+    /// The last block of a [`Layout::Blocks`] store came from the flat path.
+    flat_first: std::sync::atomic::AtomicBool,
 }
 
 impl HttpStore {
@@ -50,6 +54,7 @@ impl HttpStore {
             shown: redact(url),
             agent: options.http_agent(),
             layout,
+            flat_first: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -67,15 +72,26 @@ impl HttpStore {
 impl BlockStore for HttpStore {
     fn get(&self, id: &[u8; 32]) -> Result<Vec<u8>, StoreError> {
         let name = hex(id);
+        use std::sync::atomic::Ordering;
+        let flat_first = self.flat_first.load(Ordering::Relaxed);
+        // (url, is it the flat path)
         let urls = match self.layout {
-            Layout::Blocks => vec![
-                format!("{}/{}/{name}", self.base, &name[..2]),
-                format!("{}/{name}", self.base),
-            ],
-            Layout::Server => vec![format!("{}/api/v1/block/{name}", self.base)],
+            Layout::Blocks => {
+                let nested = (format!("{}/{}/{name}", self.base, &name[..2]), false);
+                let flat = (format!("{}/{name}", self.base), true);
+                if flat_first {
+                    vec![flat, nested]
+                } else {
+                    vec![nested, flat]
+                }
+            }
+            Layout::Server => vec![(format!("{}/api/v1/block/{name}", self.base), false)],
         };
-        for url in urls {
+        for (url, flat) in urls {
             if let Some(data) = self.fetch(&url)? {
+                if flat != flat_first && matches!(self.layout, Layout::Blocks) {
+                    self.flat_first.store(flat, Ordering::Relaxed);
+                }
                 return Ok(data);
             }
         }
