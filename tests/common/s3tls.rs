@@ -68,34 +68,15 @@ impl S3Tls {
         wait_listening(ns, 9000);
         let tmp = dir.join("nginx-tmp");
         std::fs::create_dir_all(&tmp).unwrap();
-        let d = dir.display();
-        let t = tmp.display();
-        let config = format!(
-            "daemon off;\n\
-             master_process off;\n\
-             pid {d}/nginx.pid;\n\
-             error_log {d}/nginx.err;\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n\
-             \x20 access_log {d}/nginx.access;\n\
-             \x20 client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};\n\
-             \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
-             \x20 client_max_body_size 16m;\n\
-             \x20 server {{\n\
-             \x20   listen 127.0.0.1:443 ssl;\n\
-             \x20   ssl_certificate {cert}; ssl_certificate_key {key};\n\
-             \x20   location / {{\n\
-             \x20     proxy_pass http://127.0.0.1:9000;\n\
-             \x20     proxy_set_header Host $http_host;\n\
-             \x20     proxy_http_version 1.1;\n\
-             \x20     proxy_set_header Connection \"\";\n\
-             \x20     proxy_request_buffering off;\n\
-             \x20   }}\n\
-             \x20 }}\n\
-             }}\n",
-            cert = cert.display(),
-            key = key.display(),
+        let server = format!(
+            "listen 127.0.0.1:443 ssl;\n    ssl_certificate {}; ssl_certificate_key {};\n    \
+             location / {{\n      proxy_pass http://127.0.0.1:9000;\n      \
+             proxy_set_header Host $http_host;\n      proxy_http_version 1.1;\n      \
+             proxy_set_header Connection \"\";\n      proxy_request_buffering off;\n    }}",
+            cert.display(),
+            key.display()
         );
+        let config = super::servers::nginx_conf(dir, &tmp, &server);
         std::fs::write(dir.join("nginx.conf"), config).unwrap();
         let nginx = ns
             .command("nginx")

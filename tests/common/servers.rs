@@ -191,6 +191,23 @@ pub fn private_ca(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
 
+/// A foreground, single-process nginx configuration whose files stay in `dir` (`tmp` for
+/// its buffers), with one `server` block holding `server`.
+pub fn nginx_conf(dir: &Path, tmp: &Path, server: &str) -> String {
+    let (d, t) = (dir.display(), tmp.display());
+    format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n\
+         \x20 access_log {d}/nginx.access;\n\
+         \x20 client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};\n\
+         \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
+         \x20 client_max_body_size 16m;\n\
+         \x20 server {{\n    {server}\n  }}\n\
+         }}\n"
+    )
+}
+
 /// nginx (Debian's, with its WebDAV module) taking `PUT`s into `dir` and serving them
 /// back, on 127.0.0.1:`port` — inside `ns` when given (where a VM reaches it as
 /// 10.0.2.2:`port`). Where the nodes' reports go over plain HTTP. Killed on drop.
@@ -221,22 +238,11 @@ fn dav(
     let tmp = dir.join("nginx-tmp");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::create_dir_all(&tmp).unwrap();
-    let (d, r, t) = (dir.display(), root.display(), tmp.display());
-    let config = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n\
-         \x20 access_log {d}/nginx.access;\n\
-         \x20 client_body_temp_path {t}; proxy_temp_path {t}; fastcgi_temp_path {t};\n\
-         \x20 uwsgi_temp_path {t}; scgi_temp_path {t};\n\
-         \x20 client_max_body_size 16m;\n\
-         \x20 server {{\n\
-         \x20   {listen}\n\
-         \x20   root {r};\n\
-         \x20   location / {{ dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r; }}\n\
-         \x20 }}\n\
-         }}\n"
+    let server = format!(
+        "{listen}\n    root {};\n    location / {{ dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r; }}",
+        root.display()
     );
+    let config = nginx_conf(dir, &tmp, &server);
     std::fs::write(dir.join("nginx.conf"), config).unwrap();
     let mut command = match ns {
         Some(ns) => ns.command("nginx"),
