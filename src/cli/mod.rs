@@ -82,7 +82,8 @@ impl Options {
 
     /// Takes one option the grammar let through; a value that is not what the option
     /// takes (a number, say) is a usage error.
-    fn take(&mut self, long: &str, value: Option<String>) -> Result<(), String> {
+    fn take(&mut self, opt: &spec::Opt, value: Option<String>) -> Result<(), String> {
+        let long = opt.long;
         fn number<T: std::str::FromStr>(long: &str, value: &str) -> Result<T, String> {
             value
                 .trim()
@@ -91,6 +92,15 @@ impl Options {
         }
         let text = value.unwrap_or_default();
         let path = || PathBuf::from(&text);
+        // Two options share a long name with another meaning; the grammar says which.
+        if *opt == spec::STATUS_CHECK {
+            self.check = true;
+            return Ok(());
+        }
+        if *opt == spec::FLEET_STORE {
+            self.report.store = Some(text);
+            return Ok(());
+        }
         match long {
             "report" => self.paths.report = path(),
             "profile" => self.paths.profile = path(),
@@ -116,7 +126,6 @@ impl Options {
             "meta" => self.flist.meta = Some(path()),
             "cache" => self.flist.cache = Some(path()),
             "cache-bytes" => self.flist.cache_bytes = Some(number(long, &text)?),
-            "store" if self.command.as_deref() == Some("fleet") => self.report.store = Some(text),
             "store" => self.flist.stores.push(text),
             "store-rewrite" => self.flist.rewrites.push(text),
             "stores-stdin" => self.flist.stores_stdin = true,
@@ -148,8 +157,6 @@ impl Options {
             "retry-for" => self.report.retry_for = number(long, &text)?,
             "always" => self.report.always = true,
             "store-file" => self.report.store_file = Some(path()),
-            // `status --check` is a flag; `net up --check URL` names a store.
-            "check" if self.command.as_deref() == Some("status") => self.check = true,
             "check" => self.net.check.push(text),
             other => return Err(format!("--{other}: not handled (a bug)")),
         }
@@ -191,7 +198,7 @@ fn parse(args: Vec<OsString>) -> Result<Action, String> {
             }
             for (opt, value) in given {
                 options
-                    .take(opt.long, value)
+                    .take(opt, value)
                     .map_err(|e| format!("{command}: {e} (initagent {command} --help)"))?;
             }
             Ok(Action::Run(Box::new(options)))

@@ -51,6 +51,28 @@ impl NetNs {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Waits (10 s at most) until something listens on 127.0.0.1:`port` inside it.
+    pub fn wait_listening(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let probe = self
+                .command("bash")
+                .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
+                .stderr(Stdio::null())
+                .status()
+                .unwrap();
+            if probe.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on {port} in {}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Runs a program inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new("ip");

@@ -7,7 +7,6 @@ use super::netns::NetNs;
 use super::vm::Killed;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 /// The access key the server knows.
 pub const ACCESS: &str = "AKIDINITAGENT";
@@ -24,28 +23,6 @@ pub struct S3Tls {
     pub buckets: PathBuf,
     _s3: Killed,
     _nginx: Killed,
-}
-
-/// Waits until something listens on 127.0.0.1:`port` inside `ns`.
-fn wait_listening(ns: &NetNs, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let probe = ns
-            .command("bash")
-            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        if probe.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nothing listens on {port} in {}",
-            ns.name
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 impl S3Tls {
@@ -65,7 +42,7 @@ impl S3Tls {
             .spawn()
             .expect("s3s-fs (make setup installs it)");
         let s3 = Killed(s3);
-        wait_listening(ns, 9000);
+        ns.wait_listening(9000);
         let tmp = dir.join("nginx-tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         let server = format!(
@@ -87,7 +64,7 @@ impl S3Tls {
             .spawn()
             .expect("nginx (make setup installs it)");
         let nginx = Killed(nginx);
-        wait_listening(ns, 443);
+        ns.wait_listening(443);
         S3Tls {
             ca,
             buckets,

@@ -256,22 +256,9 @@ fn dav(
         .spawn()
         .expect("nginx (make setup installs it)");
     let killed = super::vm::Killed(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut probe = match ns {
-            Some(ns) => ns.command("bash"),
-            None => Command::new("bash"),
-        };
-        let up = probe
-            .args(["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")])
-            .stderr(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        if up {
-            return killed;
-        }
-        assert!(Instant::now() < deadline, "nginx never listened on {port}");
-        std::thread::sleep(Duration::from_millis(50));
+    match ns {
+        Some(ns) => ns.wait_listening(port),
+        None => wait_listening(port),
     }
+    killed
 }

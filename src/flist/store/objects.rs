@@ -142,12 +142,7 @@ pub fn parse_list(xml: &str) -> ListPage {
         }
         rest = &after[end..];
     }
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let start = xml.find(&open)? + open.len();
-        let end = xml[start..].find(&format!("</{name}>"))?;
-        Some(unescape(&xml[start..start + end]))
-    };
+    let field = |name: &str| super::s3::xml_field(xml, name).map(unescape);
     if field("IsTruncated").as_deref() == Some("true") {
         page.next = field("NextContinuationToken").filter(|t| !t.is_empty());
     }

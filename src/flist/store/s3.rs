@@ -103,7 +103,8 @@ pub struct S3Error {
     pub server_time: Option<i64>,
 }
 
-fn xml_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+/// The text of the first `<name>` element of an S3 answer, trimmed.
+pub(super) fn xml_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
     let start = body.find(&format!("<{name}>"))? + name.len() + 2;
     let end = body[start..].find(&format!("</{name}>"))? + start;
     Some(body[start..end].trim())
