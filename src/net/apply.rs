@@ -5,8 +5,8 @@
 use super::ipconfig::StaticConfig;
 use super::lease::{Lease, Route};
 use super::netlink::{mac_text, Link, Rtnl};
+use super::rtnl_wire::RouteProtocol;
 use super::up::UpOptions;
-use netlink_packet_route::route::RouteProtocol;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

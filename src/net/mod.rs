@@ -13,5 +13,6 @@ pub mod netlink;
 pub mod probe;
 pub mod reach;
 pub mod renew;
+pub mod rtnl_wire;
 pub mod select;
 pub mod up;

@@ -1,22 +1,12 @@
-//! rtnetlink requests the agent makes (netlink-packet-route for the wire format,
-//! netlink-sys for the socket): list links and addresses, bring a link up, set its MTU,
-//! add addresses and routes. Every change is idempotent (an address or route that is
+//! rtnetlink requests the agent makes (`rtnl_wire` for the wire format, `sys::rtnl` for
+//! the socket): list links and addresses, bring a link up, set its MTU, add addresses and
+//! routes. Every change is idempotent (an address or route that is
 //! already there is success), so running `net up` twice changes nothing.
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
-    NLM_F_REPLACE, NLM_F_REQUEST,
-};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
-use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
-};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+use super::rtnl_wire::{self as wire, Answer, Request, RouteProtocol};
+use crate::sys::rtnl::RouteSocket;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
 
 /// A failed rtnetlink request: what was asked and why it failed.
 #[derive(Debug)]
@@ -78,7 +68,7 @@ pub struct Address {
 
 /// An rtnetlink socket.
 pub struct Rtnl {
-    socket: Socket,
+    socket: RouteSocket,
     sequence: u32,
 }
 
@@ -96,121 +86,97 @@ const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 impl Rtnl {
     /// Opens a socket in the current network namespace.
     pub fn open() -> Result<Rtnl, NetlinkError> {
-        let fail = |e: std::io::Error| NetlinkError {
+        let socket = RouteSocket::open().map_err(|e| NetlinkError {
             request: "open a route socket".into(),
             errno: e.raw_os_error(),
             detail: e.to_string(),
-        };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(fail)?;
-        socket.bind_auto().map_err(fail)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(fail)?;
-        // The kernel answers at once; a receive that waits longer than this is cut off
-        // rather than trusted.
-        rustix::net::sockopt::set_socket_timeout(
-            &socket,
-            rustix::net::sockopt::Timeout::Recv,
-            Some(ANSWER_WITHIN),
-        )
-        .map_err(|e| fail(e.into()))?;
+        })?;
         Ok(Rtnl {
             socket,
             sequence: 0,
         })
     }
 
-    /// Sends one request and collects the answers until the ACK or the end of the dump.
+    fn next_sequence(&mut self) -> u32 {
+        self.sequence = self.sequence.wrapping_add(1);
+        self.sequence
+    }
+
+    /// Sends one request and collects the payloads of type `keep` until the ACK or the
+    /// end of the dump. The kernel answers at once; an answer that takes longer than
+    /// [`ANSWER_WITHIN`] is cut off rather than waited for.
     fn request(
         &mut self,
         what: &str,
-        message: RouteNetlinkMessage,
-        flags: u16,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
+        request: Request,
+        keep: u16,
+    ) -> Result<Vec<Vec<u8>>, NetlinkError> {
         let fail = |errno: Option<i32>, detail: String| NetlinkError {
             request: what.to_string(),
             errno,
             detail,
         };
-        self.sequence = self.sequence.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.sequence;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
-        packet.finalize();
-        let mut out = vec![0; packet.buffer_len()];
-        packet.serialize(&mut out);
+        let sequence = self.sequence;
         self.socket
-            .send(&out, 0)
+            .send(&request.finish())
             .map_err(|e| fail(e.raw_os_error(), e.to_string()))?;
-        let mut answers = Vec::new();
+        let deadline = Instant::now() + ANSWER_WITHIN;
+        let mut kept = Vec::new();
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
-            let size = self.socket.recv(&mut &mut buffer[..], 0).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::WouldBlock {
-                    let within = ANSWER_WITHIN.as_secs();
-                    fail(None, format!("no answer from the kernel within {within} s"))
-                } else {
-                    fail(e.raw_os_error(), e.to_string())
-                }
-            })?;
-            let mut offset = 0;
-            while offset < size {
-                let reply =
-                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buffer[offset..size])
-                        .map_err(|e| fail(None, format!("unreadable answer: {e}")))?;
-                let length = reply.header.length as usize;
-                if reply.header.sequence_number != self.sequence {
-                    offset += length.max(1);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let within = ANSWER_WITHIN.as_secs();
+                return Err(fail(
+                    None,
+                    format!("no answer from the kernel within {within} s"),
+                ));
+            }
+            let Some(size) = self
+                .socket
+                .receive(&mut buffer, left)
+                .map_err(|e| fail(e.raw_os_error(), e.to_string()))?
+            else {
+                continue;
+            };
+            let answers = wire::answers(&buffer[..size])
+                .map_err(|e| fail(None, format!("unreadable answer: {e}")))?;
+            for (of, answer) in answers {
+                if of != sequence {
                     continue;
                 }
-                match reply.payload {
-                    NetlinkPayload::Done(_) => return Ok(answers),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(answers),
-                            Some(code) => {
-                                let errno = -code.get();
-                                Err(fail(
-                                    Some(errno),
-                                    std::io::Error::from_raw_os_error(errno).to_string(),
-                                ))
-                            }
-                        };
+                match answer {
+                    Answer::Done | Answer::Status(None) => return Ok(kept),
+                    Answer::Status(Some(errno)) => {
+                        let detail = std::io::Error::from_raw_os_error(errno).to_string();
+                        return Err(fail(Some(errno), detail));
                     }
-                    NetlinkPayload::InnerMessage(inner) => answers.push(inner),
-                    _ => {}
+                    Answer::Message(kind, payload) if kind == keep => kept.push(payload.to_vec()),
+                    Answer::Message(..) => {}
                 }
-                if length == 0 {
-                    break;
-                }
-                offset += length;
-            }
-            if flags & NLM_F_DUMP == 0 && flags & NLM_F_ACK == 0 {
-                return Ok(answers);
             }
         }
     }
 
-    /// A dump request: every answer `pick` keeps.
-    fn dump<T>(
-        &mut self,
-        what: &str,
-        message: RouteNetlinkMessage,
-        pick: impl Fn(RouteNetlinkMessage) -> Option<T>,
-    ) -> Result<Vec<T>, NetlinkError> {
-        Ok(self
-            .request(what, message, NLM_F_DUMP)?
-            .into_iter()
-            .filter_map(pick)
-            .collect())
+    /// Sends a change and waits for its acknowledgement.
+    fn change(&mut self, what: &str, request: Request) -> Result<(), NetlinkError> {
+        self.request(what, request, 0).map(drop)
     }
 
     /// Every link.
     pub fn links(&mut self) -> Result<Vec<Link>, NetlinkError> {
-        let request = RouteNetlinkMessage::GetLink(LinkMessage::default());
-        self.dump("list links", request, |answer| match answer {
-            RouteNetlinkMessage::NewLink(link) => Some(link_of(&link)),
-            _ => None,
-        })
+        let what = "list links";
+        let sequence = self.next_sequence();
+        let request = Request::new(
+            wire::RTM_GETLINK,
+            wire::NLM_F_DUMP,
+            sequence,
+            &wire::ifinfomsg(0, 0, 0),
+        );
+        self.request(what, request, wire::RTM_NEWLINK)?
+            .iter()
+            .map(|payload| wire::link(payload).map_err(|e| unreadable(what, e)))
+            .collect()
     }
 
     /// One link by name.
@@ -218,83 +184,94 @@ impl Rtnl {
         Ok(self.links()?.into_iter().find(|l| l.name == name))
     }
 
-    fn set_link(
-        &mut self,
-        what: &str,
-        index: u32,
-        edit: impl FnOnce(&mut LinkMessage),
-    ) -> Result<(), NetlinkError> {
-        let mut message = LinkMessage::default();
-        message.header.index = index;
-        edit(&mut message);
-        self.request(what, RouteNetlinkMessage::SetLink(message), NLM_F_ACK)
-            .map(drop)
+    /// A `RTM_SETLINK` request for `index` with `flags` in `change`.
+    fn set_link(&mut self, index: u32, flags: u32, change: u32) -> Request {
+        let sequence = self.next_sequence();
+        let fixed = wire::ifinfomsg(index, flags, change);
+        Request::new(wire::RTM_SETLINK, wire::NLM_F_ACK, sequence, &fixed)
     }
 
     /// Brings a link up.
     pub fn set_up(&mut self, link: &Link) -> Result<(), NetlinkError> {
-        self.set_link(&format!("bring {} up", link.name), link.index, |m| {
-            m.header.flags = LinkFlags::Up;
-            m.header.change_mask = LinkFlags::Up;
-        })
+        let request = self.set_link(link.index, wire::IFF_UP, wire::IFF_UP);
+        self.change(&format!("bring {} up", link.name), request)
     }
 
     /// Sets a link's MTU.
     pub fn set_mtu(&mut self, link: &Link, mtu: u32) -> Result<(), NetlinkError> {
-        self.set_link(
-            &format!("set the MTU of {} to {mtu}", link.name),
-            link.index,
-            |m| {
-                m.attributes.push(LinkAttribute::Mtu(mtu));
-            },
-        )
+        let mut request = self.set_link(link.index, 0, 0);
+        request.u32(wire::IFLA_MTU, mtu);
+        self.change(&format!("set the MTU of {} to {mtu}", link.name), request)
     }
 
     /// Creates a bridge named `name` with the hardware address `mac` (the NIC's, so the
     /// DHCP identity stays the one iPXE used) and MTU 1500; already there is success.
     pub fn add_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetlinkError> {
-        let mut message = LinkMessage::default();
-        message
-            .attributes
-            .push(LinkAttribute::IfName(name.to_string()));
-        message
-            .attributes
-            .push(LinkAttribute::Address(mac.to_vec()));
-        message.attributes.push(LinkAttribute::Mtu(1500));
-        message
-            .attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
-        let what = format!("create bridge {name}");
-        match self.request(
-            &what,
-            RouteNetlinkMessage::NewLink(message),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-        ) {
+        let sequence = self.next_sequence();
+        let flags = wire::NLM_F_ACK | wire::NLM_F_CREATE | wire::NLM_F_EXCL;
+        let mut request = Request::new(
+            wire::RTM_NEWLINK,
+            flags,
+            sequence,
+            &wire::ifinfomsg(0, 0, 0),
+        );
+        request
+            .string(wire::IFLA_IFNAME, name)
+            .attribute(wire::IFLA_ADDRESS, &mac)
+            .u32(wire::IFLA_MTU, 1500)
+            .nested(wire::IFLA_LINKINFO, |info| {
+                info.string(wire::IFLA_INFO_KIND, "bridge");
+            });
+        match self.change(&format!("create bridge {name}"), request) {
             Err(e) if e.errno == Some(nix::libc::EEXIST) => Ok(()),
-            other => other.map(drop),
+            other => other,
         }
     }
 
     /// Enslaves `link` to the bridge (or bond) `master`.
     pub fn set_master(&mut self, link: &Link, master: &Link) -> Result<(), NetlinkError> {
-        self.set_link(
-            &format!("enslave {} to {}", link.name, master.name),
-            link.index,
-            |m| {
-                m.attributes.push(LinkAttribute::Controller(master.index));
-            },
-        )
+        let mut request = self.set_link(link.index, 0, 0);
+        request.u32(wire::IFLA_MASTER, master.index);
+        let what = format!("enslave {} to {}", link.name, master.name);
+        self.change(&what, request)
     }
 
     /// Every address (both families).
     pub fn addresses(&mut self) -> Result<Vec<Address>, NetlinkError> {
-        let request = RouteNetlinkMessage::GetAddress(AddressMessage::default());
-        self.dump("list addresses", request, |answer| match answer {
-            RouteNetlinkMessage::NewAddress(message) => address_of(&message),
-            _ => None,
-        })
+        let what = "list addresses";
+        let sequence = self.next_sequence();
+        let request = Request::new(
+            wire::RTM_GETADDR,
+            wire::NLM_F_DUMP,
+            sequence,
+            &wire::ifaddrmsg(0, 0, 0, 0),
+        );
+        let mut out = Vec::new();
+        for payload in self.request(what, request, wire::RTM_NEWADDR)? {
+            out.extend(wire::address(&payload).map_err(|e| unreadable(what, e))?);
+        }
+        Ok(out)
+    }
+
+    /// An address request of `kind` naming `address/prefix_len` on `link`.
+    fn address_request(
+        &mut self,
+        kind: u16,
+        flags: u16,
+        link: &Link,
+        address: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Request {
+        let sequence = self.next_sequence();
+        let fixed = wire::ifaddrmsg(
+            wire::AF_INET,
+            prefix_len,
+            wire::RT_SCOPE_UNIVERSE,
+            link.index,
+        );
+        let mut request = Request::new(kind, flags, sequence, &fixed);
+        request.attribute(wire::IFA_LOCAL, &address.octets());
+        request
     }
 
     /// Adds an IPv4 address with its broadcast address; already there is success.
@@ -304,26 +281,18 @@ impl Rtnl {
         address: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let mut message = ipv4_address_message(link, address, prefix_len);
-        message.header.scope = AddressScope::Universe;
-        message
-            .attributes
-            .push(AddressAttribute::Address(IpAddr::V4(address)));
+        let flags = wire::NLM_F_ACK | wire::NLM_F_CREATE;
+        let mut request = self.address_request(wire::RTM_NEWADDR, flags, link, address, prefix_len);
+        request.attribute(wire::IFA_ADDRESS, &address.octets());
         if prefix_len < 31 {
             let host_bits = u32::MAX.checked_shr(u32::from(prefix_len)).unwrap_or(0);
             let broadcast = Ipv4Addr::from(u32::from(address) | host_bits);
-            message
-                .attributes
-                .push(AddressAttribute::Broadcast(broadcast));
+            request.attribute(wire::IFA_BROADCAST, &broadcast.octets());
         }
         let what = format!("add {address}/{prefix_len} to {}", link.name);
-        match self.request(
-            &what,
-            RouteNetlinkMessage::NewAddress(message),
-            NLM_F_ACK | NLM_F_CREATE,
-        ) {
+        match self.change(&what, request) {
             Err(e) if e.errno == Some(nix::libc::EEXIST) => Ok(()),
-            other => other.map(drop),
+            other => other,
         }
     }
 
@@ -334,11 +303,17 @@ impl Rtnl {
         address: Ipv4Addr,
         prefix_len: u8,
     ) -> Result<(), NetlinkError> {
-        let message = ipv4_address_message(link, address, prefix_len);
+        let request = self.address_request(
+            wire::RTM_DELADDR,
+            wire::NLM_F_ACK,
+            link,
+            address,
+            prefix_len,
+        );
         let what = format!("remove {address}/{prefix_len} from {}", link.name);
-        match self.request(&what, RouteNetlinkMessage::DelAddress(message), NLM_F_ACK) {
+        match self.change(&what, request) {
             Err(e) if e.errno == Some(nix::libc::EADDRNOTAVAIL) => Ok(()),
-            other => other.map(drop),
+            other => other,
         }
     }
 
@@ -352,113 +327,36 @@ impl Rtnl {
         gateway: Ipv4Addr,
         protocol: RouteProtocol,
     ) -> Result<(), NetlinkError> {
-        let mut message = RouteMessage::default();
-        message.header = RouteHeader {
-            address_family: AddressFamily::Inet,
-            destination_prefix_length: prefix_len,
-            table: RouteHeader::RT_TABLE_MAIN,
-            protocol,
-            scope: if gateway.is_unspecified() {
-                RouteScope::Link
-            } else {
-                RouteScope::Universe
-            },
-            kind: RouteType::Unicast,
-            ..RouteHeader::default()
+        let scope = if gateway.is_unspecified() {
+            wire::RT_SCOPE_LINK
+        } else {
+            wire::RT_SCOPE_UNIVERSE
         };
+        let sequence = self.next_sequence();
+        let flags = wire::NLM_F_ACK | wire::NLM_F_CREATE | wire::NLM_F_REPLACE;
+        let fixed = wire::rtmsg(prefix_len, protocol, scope);
+        let mut request = Request::new(wire::RTM_NEWROUTE, flags, sequence, &fixed);
         if prefix_len > 0 {
-            message
-                .attributes
-                .push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+            request.attribute(wire::RTA_DST, &destination.octets());
         }
         if !gateway.is_unspecified() {
-            message
-                .attributes
-                .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+            request.attribute(wire::RTA_GATEWAY, &gateway.octets());
         }
-        message.attributes.push(RouteAttribute::Oif(link.index));
+        request.u32(wire::RTA_OIF, link.index);
         let via = if gateway.is_unspecified() {
             String::new()
         } else {
             format!(" via {gateway}")
         };
         let what = format!("route {destination}/{prefix_len}{via} dev {}", link.name);
-        self.request(
-            &what,
-            RouteNetlinkMessage::NewRoute(message),
-            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-        )
-        .map(drop)
+        self.change(&what, request)
     }
 }
 
-fn link_of(message: &LinkMessage) -> Link {
-    let mut link = Link {
-        index: message.header.index,
-        name: String::new(),
-        mac: None,
-        up: message.header.flags.contains(LinkFlags::Up),
-        carrier: message.header.flags.contains(LinkFlags::LowerUp),
-        kind: None,
-        master: None,
-        loopback: message.header.flags.contains(LinkFlags::Loopback)
-            || message.header.link_layer_type == LinkLayerType::Loopback,
-        ethernet: message.header.link_layer_type == LinkLayerType::Ether,
-        mtu: None,
-    };
-    for attribute in &message.attributes {
-        match attribute {
-            LinkAttribute::IfName(name) => link.name = name.clone(),
-            LinkAttribute::Address(bytes) => link.mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
-            LinkAttribute::Controller(master) => link.master = Some(*master),
-            LinkAttribute::Mtu(mtu) => link.mtu = Some(*mtu),
-            LinkAttribute::LinkInfo(infos) => {
-                for info in infos {
-                    if let LinkInfo::Kind(kind) = info {
-                        link.kind = Some(kind_name(kind));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    link
-}
-
-/// An address message naming `address/prefix_len` on `link`.
-fn ipv4_address_message(link: &Link, address: Ipv4Addr, prefix_len: u8) -> AddressMessage {
-    let mut message = AddressMessage::default();
-    message.header.family = AddressFamily::Inet;
-    message.header.prefix_len = prefix_len;
-    message.header.index = link.index;
-    message
-        .attributes
-        .push(AddressAttribute::Local(IpAddr::V4(address)));
-    message
-}
-
-fn address_of(message: &AddressMessage) -> Option<Address> {
-    let find = |local: bool| {
-        message.attributes.iter().find_map(|a| match a {
-            AddressAttribute::Local(ip) if local => Some(*ip),
-            AddressAttribute::Address(ip) if !local => Some(*ip),
-            _ => None,
-        })
-    };
-    Some(Address {
-        index: message.header.index,
-        address: find(true).or_else(|| find(false))?,
-        prefix_len: message.header.prefix_len,
-        global: matches!(
-            message.header.scope,
-            AddressScope::Universe | AddressScope::Site
-        ),
-    })
-}
-
-fn kind_name(kind: &InfoKind) -> String {
-    match kind {
-        InfoKind::Other(name) => name.clone(),
-        known => format!("{known:?}").to_lowercase(),
+fn unreadable(what: &str, error: wire::WireError) -> NetlinkError {
+    NetlinkError {
+        request: what.to_string(),
+        errno: None,
+        detail: format!("unreadable answer: {error}"),
     }
 }

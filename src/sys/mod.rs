@@ -9,6 +9,7 @@ pub mod mount;
 pub mod packet;
 pub mod power;
 pub mod process;
+pub mod rtnl;
 pub mod uevent;
 
 /// Monotonic time since boot, in microseconds (the clock kmsg timestamps use), so the
