@@ -48,7 +48,7 @@ bench: release
 # (src/net/dhcp_tests.rs keeps the input that found this).
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd tests/fuzz && for t in cmdline profile kmod_index kmod_text modprobe_conf modprobe_args cli_args flist_rows manifest_inodes stamp mountinfo zdb_reply dhcp uevent redact rtnl; do \
+	cd tests/fuzz && for t in cmdline profile kmod_index kmod_text modprobe_conf modprobe_args cli_args flist_rows manifest_inodes stamp mountinfo zdb_reply dhcp uevent redact rtnl cache_probe; do \
 	  release=$$([ $$t = dhcp ] && echo -O); \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$release --fuzz-dir . $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done

@@ -12,6 +12,7 @@
 //! else writes to the terminal:
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod cachedev;
 pub mod cli;
 pub mod coldplug;
 pub mod config;

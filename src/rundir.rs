@@ -9,7 +9,9 @@
 //! | `net/<link>.json` | `net::apply` (leases only: `net renew` keeps every file there) | `net::apply::read_lease` |
 //! | `modules.json` (+ `.lock`) | `kmod`: every load run of the boot, merged under the lock | `kmod::read_outcomes` |
 //! | `depmod/` | `depmod::ensure`: maps repaired into tmpfs | `kmod::Modules::open` |
-//! | `cache/<flist>/` | the flist daemons' disk caches | the daemons |
+//! | `cache/<flist>/` | the flist daemons' disk caches (without a cache device) | the daemons |
+//! | `cachedisk/` | `stage1::cachedisk`: the mount point of the cache device (`initagent.flist.cache`); the daemons' caches are in its `initagent-cache/<flist>/` | the daemons |
+//! | `cachedisk.json` | `stage1::cachedisk`: the device, its filesystem, formatted or not, the caches' directory | `cachedev::caches_dir` (the flists step, `cachedev::flush`) |
 //! | `flists/<flist>.json` | each flist daemon's counters | `flist::daemon::read_stats` |
 //! | `bin/modprobe` | the modules step (a link to the agent when the image has no modprobe) | the kernel |
 //! | `upload.json` | [`crate::report::upload`]: the last send of the report to `report_url` (store redacted, key, ok or why not) | `report::upload::last_sent` |
@@ -43,6 +45,10 @@ pub const MODULE_OUTCOMES: &str = under_run!("modules.json");
 pub const DEPMOD: &str = under_run!("depmod");
 /// The flists' disk caches (`cache/<name>`).
 pub const CACHES: &str = under_run!("cache");
+/// Where stage 1 mounts the cache device named by `initagent.flist.cache`.
+pub const CACHE_DISK: &str = under_run!("cachedisk");
+/// What the `cache` step found, formatted and mounted (read by the flists step).
+pub const CACHE_RECORD: &str = under_run!("cachedisk.json");
 /// The flist daemons' counters (`flists/<name>.json`).
 pub const FLIST_STATS: &str = under_run!("flists");
 /// The `modprobe` name stage 1 gives the agent when the image has none.
@@ -274,6 +280,8 @@ mod tests {
             MODULE_OUTCOMES,
             DEPMOD,
             CACHES,
+            CACHE_DISK,
+            CACHE_RECORD,
             FLIST_STATS,
             MODPROBE_LINK,
             FAILURE,

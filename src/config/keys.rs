@@ -182,6 +182,27 @@ pub const KEYS: &[KeyDef] = &[
             None => "none (the web roots)".into(),
         },
     },
+    KeyDef {
+        name: "flist.cache",
+        help: "the persistent block cache's device: LABEL=…, PARTLABEL=… or /dev/…; blank: formatted (ext3), an ext2/3/4, btrfs or XFS filesystem: shared (one directory), anything else: left alone",
+        apply: |config, raw| {
+            let value = text(raw)?;
+            config.flist_cache = Some(crate::cachedev::probe::CacheSpec::parse(value).ok_or(
+                "not LABEL=…, PARTLABEL=… or a /dev/ path",
+            )?);
+            Ok(())
+        },
+        show: |config| match &config.flist_cache {
+            Some(spec) => format!("{:?}", spec.to_string()),
+            None => "none (the cache is in /run)".into(),
+        },
+    },
+    seconds_key!(
+        "flist.cache_timeout",
+        "seconds stage 1 waits for the cache device to appear (1-120, default 10)",
+        flist_cache_timeout_s,
+        1..=120
+    ),
     seconds_key!(
         "flist.store_timeout",
         "seconds one store request of a stage-1 flist may take (1-300, default 5)",

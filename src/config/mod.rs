@@ -211,6 +211,10 @@ pub struct Config {
     /// `initagent.flist.ca_file`: CAs (PEM, a path in the image) that HTTPS/S3 stores of
     /// the stage-1 flists are verified against instead of the bundled web roots.
     pub flist_ca_file: Option<std::path::PathBuf>,
+    /// `initagent.flist.cache`: the device of the persistent block cache.
+    pub flist_cache: Option<crate::cachedev::probe::CacheSpec>,
+    /// `initagent.flist.cache_timeout`: seconds to wait for that device to appear.
+    pub flist_cache_timeout_s: u32,
     /// `initagent.flists_deadline`: seconds mounting the flists may take.
     pub flists_deadline_s: u32,
     /// `initagent.prefetch_deadline`: seconds the boot-critical prefetch may take.
@@ -256,6 +260,8 @@ impl Default for Config {
             flist_stores: Vec::new(),
             flist_store_timeout_s: 5,
             flist_ca_file: None,
+            flist_cache: None,
+            flist_cache_timeout_s: 10,
             flists_deadline_s: 30,
             prefetch_deadline_s: 20,
             skip: Vec::new(),

@@ -103,7 +103,20 @@ impl DiskCache {
             bytes: AtomicU64::new(0),
             evicting: Mutex::new(()),
         };
-        let used: u64 = cache.entries().iter().map(|(_, size, _)| size).sum();
+        // A write cut short by a crash or a power loss leaves its temporary file; one
+        // older than this boot has no writer left.
+        let booted = boot_time();
+        let mut used = 0;
+        for (path, size, modified) in cache.entries() {
+            let temporary = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().contains(".tmp."));
+            if temporary && booted.is_some_and(|booted| modified < booted) {
+                let _ = std::fs::remove_file(&path);
+            } else {
+                used += size;
+            }
+        }
         cache.bytes.store(used, Ordering::Relaxed);
         Ok(cache)
     }
@@ -123,6 +136,11 @@ impl DiskCache {
             return None;
         }
         Some(data)
+    }
+
+    /// Whether an entry for the block is there (not read: whoever reads it verifies it).
+    pub fn has(&self, id: &[u8; 32]) -> bool {
+        std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() > 0)
     }
 
     /// Stores a block atomically; whether it was kept. Errors only cost the cache entry,
@@ -233,6 +251,14 @@ impl DiskCache {
     }
 }
 
+/// When this boot began (`btime` in `/proc/stat`).
+fn boot_time() -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("btime "))?;
+    let seconds: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+}
+
 /// The least a disk cache is given when memory is short (room permitting).
 const MIN_CACHE_BYTES: u64 = 4 << 20;
 
@@ -264,6 +290,17 @@ pub fn bound_here(dir: &Path, configured: u64, caches: u64) -> u64 {
         .and_then(|d| rustix::fs::statvfs(d).ok())
         .map(|s| s.f_bavail.saturating_mul(s.f_frsize));
     bound(configured, memory, room, caches)
+}
+
+/// [`bound`] for a cache on the node's disk: memory does not bound it, the size of its
+/// filesystem does (a quarter, shared; not the room left, which the cache's own entries
+/// take, so the bound stays the same from boot to boot). A filesystem that fills up
+/// anyway lowers it ([`DiskCache::put`]).
+pub fn bound_on_disk(dir: &Path, configured: u64, caches: u64) -> u64 {
+    let size = rustix::fs::statvfs(dir)
+        .ok()
+        .map(|s| s.f_blocks.saturating_mul(s.f_frsize));
+    bound(configured, None, size, caches)
 }
 
 /// `MemAvailable` in bytes, from the text of `/proc/meminfo`.
@@ -322,6 +359,19 @@ mod tests {
         let (id, key, _) = codec::encode(&data);
         cache.put(&id, &data);
         assert_eq!(cache.get(&id, &key).unwrap(), data);
+        // A temporary file of an earlier boot is removed when the cache is opened.
+        let orphan = cache.path(&id).with_extension("tmp.1.ThreadId(2)");
+        std::fs::write(&orphan, b"half").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(400 * 86400);
+        std::fs::File::options()
+            .write(true)
+            .open(&orphan)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let reopened = DiskCache::open(&dir, 3000).unwrap();
+        assert!(!orphan.exists());
+        assert_eq!(reopened.get(&id, &key).unwrap(), data);
         std::fs::write(cache.path(&id), b"torn").unwrap();
         assert!(cache.get(&id, &key).is_none(), "a damaged entry is a miss");
         assert!(!cache.path(&id).exists());

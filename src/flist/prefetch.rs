@@ -94,7 +94,7 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
                     *timed_out.lock().unwrap_or_else(|p| p.into_inner()) = true;
                     return;
                 }
-                if fs.source.block(block).is_err() {
+                if fs.source.make_local(block).is_err() {
                     failed.fetch_add(1, Ordering::Relaxed);
                 }
             });

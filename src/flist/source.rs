@@ -175,6 +175,16 @@ impl BlockSource {
         result
     }
 
+    /// Makes sure a block is local for a later reader: a block the disk cache has is not
+    /// read back (the reader verifies it; a torn entry is fetched again then), any other
+    /// is fetched and kept like [`BlockSource::block`] does.
+    pub fn make_local(&self, block: &BlockRef) -> Result<(), FetchError> {
+        if self.memory.contains(&block.id) || self.disk.as_ref().is_some_and(|d| d.has(&block.id)) {
+            return Ok(());
+        }
+        self.block(block).map(drop)
+    }
+
     fn load(&self, block: &BlockRef) -> Fetched {
         if let Some(disk) = &self.disk {
             if let Some(data) = disk.get(&block.id, &block.key) {

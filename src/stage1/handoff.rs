@@ -35,9 +35,14 @@ pub fn handoff(
         Some(why) => why,
         None => {
             // The agent's own peak memory: exec replaces it, so this is the last look.
-            let counters = sys::peak_rss_kib("self")
+            let mut counters: std::collections::BTreeMap<String, u64> = sys::peak_rss_kib("self")
                 .map(|kib| [("peak_rss_kib".to_string(), kib)].into_iter().collect())
                 .unwrap_or_default();
+            // This boot's blocks on the cache device, before anything else runs.
+            let record = Path::new(crate::rundir::CACHE_RECORD);
+            if let Some(took) = crate::cachedev::flush(record) {
+                counters.insert("cache_flush_ms".into(), took.as_millis() as u64);
+            }
             runner.finish(
                 "handoff",
                 start,

@@ -8,6 +8,7 @@
 //! only a failed handoff (nothing left to run) applies the failure policy.
 
 pub mod bundle;
+mod cachedisk;
 mod failure;
 pub mod handoff;
 mod pseudofs;
@@ -193,6 +194,12 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         runner.run("pstore", || pstore::step(ctx.run.root(), &mut previous));
         runner.report.previous_boot = previous;
         runner.save();
+        // The persistent block cache, before the flists step puts blocks in it (its disk
+        // driver and filesystem are in the bootstrap set).
+        let (spec, timeout_s) = (config.flist_cache.clone(), config.flist_cache_timeout_s);
+        runner.run_bounded("cache", cachedisk::deadline(timeout_s), move || {
+            cachedisk::step(spec.as_ref(), timeout_s)
+        });
     }
     for name in [StepName::Net, StepName::Flists] {
         runner.run_bounded(name.as_str(), name.deadline(config), unit(name));

@@ -95,10 +95,16 @@ fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
 fn open_options(name: &str, config: &Config) -> OpenOptions {
     let mut open = OpenOptions::new();
     open.stores = config.flist_stores.clone();
-    open.cache_dir = Some(Path::new(CACHE_DIR).join(name));
-    // /run is memory: the caches of the flists follow what the node has.
-    open.cache_bytes =
-        crate::flist::cache::bound_here(Path::new(CACHE_DIR), open.cache_bytes, CACHES);
+    let caches =
+        crate::cachedev::caches_dir(Path::new(crate::rundir::CACHE_RECORD), Path::new(CACHE_DIR));
+    open.cache_dir = Some(caches.join(name));
+    open.cache_bytes = if caches == Path::new(CACHE_DIR) {
+        // /run is memory: the caches of the flists follow what the node has.
+        crate::flist::cache::bound_here(Path::new(CACHE_DIR), open.cache_bytes, CACHES)
+    } else {
+        // The cache device: a share of the room its filesystem has (it may be shared).
+        crate::flist::cache::bound_on_disk(&caches, open.cache_bytes, CACHES)
+    };
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
     open.ca_file = config.flist_ca_file.clone();
     // The agent's handle only fills the disk cache the daemon reads; PID 1's memory

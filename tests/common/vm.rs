@@ -71,6 +71,8 @@ pub struct Vm {
     stop_on: Option<String>,
     /// How many times `stop_on` must appear.
     stop_count: usize,
+    /// How long the VM runs on after `stop_on` appeared.
+    stop_delay: Duration,
     /// The guest may reboot (QEMU without -no-reboot): RAM, and so ramoops, survive it.
     reboot: bool,
     timeout: Duration,
@@ -113,6 +115,7 @@ impl Vm {
             typed: Vec::new(),
             stop_on: None,
             stop_count: 1,
+            stop_delay: Duration::from_millis(300),
             reboot: false,
             timeout: Duration::from_secs(120),
             xz: Vec::new(),
@@ -351,6 +354,12 @@ impl Vm {
         self.stop_on(pattern)
     }
 
+    /// Kills QEMU (a power cut) `delay` after `pattern` appeared.
+    pub fn cut_after(mut self, pattern: &str, delay: Duration) -> Vm {
+        self.stop_delay = delay;
+        self.stop_on(pattern)
+    }
+
     /// Lets the guest reboot instead of ending QEMU: a warm reset, RAM kept (ramoops).
     pub fn allow_reboot(mut self) -> Vm {
         self.reboot = true;
@@ -572,7 +581,7 @@ impl Vm {
             }
             if let Some(pattern) = &self.stop_on {
                 if text.matches(pattern.as_str()).count() >= self.stop_count {
-                    std::thread::sleep(Duration::from_millis(300));
+                    std::thread::sleep(self.stop_delay);
                     break;
                 }
             }
