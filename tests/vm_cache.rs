@@ -224,7 +224,10 @@ fn tear_largest_entry(disk: &Path) -> (String, u64) {
             let meta = entry.metadata().unwrap();
             if meta.is_dir() {
                 stack.push(entry.path());
-            } else if !largest.as_ref().is_some_and(|(size, _)| meta.len() <= *size) {
+            } else if !largest
+                .as_ref()
+                .is_some_and(|(size, _)| meta.len() <= *size)
+            {
                 largest = Some((meta.len(), entry.path()));
             }
         }

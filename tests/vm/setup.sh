@@ -16,7 +16,7 @@
 set -euo pipefail
 KCACHE=${INITAGENT_KCACHE:-/var/cache/initagent/kernel}
 FLAVOUR=${INITAGENT_KFLAVOUR:-amd64}
-PACKAGES=(qemu-system-x86 busybox-static kmod cpio xz-utils file iproute2 python3 musl-tools redis-server nginx-light zstd curl openssl procps diffutils tar dnsmasq-base radvd make gcc)
+PACKAGES=(qemu-system-x86 busybox-static kmod e2fsprogs cpio xz-utils file iproute2 python3 musl-tools redis-server nginx-light zstd curl openssl procps diffutils tar dnsmasq-base radvd make gcc)
 
 say() { echo "setup: $*" >&2; }
 die() { echo "setup: $*" >&2; exit 1; }
