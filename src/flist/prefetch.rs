@@ -9,8 +9,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Parallel fetches at most.
-const WORKERS: usize = 8;
+/// Parallel fetches at most: two per CPU (one decoding while the other waits for the
+/// store), up to eight (enough to hide a remote store's latency). Each holds a block
+/// encoded and decoded (about 1 MiB), which is most of PID 1's memory while it prefetches.
+fn workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, |n| n.get() * 2)
+        .clamp(2, 8)
+}
 
 /// What a prefetch did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -86,7 +92,7 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
     let failed = AtomicU64::new(0);
     let timed_out = Mutex::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..WORKERS.min(blocks.len().max(1)) {
+        for _ in 0..workers().min(blocks.len().max(1)) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(block) = blocks.get(i) else { return };

@@ -108,8 +108,8 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     open.store_timeout = Some(Duration::from_secs(u64::from(config.flist_store_timeout_s)));
     open.ca_file = config.flist_ca_file.clone();
     // The agent's handle only fills the disk cache the daemon reads; PID 1's memory
-    // stays small.
-    open.memory_bytes = 8 << 20;
+    // stays small (its peak is part of the boot's budget: 24 MiB).
+    open.memory_bytes = 4 << 20;
     open
 }
 
