@@ -43,9 +43,7 @@ bench: release
 	bash benches/size.sh
 
 # Coverage-guided fuzzing of the pure parsers (cargo-fuzz on the stable toolchain). `dhcp`
-# is built like the shipped binary (-O, no debug assertions): dhcproto's debug assertions
-# on option lengths abort under libFuzzer, while the client catches the decoder's panics
-# (src/net/dhcp_tests.rs keeps the input that found this).
+# is also built like the shipped binary (-O, no debug assertions).
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd tests/fuzz && for t in cmdline profile kmod_index kmod_text modprobe_conf modprobe_args cli_args flist_rows manifest_inodes stamp mountinfo zdb_reply dhcp uevent redact rtnl cache_probe; do \

@@ -1,7 +1,7 @@
 //! A DHCPv4 client as a pure state machine (RFC 2131: INIT → SELECTING → REQUESTING →
 //! BOUND, and INIT-REBOOT → REBOOTING when an earlier lease's address is known): the caller passes in the time and every received UDP payload, and sends what
 //! [`Client::poll`] hands back. No sockets, no clocks, no sleeps, so every path is a unit
-//! test. The wire format is dhcproto's.
+//! test. The wire format is `dhcp_wire`.
 //!
 //! Retransmissions start at [`ClientConfig::first_retransmit`] and double up to
 //! [`ClientConfig::max_retransmit`], each with a little jitter drawn from the transaction
@@ -9,9 +9,8 @@
 //! REQUEST the server never answers, starts over with a new transaction id. The client
 //! never gives up by itself: the caller owns the deadline.
 
+use super::dhcp_wire::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
 use super::lease::Lease;
-use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Encodable};
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -353,13 +352,7 @@ pub(crate) fn decode_reply(
     config: &ClientConfig,
     xid: u32,
 ) -> Result<(Message, MessageType), String> {
-    // A panic in the decoder (dhcproto has debug assertions on option lengths) must not
-    // take the agent down: in PID 1 it would take the machine with it.
-    let message = match std::panic::catch_unwind(|| Message::from_bytes(payload)) {
-        Ok(Ok(message)) => message,
-        Ok(Err(e)) => return Err(format!("not DHCP: {e}")),
-        Err(_) => return Err("malformed options (the decoder gave up)".into()),
-    };
+    let message = Message::from_bytes(payload).map_err(|e| format!("not DHCP: {e}"))?;
     if message.opcode() != Opcode::BootReply {
         return Err("a request, not a reply".into());
     }

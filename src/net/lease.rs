@@ -2,8 +2,8 @@
 //! `/run/initagent/net/<link>.json` for the service that renews it), and the zos rule for
 //! choosing one link among several that got a lease. Pure.
 
+use super::dhcp_wire::{DhcpOption, Message, OptionCode};
 use super::ipconfig::{class_prefix, prefix_of};
-use dhcproto::v4::{DhcpOption, Message, OptionCode};
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod dhcp;
+pub mod dhcp_wire;
 pub mod frame;
 pub mod ipconfig;
 pub mod keep;

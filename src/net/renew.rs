@@ -5,8 +5,8 @@
 //! `ciaddr`). Time is what the caller passes in, counted from when the lease was granted.
 
 use super::dhcp::{decode_reply, encode, request_message, server_id, ClientConfig, Tally};
+use super::dhcp_wire::MessageType;
 use super::lease::Lease;
-use dhcproto::v4::MessageType;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -169,8 +169,7 @@ impl Renewer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dhcproto::v4::{DhcpOption, Message, Opcode};
-    use dhcproto::{Decodable, Encodable};
+    use crate::net::dhcp_wire::{DhcpOption, Message, Opcode};
 
     const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
     const SERVER: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
@@ -237,7 +236,7 @@ mod tests {
         assert!(!message.flags().broadcast());
         assert!(message
             .opts()
-            .get(dhcproto::v4::OptionCode::ServerIdentifier)
+            .get(crate::net::dhcp_wire::OptionCode::ServerIdentifier)
             .is_none());
         assert_eq!(
             to,

@@ -3,7 +3,7 @@
 //! message is sane; the client keeps a valid state whatever it is fed.
 #![no_main]
 
-use dhcproto::{v4::Message, Decodable};
+use initagent::net::dhcp_wire::Message;
 use initagent::net::dhcp::{Client, ClientConfig, Poll};
 use initagent::net::frame::{udp_to_port, CLIENT_PORT};
 use initagent::net::{ipconfig, lease::Lease};
