@@ -134,6 +134,7 @@ for set in big modules; do
   printf '  plain tree on tmpfs:               %s\n' "$(mbps "$bytes" "$tmpfs_us")"
   result[$set-cold]=$cold_us result[$set-curl1]=$curl1_us result[$set-curl8]=$curl8_us
   result[$set-bytes]=$bytes result[$set-warm]=$warm_us result[$set-transfer-cpu]=$transfer_cpu
+  result[$set-tmpfs]=$tmpfs_us result[$set-rss]=$cold_kib
 done
 
 # ls -l of 5,000 entries on a fresh mount: every entry's attributes, nothing cached.
@@ -170,7 +171,15 @@ transfer = ${result[big-transfer-cpu]} / mb          # core-seconds per MB, curl
 decode = 1 / float('${decode:-0}' or 'inf')           # core-seconds per MB, verify + decode
 bound = cores / (transfer + decode) / 1.048576         # MiB/s
 print(f'  per MB: transfer {transfer * 1e3:.2f} core-ms (curl + nginx), decode {decode * 1e3:.2f} core-ms')
-print(f'  bound for any verifying reader on {cores} cores: {bound:.0f} MiB/s = {bound / curl:.2f}x curl; 0.7x curl needs {0.7 * curl:.0f} MiB/s')"
+print(f'  bound for any verifying reader on {cores} cores: {bound:.0f} MiB/s = {bound / curl:.2f}x curl; 0.7x curl needs {0.7 * curl:.0f} MiB/s')
+cold = ${result[big-bytes]} / 1048576 / (${result[big-cold]} / 1e6)
+warm = ${result[big-bytes]} / 1048576 / (${result[big-warm]} / 1e6)
+tmpfs = ${result[big-bytes]} / 1048576 / (${result[big-tmpfs]} / 1e6)
+print(f'  cold vs that bound:                             {cold / bound:.2f}  (goal >= 0.7)')
+print(f'  warm vs the plain tree on tmpfs:                {warm / tmpfs:.2f}  (goal >= 0.5)')"
+for set in big modules; do
+  echo "  daemon peak RSS, $set, cold: ${result[$set-rss]} KiB = memory cache bound + $(((${result[$set-rss]} - 65536) / 1024)) MiB  (goal <= + 16 MiB)"
+done
 echo "ratios (modules tree):"
 echo "  cold vs curl, 1 connection:                     $(ratio "${result[modules-curl1]}" "${result[modules-cold]}")"
 echo "  cold vs curl, 8 parallel:                       $(ratio "${result[modules-curl8]}" "${result[modules-cold]}")"

@@ -13,6 +13,8 @@
 //!
 //! - the same shell flow without the copy, the hwdb and the switch_root (udev, modprobe,
 //!   DHCP only), to show what is left when those are taken away.
+//! - initagent with a warm persistent block cache (`vm-cache`: `initagent.flist.cache` on
+//!   a virtio disk that an unmeasured boot filled): nothing is fetched.
 //!
 //! Rows: /init to handoff (goal ≤ 0.5×), kernel start to handoff, initramfs bytes (goal
 //! ≤ 0.1×), bytes fetched during stage 1 against the bytes of the modules loaded (goal
@@ -64,6 +66,8 @@ fn loaded(boot: &Boot) -> std::collections::BTreeSet<String> {
 
 struct AgentRound {
     modules: std::collections::BTreeSet<String>,
+    /// Seconds of each stage-1 step, in the report's order.
+    steps: Vec<(String, f64)>,
     prefetch_ms_per_mib: f64,
     init_to_handoff: f64,
     loading: f64,
@@ -75,11 +79,27 @@ struct AgentRound {
     initrd: u64,
 }
 
-fn agent_round(round: usize, packed: &NodeStore) -> AgentRound {
-    let boot = Vm::new(&format!("bench-stage1-agent-{round}"))
-        .target("vm-node")
+/// One boot of the agent: the flists' blocks in `/run` (every block fetched), or with
+/// `disk` its persistent block cache on that virtio disk.
+fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>) -> AgentRound {
+    let vm = match disk {
+        None => Vm::new(&format!("bench-stage1-agent-{round}"))
+            .target("vm-node")
+            .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755),
+        Some(disk) => Vm::new(&format!("bench-stage1-cached-{round}"))
+            .target("vm-cache")
+            .repo_file(
+                "/sbin/cache-check.sh",
+                "tests/vm/guest/node-check.sh",
+                0o755,
+            )
+            .qemu(&[
+                "-drive",
+                &format!("file={},if=virtio,format=raw", disk.display()),
+            ]),
+    };
+    let boot = vm
         .cpus(2)
-        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
         .flist(&packed.modules)
         .flist(&packed.firmware)
         .serve_dir(&packed.store)
@@ -110,8 +130,19 @@ fn agent_round(round: usize, packed: &NodeStore) -> AgentRound {
         (step["end_us"].as_u64().unwrap_or(0) - step["start_us"].as_u64().unwrap_or(0)) as f64 / 1e6
     };
     let prefetched_mib = counter("prefetch", "bytes_fetched") as f64 / (1 << 20) as f64;
+    let steps = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["pid"] == 1)
+        .map(|s| {
+            let name = s["name"].as_str().unwrap_or("?").to_string();
+            (name, seconds(s["name"].as_str().unwrap_or("?")))
+        })
+        .collect();
     AgentRound {
         modules: loaded(&boot),
+        steps,
         prefetch_ms_per_mib: counter("prefetch", "modules_ms") as f64 / prefetched_mib.max(0.01),
         init_to_handoff: handoff - start_us as f64 / 1e6,
         loading: seconds("bootstrap") + seconds("modules") + seconds("coldplug"),
@@ -209,19 +240,32 @@ fn main() {
     // Packed as a node image pipeline does: stamped, so stage 1 proves the maps.
     let stamped = node::stamped_copy("bench-stage1-tree", &tree, &release);
     let packed = node::pack("bench-stage1-store", &stamped, &release);
-    let (mut agent, mut zos, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
+    // The persistent cache's disk, filled by one boot that is not measured.
+    let disk = common::vm::repo_root().join("target/vm-disks/bench-cache.img");
+    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(256 << 20)
+        .unwrap();
+    agent_round(99, &packed, Some(&disk));
+    let (mut agent, mut zos, mut minimal, mut cached) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         // The order rotates, so no flow always boots first.
-        for turn in 0..3 {
-            match (round + turn) % 3 {
-                0 => agent.push(agent_round(round, &packed)),
+        for turn in 0..4 {
+            match (round + turn) % 4 {
+                0 => agent.push(agent_round(round, &packed, None)),
                 1 => zos.push(shell_round(round, &tree, &release, false)),
-                _ => minimal.push(shell_round(round, &tree, &release, true)),
+                2 => minimal.push(shell_round(round, &tree, &release, true)),
+                _ => cached.push(agent_round(round, &packed, Some(&disk))),
             }
         }
     }
+    let _ = std::fs::remove_file(&disk);
     let agent_size = file_size(&agent_binary());
     let a = |f: fn(&AgentRound) -> f64| median(agent.iter().map(f).collect());
+    let c = |f: fn(&AgentRound) -> f64| median(cached.iter().map(f).collect());
     let z = |f: fn(&ShellRound) -> f64| median(zos.iter().map(f).collect());
     let m = |f: fn(&ShellRound) -> f64| median(minimal.iter().map(f).collect());
     let mib = |b: f64| b / (1 << 20) as f64;
@@ -249,6 +293,20 @@ fn main() {
     row(
         "kernel start to handoff",
         a(|r| r.kernel_to_handoff),
+        z(|r| r.kernel_to_handoff),
+        m(|r| r.kernel_to_handoff),
+        "",
+    );
+    row(
+        "/init to handoff, warm disk cache",
+        c(|r| r.init_to_handoff),
+        z(|r| r.init_to_handoff),
+        m(|r| r.init_to_handoff),
+        "",
+    );
+    row(
+        "kernel start to handoff, warm disk cache",
+        c(|r| r.kernel_to_handoff),
         z(|r| r.kernel_to_handoff),
         m(|r| r.kernel_to_handoff),
         "",
@@ -310,6 +368,34 @@ fn main() {
         "initagent by part",
         a(|r| r.loading),
         a(|r| r.prefetch_ms_per_mib)
+    );
+    let by_step = |rounds: &[AgentRound]| {
+        rounds[0]
+            .steps
+            .iter()
+            .map(|(name, _)| {
+                let seconds = median(
+                    rounds
+                        .iter()
+                        .filter_map(|r| r.steps.iter().find(|s| &s.0 == name).map(|s| s.1))
+                        .collect(),
+                );
+                format!("{name} {seconds:.2} s")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("{:<40} {}", "initagent by step", by_step(&agent));
+    println!(
+        "{:<40} {}",
+        "initagent, warm disk cache, by step",
+        by_step(&cached)
+    );
+    println!(
+        "{:<40} {:.1} MiB (the cold boots: {:.1} MiB)",
+        "bytes fetched with a warm disk cache",
+        mib(c(|r| r.fetched as f64)),
+        mib(fetched)
     );
     let sets = [&agent[0].modules, &zos[0].modules, &minimal[0].modules];
     if sets.iter().all(|set| *set == sets[0]) {

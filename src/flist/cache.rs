@@ -1,13 +1,17 @@
 //! Block caches: a bounded in-memory LRU of decoded blocks, and an optional on-disk
-//! cache in rfs's layout (`<dir>/hh/hh/H`, plaintext) that survives reboots. Disk
-//! entries are written to a temporary file and renamed, so a torn write never counts,
-//! and are checked against the block key when read; the directory is bounded by size,
+//! cache in rfs's layout (`<dir>/hh/hh/H`: the plaintext, then its CRC-32 and the tag
+//! `IAC1`) that survives reboots. Disk entries are written to a temporary file and
+//! renamed, and checked against their CRC-32 when read: a torn or damaged entry is
+//! removed, never served. (The blocks' BLAKE2b id and key are checked when they come from
+//! the store; checking them again on every read from the node's own disk would cost two
+//! hashes per block, the CRC one tenth of one.) The directory is bounded by size,
 //! oldest entries evicted first. Where the cache lives in memory (`/run` is a tmpfs) its
 //! bound follows what the node has ([`bound_here`]), and a full filesystem makes it give
 //! room back instead of holding the last of it.
 
-use super::codec::{self, hex};
+use super::codec::hex;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,10 +131,10 @@ impl DiskCache {
     }
 
     /// The block, if cached and intact (a damaged entry is removed).
-    pub fn get(&self, id: &[u8; 32], key: &[u8; 32]) -> Option<Vec<u8>> {
+    pub fn get(&self, id: &[u8; 32]) -> Option<Vec<u8>> {
         let path = self.path(id);
-        let data = std::fs::read(&path).ok()?;
-        if data.is_empty() || &codec::hash(&data) != key {
+        let mut data = std::fs::read(&path).ok()?;
+        if !strip_trailer(&mut data) {
             log::warn!("{}: damaged cache entry removed", path.display());
             let _ = std::fs::remove_file(&path);
             return None;
@@ -140,7 +144,7 @@ impl DiskCache {
 
     /// Whether an entry for the block is there (not read: whoever reads it verifies it).
     pub fn has(&self, id: &[u8; 32]) -> bool {
-        std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() > 0)
+        std::fs::metadata(self.path(id)).is_ok_and(|m| m.len() > TRAILER.len() as u64)
     }
 
     /// Stores a block atomically; whether it was kept. Errors only cost the cache entry,
@@ -159,7 +163,10 @@ impl DiskCache {
         ));
         let result = (|| {
             std::fs::create_dir_all(path.parent().unwrap_or(&self.dir))?;
-            std::fs::write(&temporary, data)?;
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(data)?;
+            file.write_all(&trailer(data))?;
+            drop(file);
             std::fs::rename(&temporary, &path)
         })();
         match result {
@@ -249,6 +256,28 @@ impl DiskCache {
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+}
+
+/// What ends every disk entry: the CRC-32 of the block (little-endian), then this tag.
+const TRAILER: [u8; 4] = *b"IAC1";
+
+fn trailer(data: &[u8]) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&crc32fast::hash(data).to_le_bytes());
+    out[4..].copy_from_slice(&TRAILER);
+    out
+}
+
+/// Checks an entry's trailer and cuts it off; false when the entry is torn or damaged.
+fn strip_trailer(entry: &mut Vec<u8>) -> bool {
+    let Some(at) = entry.len().checked_sub(8) else {
+        return false;
+    };
+    if at == 0 || entry[at..] != trailer(&entry[..at]) {
+        return false;
+    }
+    entry.truncate(at);
+    true
 }
 
 /// When this boot began (`btime` in `/proc/stat`).
@@ -356,9 +385,9 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let cache = DiskCache::open(&dir, 3000).unwrap();
         let data = vec![5u8; 1000];
-        let (id, key, _) = codec::encode(&data);
+        let (id, _, _) = super::super::codec::encode(&data);
         cache.put(&id, &data);
-        assert_eq!(cache.get(&id, &key).unwrap(), data);
+        assert_eq!(cache.get(&id).unwrap(), data);
         // A temporary file of an earlier boot is removed when the cache is opened.
         let orphan = cache.path(&id).with_extension("tmp.1.ThreadId(2)");
         std::fs::write(&orphan, b"half").unwrap();
@@ -371,13 +400,25 @@ mod tests {
             .unwrap();
         let reopened = DiskCache::open(&dir, 3000).unwrap();
         assert!(!orphan.exists());
-        assert_eq!(reopened.get(&id, &key).unwrap(), data);
+        assert_eq!(reopened.get(&id).unwrap(), data);
+        // One byte changed in the middle of the block: the CRC says so.
+        let mut entry = std::fs::read(cache.path(&id)).unwrap();
+        assert_eq!(
+            entry.len(),
+            data.len() + 8,
+            "the block, its CRC-32, the tag"
+        );
+        entry[500] ^= 1;
+        std::fs::write(cache.path(&id), &entry).unwrap();
+        assert!(cache.get(&id).is_none(), "a changed byte is a miss");
+        assert!(!cache.path(&id).exists());
+        cache.put(&id, &data);
         std::fs::write(cache.path(&id), b"torn").unwrap();
-        assert!(cache.get(&id, &key).is_none(), "a damaged entry is a miss");
+        assert!(cache.get(&id).is_none(), "a damaged entry is a miss");
         assert!(!cache.path(&id).exists());
         for i in 0..10u8 {
             let block = vec![i; 1000];
-            let (id, _, _) = codec::encode(&block);
+            let (id, _, _) = super::super::codec::encode(&block);
             cache.put(&id, &block);
         }
         let used: u64 = cache.entries().iter().map(|(_, s, _)| s).sum();

@@ -187,7 +187,7 @@ impl BlockSource {
 
     fn load(&self, block: &BlockRef) -> Fetched {
         if let Some(disk) = &self.disk {
-            if let Some(data) = disk.get(&block.id, &block.key) {
+            if let Some(data) = disk.get(&block.id) {
                 self.disk_hits.fetch_add(1, Ordering::Relaxed);
                 let data = Arc::new(data);
                 self.memory.put(block.id, data.clone());
