@@ -64,6 +64,25 @@ fn loaded(boot: &Boot) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// "name 1.23 s, …": the median of each named part over the rounds, in the first round's
+/// order.
+fn medians<'a>(rounds: impl Iterator<Item = &'a [(String, f64)]>) -> String {
+    let rounds: Vec<&[(String, f64)]> = rounds.collect();
+    rounds[0]
+        .iter()
+        .map(|(name, _)| {
+            let seconds = median(
+                rounds
+                    .iter()
+                    .filter_map(|r| r.iter().find(|p| &p.0 == name).map(|p| p.1))
+                    .collect(),
+            );
+            format!("{name} {seconds:.2} s")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 struct AgentRound {
     modules: std::collections::BTreeSet<String>,
     /// Seconds of each stage-1 step, in the report's order.
@@ -241,13 +260,7 @@ fn main() {
     let stamped = node::stamped_copy("bench-stage1-tree", &tree, &release);
     let packed = node::pack("bench-stage1-store", &stamped, &release);
     // The persistent cache's disk, filled by one boot that is not measured.
-    let disk = common::vm::repo_root().join("target/vm-disks/bench-cache.img");
-    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&disk);
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
+    let disk = common::vm::blank_disk("bench-cache.img", 256 << 20);
     agent_round(99, &packed, Some(&disk));
     let (mut agent, mut zos, mut minimal, mut cached) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -344,23 +357,8 @@ fn main() {
             .join(" + "),
         zos[0].udevd_rss
     );
-    let phases = |rounds: &[ShellRound]| {
-        rounds[0]
-            .phases
-            .iter()
-            .enumerate()
-            .map(|(i, (name, _))| {
-                let seconds = median(
-                    rounds
-                        .iter()
-                        .filter_map(|r| r.phases.get(i).map(|p| p.1))
-                        .collect(),
-                );
-                format!("{name} {seconds:.2} s")
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let phases = |rounds: &[ShellRound]| medians(rounds.iter().map(|r| &r.phases[..]));
+    let steps = |rounds: &[AgentRound]| medians(rounds.iter().map(|r| &r.steps[..]));
     println!("{:<40} {}", "zos /init by phase", phases(&zos));
     println!("{:<40} {}", "udev+modprobe by phase", phases(&minimal));
     println!(
@@ -369,27 +367,11 @@ fn main() {
         a(|r| r.loading),
         a(|r| r.prefetch_ms_per_mib)
     );
-    let by_step = |rounds: &[AgentRound]| {
-        rounds[0]
-            .steps
-            .iter()
-            .map(|(name, _)| {
-                let seconds = median(
-                    rounds
-                        .iter()
-                        .filter_map(|r| r.steps.iter().find(|s| &s.0 == name).map(|s| s.1))
-                        .collect(),
-                );
-                format!("{name} {seconds:.2} s")
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!("{:<40} {}", "initagent by step", by_step(&agent));
+    println!("{:<40} {}", "initagent by step", steps(&agent));
     println!(
         "{:<40} {}",
         "initagent, warm disk cache, by step",
-        by_step(&cached)
+        steps(&cached)
     );
     println!(
         "{:<40} {:.1} MiB (the cold boots: {:.1} MiB)",

@@ -29,7 +29,7 @@ fn vm(name: &str, packed: &NodeStore, disk: &Path, store_up: bool) -> Vm {
         .flist(&packed.firmware)
         .repo_file(
             "/sbin/cache-check.sh",
-            "tests/vm/guest/cache-check.sh",
+            "tests/vm/guest/node-check.sh",
             0o755,
         )
         .qemu(&["-drive", &drive])
@@ -84,13 +84,7 @@ fn a_cache_disk_survives_a_power_cut_and_boots_the_node_without_fetching() {
     let (root, release) = common::kernel::debian_tree();
     let tree = root.join("lib/modules").join(&release);
     let packed = node::pack("node-cache", &tree, &release);
-    let disk: PathBuf = common::vm::repo_root().join("target/vm-disks/cache.img");
-    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
-    let _ = std::fs::remove_file(&disk);
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(256 << 20)
-        .unwrap();
+    let disk = common::vm::blank_disk("cache.img", 256 << 20);
 
     // 1. Killed while the prefetch writes blocks: it runs for about ten seconds after the
     //    flists step ends, and ext3 commits every five.

@@ -29,6 +29,19 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A fresh sparse disk image of `bytes` at `target/vm-disks/NAME` (all zeros: blank), for
+/// a VM's `-drive`.
+pub fn blank_disk(name: &str, bytes: u64) -> PathBuf {
+    let disk = repo_root().join("target/vm-disks").join(name);
+    std::fs::create_dir_all(disk.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&disk);
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(bytes)
+        .unwrap();
+    disk
+}
+
 /// The static release binary the VM runs (built by `make test` before the tests).
 pub fn agent_binary() -> PathBuf {
     std::env::var_os("INITAGENT_BIN")

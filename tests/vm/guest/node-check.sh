@@ -15,6 +15,11 @@ fi
 # Counters files are rewritten each second: let the last loads' counts land.
 sleep 1.2
 grep ' fuse.initagent ' /proc/mounts | cut -d' ' -f1,2 | sed 's/^/flist-mount: /' > $out
+# The persistent block cache, when stage 1 mounted one (tests/vm_cache.rs).
+if grep -q ' /run/initagent/cachedisk ' /proc/mounts; then
+  grep ' /run/initagent/cachedisk ' /proc/mounts | sed 's/^/cache-mount: /' > $out
+  echo "cache-entries: $(find /run/initagent/cachedisk/initagent-cache -type f | wc -l)" > $out
+fi
 for f in /run/initagent/flists/*.json; do
   [ -e "$f" ] || continue
   n=$(basename "$f" .json)
@@ -45,5 +50,7 @@ echo "report-begin" > $out
 /sbin/initagent status --json > $out 2>&1
 echo "report-end" > $out
 /sbin/initagent status 2>&1 | sed 's/^/status: /' > $out
+# What a shutdown would do before the power goes (the cache device's last blocks).
+sync
 echo "done rc=0" > $out
 poweroff -f
