@@ -298,26 +298,26 @@ pub fn prepare(
     })
 }
 
-/// The directory the flists' block caches go in: the cache device's, when the `cache`
-/// step prepared one this boot and it is still mounted, else `fallback` (in `/run`).
+/// The block caches' directory on the cache device, when the `cache` step prepared one
+/// this boot and it is still mounted (its directory is there).
+fn recorded_dir(record: &Path) -> Option<PathBuf> {
+    let prepared: Prepared = serde_json::from_slice(&std::fs::read(record).ok()?).ok()?;
+    Path::new(&prepared.dir)
+        .is_dir()
+        .then(|| PathBuf::from(prepared.dir))
+}
+
+/// The directory the flists' block caches go in: the cache device's (see
+/// [`recorded_dir`]), else `fallback` (in `/run`).
 pub fn caches_dir(record: &Path, fallback: &Path) -> PathBuf {
-    let prepared: Option<Prepared> = std::fs::read(record)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    match prepared {
-        Some(p) if Path::new(&p.dir).is_dir() => PathBuf::from(p.dir),
-        _ => fallback.to_path_buf(),
-    }
+    recorded_dir(record).unwrap_or_else(|| fallback.to_path_buf())
 }
 
 /// Writes what the cache device holds in memory to the disk (`syncfs`), when the `cache`
 /// step prepared one: stage 1 does it before the handoff, so the blocks of this boot are
 /// there for the next one even if the node loses power right after. How long it took.
 pub fn flush(record: &Path) -> Option<Duration> {
-    let dir = caches_dir(record, Path::new(""));
-    if dir.as_os_str().is_empty() {
-        return None;
-    }
+    let dir = recorded_dir(record)?;
     let started = Instant::now();
     let handle = File::open(&dir).ok()?;
     if let Err(e) = rustix::fs::syncfs(&handle) {

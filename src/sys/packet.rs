@@ -48,23 +48,7 @@ impl PacketSocket {
 
     /// Sends an IPv4 packet to the Ethernet broadcast address.
     pub fn send_broadcast(&self, packet: &[u8]) -> io::Result<()> {
-        let addr = link_address(self.ifindex, [0xff; 6]);
-        // SAFETY: `packet` is valid for its length, `addr` is a valid sockaddr_ll of the
-        // size passed; the kernel only reads both.
-        let rc = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                packet.as_ptr().cast(),
-                packet.len(),
-                0,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        send_to(&self.fd, packet, &link_address(self.ifindex, [0xff; 6]))
     }
 
     /// Receives one packet that came in on the link (not one this host sent) into `buf`,
@@ -180,6 +164,31 @@ pub(super) fn bind<A: SocketAddress>(fd: &OwnedFd, address: &A) -> io::Result<()
     let rc = unsafe {
         libc::bind(
             fd.as_raw_fd(),
+            (address as *const A).cast(),
+            std::mem::size_of::<A>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `message` to `address` (one of the [`SocketAddress`] types).
+pub(super) fn send_to<A: SocketAddress>(
+    fd: &OwnedFd,
+    message: &[u8],
+    address: &A,
+) -> io::Result<()> {
+    // SAFETY: `message` is readable for its length; `address` is a live socket address of
+    // one of the SocketAddress types and the length passed is its size; the kernel only
+    // reads both.
+    let rc = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            message.as_ptr().cast(),
+            message.len(),
+            0,
             (address as *const A).cast(),
             std::mem::size_of::<A>() as libc::socklen_t,
         )

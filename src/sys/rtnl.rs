@@ -1,7 +1,7 @@
 //! The route socket (`NETLINK_ROUTE`): requests to the kernel and its answers, one
 //! datagram at a time. The messages themselves are built and read in `net::rtnl_wire`.
 
-use super::packet::{bind, new_socket, received, wait_readable};
+use super::packet::{bind, new_socket, received, send_to, wait_readable};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
@@ -23,23 +23,7 @@ impl RouteSocket {
 
     /// Sends one request to the kernel.
     pub fn send(&self, message: &[u8]) -> io::Result<()> {
-        let to = kernel();
-        // SAFETY: `message` is readable for its length; `to` is a sockaddr_nl and the
-        // length passed is its size.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                message.as_ptr().cast(),
-                message.len(),
-                0,
-                (&to as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        send_to(&self.fd, message, &kernel())
     }
 
     /// One datagram into `buf`, waiting at most `timeout`; `Ok(None)` when the time ran
