@@ -197,6 +197,14 @@ fn every_dir_store_fixture_mounts_and_matches_its_manifest() {
         ("fl-big", "big-file/big-file.fl", "big-file/MANIFEST.txt"),
     ] {
         let mounted = mount(name, &f.join(flist), &["--store-rewrite", &rw]);
+        // The daemon reads ahead 4 MiB (whole blocks per READ), not the kernel's 128 KiB.
+        let dev = std::fs::metadata(&mounted.target).unwrap().dev();
+        let bdi = format!(
+            "/sys/class/bdi/{}:{}/read_ahead_kb",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev)
+        );
+        assert_eq!(std::fs::read_to_string(&bdi).unwrap().trim(), "4096", "{bdi}");
         let compared = compare(&mounted.target, &f.join(manifest_path));
         compare_listings(&mounted.target, &f.join(manifest_path));
         println!("{flist}: {compared} entries match");

@@ -79,6 +79,10 @@ impl MemoryCache {
             };
             if let Some((old, _)) = state.entries.remove(&oldest) {
                 state.bytes -= old.len() as u64;
+                // Unless a reader still holds it, its buffer serves a later block.
+                if let Ok(buffer) = Arc::try_unwrap(old) {
+                    super::buffers::give(buffer);
+                }
             }
         }
     }
@@ -133,7 +137,10 @@ impl DiskCache {
     /// The block, if cached and intact (a damaged entry is removed).
     pub fn get(&self, id: &[u8; 32]) -> Option<Vec<u8>> {
         let path = self.path(id);
-        let mut data = std::fs::read(&path).ok()?;
+        let mut file = std::fs::File::open(&path).ok()?;
+        let size = file.metadata().map_or(0, |m| m.len() as usize);
+        let mut data = super::buffers::take(size.min(2 * super::codec::BLOCK_SIZE));
+        std::io::Read::read_to_end(&mut file, &mut data).ok()?;
         if !strip_trailer(&mut data) {
             log::warn!("{}: damaged cache entry removed", path.display());
             let _ = std::fs::remove_file(&path);

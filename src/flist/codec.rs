@@ -66,9 +66,13 @@ pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: Vec<u8>) -> Result<Vec<u8>,
     if length > BLOCK_SIZE {
         return Err(CodecError::TooLarge(length));
     }
-    let plain = snap::raw::Decoder::new()
-        .decompress_vec(compressed)
+    let mut plain = super::buffers::take(length);
+    plain.resize(length, 0);
+    let written = snap::raw::Decoder::new()
+        .decompress(compressed, &mut plain)
         .map_err(|e| CodecError::Decompress(e.to_string()))?;
+    plain.truncate(written);
+    super::buffers::give(sealed);
     if &hash(&plain) != key {
         return Err(CodecError::KeyMismatch);
     }

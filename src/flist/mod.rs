@@ -1,6 +1,7 @@
 //! rfs flists: the manifest reader, the block codec, stores and routes, caches, and the
 //! read-only FUSE filesystem that serves them lazily.
 
+pub mod buffers;
 pub mod cache;
 pub mod codec;
 pub mod daemon;
@@ -13,3 +14,4 @@ pub mod prefetch;
 pub mod router;
 pub mod source;
 pub mod store;
+pub mod workers;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// Parallel fetches at most: two per CPU (one decoding while the other waits for the
 /// store), up to eight (enough to hide a remote store's latency). Each holds a block
 /// encoded and decoded (about 1 MiB), which is most of PID 1's memory while it prefetches.
-fn workers() -> usize {
+pub(crate) fn workers() -> usize {
     std::thread::available_parallelism()
         .map_or(4, |n| n.get() * 2)
         .clamp(2, 8)

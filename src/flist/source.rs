@@ -1,6 +1,7 @@
 //! Where file content comes from: the memory cache, then the disk cache, then the
 //! stores (one fetch per block however many readers want it at once). A read fetches
-//! all the blocks it spans concurrently and prefetches the next ones in the background.
+//! all the blocks it spans concurrently and prefetches the next ones in the background,
+//! on a small pool of long-lived threads ([`super::workers`]).
 //! A block whose fetch just failed slowly (a store that stalls or trickles) fails again at
 //! once for [`FAILURE_MEMORY`]: the kernel asks again right after an error (its readahead
 //! failed, then the read itself), and a stalled store must cost a reader one deadline,
@@ -10,8 +11,9 @@ use super::cache::{DiskCache, MemoryCache};
 use super::codec::BLOCK_SIZE;
 use super::meta::BlockRef;
 use super::router::{FetchError, Router};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use super::workers::Pool;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 type Fetched = Result<Arc<Vec<u8>>, FetchError>;
@@ -45,8 +47,8 @@ pub const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(5
 /// A failed fetch that took this long is remembered.
 const SLOW_FAILURE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Background block fetches at most, per mounted flist.
-const MAX_PREFETCHING: usize = 8;
+/// Background block fetches waiting for a thread at most, per mounted flist.
+const MAX_QUEUED: usize = 8;
 
 /// Block reads for one mounted flist.
 pub struct BlockSource {
@@ -56,7 +58,9 @@ pub struct BlockSource {
     inflight: Mutex<HashMap<[u8; 32], Arc<InFlight>>>,
     /// Recent failures: when, and what was said.
     failed: Mutex<HashMap<[u8; 32], (std::time::Instant, FetchError)>>,
-    prefetching: AtomicUsize,
+    /// Background fetches: the pool, and the blocks queued on it not yet started.
+    workers: Pool<BlockRef>,
+    queued: Mutex<HashSet<[u8; 32]>>,
     memory_hits: AtomicU64,
     disk_hits: AtomicU64,
     not_kept: AtomicU64,
@@ -67,13 +71,27 @@ pub struct BlockSource {
 impl BlockSource {
     /// A source over `router` with caches.
     pub fn new(router: Router, memory_bytes: u64, disk: Option<DiskCache>) -> Arc<BlockSource> {
-        Arc::new(BlockSource {
+        Arc::new_cyclic(|source: &std::sync::Weak<BlockSource>| BlockSource {
             router,
             memory: MemoryCache::new(memory_bytes),
             disk,
             inflight: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
-            prefetching: AtomicUsize::new(0),
+            workers: {
+                let source = source.clone();
+                Pool::new(
+                    "prefetch",
+                    super::prefetch::workers(),
+                    MAX_QUEUED,
+                    move |block: BlockRef| {
+                        if let Some(source) = source.upgrade() {
+                            source.unqueue(&block.id);
+                            let _ = source.block(&block);
+                        }
+                    },
+                )
+            },
+            queued: Mutex::new(HashSet::new()),
             memory_hits: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
             not_kept: AtomicU64::new(0),
@@ -246,24 +264,11 @@ impl BlockSource {
             self.prefetch(&blocks[last + 1..blocks.len().min(last + 1 + self.readahead)]);
             return Ok(consume(data.get(from..to).unwrap_or_default()));
         }
+        // The pool fetches the later blocks while this thread fetches the first; a block
+        // the pool has not started (or refused) is fetched here in its turn.
         let wanted = &blocks[first..=last];
-        let fetched: Vec<Fetched> = std::thread::scope(|scope| {
-            let handles: Vec<_> = wanted
-                .iter()
-                .map(|b| scope.spawn(move || self.block(b)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(FetchError {
-                            id: String::new(),
-                            attempts: vec!["fetch thread panicked".into()],
-                        })
-                    })
-                })
-                .collect()
-        });
+        self.prefetch(&wanted[1..]);
+        let fetched: Vec<Fetched> = wanted.iter().map(|b| self.block(b)).collect();
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (i, result) in fetched.into_iter().enumerate() {
             let index = first + i;
@@ -281,34 +286,35 @@ impl BlockSource {
     }
 
     /// Fetches blocks into the cache in the background (bounded; skips cached ones).
-    pub fn prefetch(self: &Arc<Self>, blocks: &[BlockRef]) {
+    pub fn prefetch(&self, blocks: &[BlockRef]) {
         for block in blocks {
-            if self.prefetching.load(Ordering::Relaxed) >= MAX_PREFETCHING {
-                break;
-            }
-            // Cached, or already on its way: another thread would only wait for it.
+            // Cached, queued or already on its way: another fetch would only wait for it.
             if self.memory.contains(&block.id)
                 || self
                     .inflight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .contains_key(&block.id)
+                || !self
+                    .queued
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(block.id)
             {
                 continue;
             }
-            self.prefetching.fetch_add(1, Ordering::Relaxed);
-            let source = Arc::clone(self);
-            let block = *block;
-            let spawned = std::thread::Builder::new()
-                .name("prefetch".into())
-                .spawn(move || {
-                    let _ = source.block(&block);
-                    source.prefetching.fetch_sub(1, Ordering::Relaxed);
-                });
-            if spawned.is_err() {
-                self.prefetching.fetch_sub(1, Ordering::Relaxed);
+            if !self.workers.submit(*block) {
+                self.unqueue(&block.id);
+                break;
             }
         }
+    }
+
+    fn unqueue(&self, id: &[u8; 32]) {
+        self.queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 }
 

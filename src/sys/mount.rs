@@ -48,6 +48,15 @@ pub fn bind(source: &Path, target: &Path) -> io::Result<()> {
     })
 }
 
+/// Sets the kernel's readahead to `kib` KiB for the filesystem on `device` (`major:minor`,
+/// as mountinfo names it), through its backing device in sysfs. For FUSE, call it after the
+/// INIT handshake, which sets the readahead to what the kernel offered.
+pub fn set_readahead(device: &str, kib: u32) -> io::Result<()> {
+    let path = format!("/sys/class/bdi/{device}/read_ahead_kb");
+    std::fs::write(&path, kib.to_string())
+        .map_err(|e| io::Error::new(e.kind(), format!("{path}: {e}")))
+}
+
 /// Opens `/dev/fuse` and mounts a FUSE filesystem on `target` with mount(2) (no
 /// fusermount, no libfuse): read-only, nosuid, nodev, file modes enforced by the kernel.
 /// Returns the channel to serve.

@@ -7,6 +7,7 @@
 mod dir;
 mod http;
 pub mod objects;
+mod resolve;
 pub mod resp;
 pub mod s3;
 pub mod sigv4;
@@ -119,15 +120,28 @@ impl StoreOptions {
             Some(certs) => ureq::tls::RootCerts::Specific(certs.clone()),
             None => ureq::tls::RootCerts::WebPki,
         };
-        ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
+            // Every concurrent fetch (the FUSE threads and the prefetch pool, a mount
+            // daemon and stage 1's prefetch) must find its connection again: ureq keeps 3
+            // per host by default, so the others were closed after each burst and opened
+            // again (a TCP and TLS handshake per block).
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
+            .max_idle_connections(4 * IDLE_CONNECTIONS)
             .timeout_connect(Some(self.connect_timeout))
             .timeout_global(Some(self.request_timeout))
             .http_status_as_error(false)
             .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
-            .build()
-            .new_agent()
+            .build();
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            resolve::CachingResolver::default(),
+        )
     }
 }
+
+/// Idle connections kept per host: more than the fetches that run at once.
+const IDLE_CONNECTIONS: usize = 16;
 
 /// Reads the PEM certificates of a CA file (for stores behind a private CA).
 pub fn load_ca_file(
@@ -176,7 +190,7 @@ pub(crate) fn http_blob(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut data = Vec::with_capacity(announced.min(MAX_BLOB + 1));
+    let mut data = crate::flist::buffers::take(announced.min(MAX_BLOB + 1));
     response
         .into_body()
         .into_reader()
