@@ -204,7 +204,11 @@ fn every_dir_store_fixture_mounts_and_matches_its_manifest() {
             rustix::fs::major(dev),
             rustix::fs::minor(dev)
         );
-        assert_eq!(std::fs::read_to_string(&bdi).unwrap().trim(), "4096", "{bdi}");
+        assert_eq!(
+            std::fs::read_to_string(&bdi).unwrap().trim(),
+            "4096",
+            "{bdi}"
+        );
         let compared = compare(&mounted.target, &f.join(manifest_path));
         compare_listings(&mounted.target, &f.join(manifest_path));
         println!("{flist}: {compared} entries match");
