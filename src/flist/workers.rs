@@ -109,7 +109,9 @@ impl<T: Send + 'static> Pool<T> {
                         state.idle -= 1;
                     }
                 };
-                work(job);
+                // A job that panics costs its own work, not the thread (the pool would
+                // count it as running forever).
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(job)));
             })
             .map(drop)
     }
@@ -177,6 +179,23 @@ mod tests {
         assert!(!pool.submit(4), "a third waiting job is refused");
         drop(held);
         wait_until(|| pool.queued() == 0);
+    }
+
+    #[test]
+    fn a_job_that_panics_leaves_its_thread_working() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let pool = {
+            let done = done.clone();
+            Pool::new("test", 1, 10, move |job: u32| {
+                assert!(job != 0, "job 0 panics");
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        for job in 0..3 {
+            assert!(pool.submit(job));
+        }
+        wait_until(|| done.load(Ordering::SeqCst) == 2);
+        assert_eq!(pool.shared.lock().threads, 1);
     }
 
     #[test]
