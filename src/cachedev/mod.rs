@@ -269,12 +269,7 @@ pub fn prepare(
         }
     };
     let target = mount_point.display().to_string();
-    let already = std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|text| {
-            let entries = crate::mountinfo::parse(&text);
-            crate::mountinfo::mounted_at(&entries, &target).is_some()
-        })
-        .unwrap_or(false);
+    let already = crate::sys::mount::mounted_at(mount_point).is_some();
     if !already {
         use rustix::mount::MountFlags;
         let flags =

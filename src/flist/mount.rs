@@ -10,7 +10,6 @@ use super::meta::{Manifest, Route};
 use super::router::{RetryPolicy, Router};
 use super::source::BlockSource;
 use super::store::{redact, StoreOptions};
-use crate::mountinfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,9 +234,7 @@ fn inspect(target: &Path, subtype: &str) -> MountState {
     let target = target
         .canonicalize()
         .unwrap_or_else(|_| target.to_path_buf());
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let entries = mountinfo::parse(&text);
-    let Some(entry) = mountinfo::mounted_at(&entries, &target.to_string_lossy()) else {
+    let Some(entry) = crate::sys::mount::mounted_at(&target) else {
         return MountState::Absent;
     };
     // statfs always reaches the daemon (attributes may be answered from the kernel's
@@ -269,9 +266,7 @@ fn not_answering(target: &Path) -> MountState {
     let absolute = std::env::current_dir()
         .map(|dir| dir.join(target))
         .unwrap_or_else(|_| target.to_path_buf());
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let entries = mountinfo::parse(&text);
-    match mountinfo::mounted_at(&entries, &absolute.to_string_lossy()) {
+    match crate::sys::mount::mounted_at(&absolute) {
         Some(entry) => MountState::NotAnswering {
             fstype: entry.fstype.clone(),
             source: entry.source.clone(),
@@ -415,9 +410,7 @@ pub fn serve(
     // at most, four per block. Read ahead further, so sequential readers (module loading,
     // firmware, `cat`) get whole blocks per request.
     // (Found through mountinfo: a stat of the mount point would wait for this daemon.)
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let entries = mountinfo::parse(&text);
-    match mountinfo::mounted_at(&entries, &canonical.to_string_lossy()) {
+    match crate::sys::mount::mounted_at(&canonical) {
         Some(entry) => {
             if let Err(e) = crate::sys::mount::set_readahead(&entry.device, READAHEAD_KIB) {
                 log::debug!("{}: readahead left as it is: {e}", target.display());

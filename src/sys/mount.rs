@@ -48,6 +48,14 @@ pub fn bind(source: &Path, target: &Path) -> io::Result<()> {
     })
 }
 
+/// The topmost mount on `path` (absolute, as mountinfo spells it), read from
+/// `/proc/self/mountinfo`; None when nothing is mounted there or the table cannot be read.
+pub fn mounted_at(path: &Path) -> Option<crate::mountinfo::MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let entries = crate::mountinfo::parse(&text);
+    crate::mountinfo::mounted_at(&entries, &path.to_string_lossy()).cloned()
+}
+
 /// Sets the kernel's readahead to `kib` KiB for the filesystem on `device` (`major:minor`,
 /// as mountinfo names it), through its backing device in sysfs. For FUSE, call it after the
 /// INIT handshake, which sets the readahead to what the kernel offered.
