@@ -20,7 +20,9 @@
 //! ≤ 0.1×), bytes fetched during stage 1 against the bytes of the modules loaded (goal
 //! ≤ 1.2), peak RSS of the agent, its FUSE daemons and udevd; then where each flow spent
 //! its time. The order of the flows rotates each round; medians are shown. Run with
-//! `make bench`.
+//! `make bench`. With `STAGE1_TIMELINE=1` it boots the agent once, cold, and prints when
+//! each step ran (seconds from `/init`) and what each coldplug load took, instead of the
+//! table (for finding the critical path).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -176,6 +178,49 @@ fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>)
     }
 }
 
+/// One cold boot of the agent, and when each stage-1 step ran and what it said.
+fn timeline(packed: &NodeStore) {
+    let boot = Vm::new("bench-stage1-timeline")
+        .target("vm-node")
+        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
+        .cpus(2)
+        .flist(&packed.modules)
+        .flist(&packed.firmware)
+        .serve_dir(&packed.store)
+        .boot();
+    boot.assert_clean();
+    let report = boot.report();
+    let zero = common::step(&report, "pseudofs")["start_us"]
+        .as_u64()
+        .unwrap_or(0);
+    for step in report["steps"].as_array().into_iter().flatten() {
+        let at = |key: &str| step[key].as_u64().unwrap_or(0).saturating_sub(zero) as f64 / 1e6;
+        println!(
+            "{:>6.2} {:>6.2} {:<10} {} {}",
+            at("start_us"),
+            at("end_us"),
+            step["name"].as_str().unwrap_or("?"),
+            step["detail"].as_str().unwrap_or(""),
+            step["counters"]
+        );
+    }
+    println!("handoff at uptime {:.2} s", handoff_uptime(&boot));
+    let coldplug = boot.json("coldplug");
+    for entry in coldplug["result"]["modules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let (name, outcome) = (&entry[0], &entry[1]);
+        println!(
+            "coldplug load {:<24} {:<16} {:>6} ms",
+            name.as_str().unwrap_or("?"),
+            outcome["result"].as_str().unwrap_or("?"),
+            outcome["micros"].as_u64().unwrap_or(0) / 1000
+        );
+    }
+}
+
 struct ShellRound {
     modules: std::collections::BTreeSet<String>,
     init_to_handoff: f64,
@@ -259,6 +304,11 @@ fn main() {
     // Packed as a node image pipeline does: stamped, so stage 1 proves the maps.
     let stamped = node::stamped_copy("bench-stage1-tree", &tree, &release);
     let packed = node::pack("bench-stage1-store", &stamped, &release);
+    if std::env::var_os("STAGE1_TIMELINE").is_some() {
+        // For development: one cold boot of the agent and its steps' timeline, no table.
+        timeline(&packed);
+        return;
+    }
     // The persistent cache's disk, filled by one boot that is not measured.
     let disk = common::vm::blank_disk("bench-cache.img", 256 << 20);
     agent_round(99, &packed, Some(&disk));

@@ -94,10 +94,9 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
     );
 
     // The order of the issue, each step ok; the prefetch runs beside the maps check and
-    // ends before the baseline loads.
-    common::assert_in_order(&report, common::MAIN_LINE);
-    common::assert_in_order(&report, &["flists", "prefetch", "modules"]);
-    for name in common::MAIN_LINE.iter().chain(&["prefetch"]) {
+    // the loads, coldplug beside the baseline.
+    common::assert_stage1_order(&report);
+    for name in common::MAIN_LINE.iter().chain(&["prefetch", "coldplug"]) {
         let step = common::step(&report, name);
         assert_eq!(step["outcome"], "ok", "{step:#}");
     }

@@ -50,8 +50,8 @@ fn assert_console(boot: &Boot, expected: &[&str]) {
 
 fn assert_timeline(report: &Value, boot: &Boot) {
     assert!(report["result"].is_object(), "{}", boot.explain());
-    common::assert_in_order(report, common::MAIN_LINE);
-    for name in common::MAIN_LINE {
+    common::assert_stage1_order(report);
+    for name in common::MAIN_LINE.iter().chain(&["coldplug"]) {
         assert_eq!(step(report, name)["pid"], 1, "{name} did not run as PID 1");
     }
 }

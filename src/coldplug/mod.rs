@@ -9,13 +9,14 @@ pub mod select;
 pub mod udev;
 pub mod uevent;
 
-use crate::kmod::kernel::SysKernel;
-use crate::kmod::load::{self, LoadOptions, Outcome, Plan};
+use crate::kmod::load::{self, Kernel, LoadOptions, Outcome, Plan};
 use crate::kmod::resolve::BlacklistMode;
 use crate::kmod::Modules;
 use crate::sys::uevent::UeventSocket;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Once events come, the gap after the last one at which the gathered burst is loaded.
@@ -34,6 +35,9 @@ pub struct ColdplugOptions {
     pub load: LoadOptions,
     /// The devices to coldplug (default: all).
     pub selection: select::Selection,
+    /// While set, coldplug does not call the devices quiet: other loads (stage 1's
+    /// baseline beside it) are still adding devices.
+    pub hold: Option<Arc<AtomicBool>>,
 }
 
 impl Default for ColdplugOptions {
@@ -44,6 +48,7 @@ impl Default for ColdplugOptions {
             quiet: Duration::from_millis(300),
             load: LoadOptions::default(),
             selection: select::Selection::default(),
+            hold: None,
         }
     }
 }
@@ -141,8 +146,8 @@ pub fn scan(sysfs: &Path) -> (Vec<(String, String)>, Vec<String>) {
     (found, problems)
 }
 
-/// Runs coldplug with the modules of `modules`.
-pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
+/// Runs coldplug with the modules of `modules`, loading them through `kernel`.
+pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) -> ColdplugReport {
     let started = Instant::now();
     let deadline = started + options.deadline;
     // The loads end by the coldplug deadline too (a driver whose init never returns is
@@ -174,6 +179,7 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
     loop {
         load_new(
             modules,
+            kernel,
             options,
             &mut pending,
             &mut seen_devices,
@@ -185,11 +191,27 @@ pub fn run(modules: &Modules, options: &ColdplugOptions) -> ColdplugReport {
         // first event; once events come, gather the burst (most were queued while the
         // loads ran: probes add their devices synchronously) and load it at once.
         let mut quiet_until = Instant::now() + options.quiet;
+        let held = || {
+            options
+                .hold
+                .as_ref()
+                .is_some_and(|h| h.load(Ordering::Acquire))
+        };
+        let mut was_held = held();
         loop {
             let now = Instant::now();
             if now >= deadline {
                 report.timed_out = true;
                 break;
+            }
+            let holding = held();
+            if was_held && !holding {
+                // The other loads just ended: their devices' events are queued by now.
+                quiet_until = quiet_until.max(now + BURST_GAP);
+            }
+            was_held = holding;
+            if holding && quiet_until <= now {
+                quiet_until = now + BURST_GAP;
             }
             let wait = quiet_until.min(deadline).saturating_duration_since(now);
             if wait.is_zero() {
@@ -257,6 +279,7 @@ fn needs_a_driver(sysfs: &Path, devpath: &str) -> bool {
 /// Resolves and loads the aliases in `pending` not handled before.
 fn load_new(
     modules: &Modules,
+    kernel: &dyn Kernel,
     options: &ColdplugOptions,
     pending: &mut Vec<(String, String)>,
     seen_devices: &mut HashSet<String>,
@@ -288,7 +311,7 @@ fn load_new(
         return;
     }
     let plan = Plan::from_resolutions(&resolutions, &modules.tree.dir);
-    let outcome = load::load(&plan, &SysKernel::new(), &options.load);
+    let outcome = load::load(&plan, kernel, &options.load);
     for (name, result) in outcome.modules {
         match report.modules.iter_mut().find(|(n, _)| *n == name) {
             // Loaded earlier in this run: keep what happened then.

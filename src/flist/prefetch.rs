@@ -25,9 +25,12 @@ pub struct PrefetchReport {
     pub files: u64,
     /// Distinct blocks wanted.
     pub blocks: u64,
-    /// Blocks fetched from stores now.
+    /// Blocks this prefetch fetched from stores (not those another reader was fetching:
+    /// it waited for them).
     pub fetched: u64,
-    /// Blocks already cached.
+    /// Stored bytes of those.
+    pub bytes_fetched: u64,
+    /// Blocks already cached, or fetched meanwhile by another reader this one waited for.
     pub cached: u64,
     /// Blocks that could not be had.
     pub failed: u64,
@@ -45,6 +48,7 @@ impl PrefetchReport {
         self.files += other.files;
         self.blocks += other.blocks;
         self.fetched += other.fetched;
+        self.bytes_fetched += other.bytes_fetched;
         self.cached += other.cached;
         self.failed += other.failed;
         self.not_kept += other.not_kept;
@@ -53,7 +57,8 @@ impl PrefetchReport {
     }
 }
 
-/// Prefetches files and directory trees given as paths inside the flist.
+/// Prefetches files and directory trees given as paths inside the flist, the blocks of
+/// the first paths first.
 pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> PrefetchReport {
     let mut report = PrefetchReport::default();
     let mut files = Vec::new();
@@ -75,8 +80,9 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
             None => report.not_found.push(path.clone()),
         }
     }
-    files.sort_unstable();
-    files.dedup();
+    // In the order given (a loader reads them in that order), each file once.
+    let mut listed = HashSet::new();
+    files.retain(|ino| listed.insert(*ino));
     report.files = files.len() as u64;
     let mut seen = HashSet::new();
     let mut blocks: Vec<BlockRef> = Vec::new();
@@ -86,10 +92,9 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
         }
     }
     report.blocks = blocks.len() as u64;
-    let stats_before = fs.source.stats();
     let started = Instant::now();
     let next = AtomicUsize::new(0);
-    let failed = AtomicU64::new(0);
+    let [failed, fetched, bytes_fetched, not_kept, local] = [(); 5].map(|()| AtomicU64::new(0));
     let timed_out = Mutex::new(false);
     std::thread::scope(|scope| {
         for _ in 0..workers().min(blocks.len().max(1)) {
@@ -100,17 +105,28 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
                     *timed_out.lock().unwrap_or_else(|p| p.into_inner()) = true;
                     return;
                 }
-                if fs.source.make_local(block).is_err() {
-                    failed.fetch_add(1, Ordering::Relaxed);
+                match fs.source.make_local(block) {
+                    Ok(made) => {
+                        if made.bytes_fetched > 0 {
+                            fetched.fetch_add(1, Ordering::Relaxed);
+                            bytes_fetched.fetch_add(made.bytes_fetched, Ordering::Relaxed);
+                        } else {
+                            local.fetch_add(1, Ordering::Relaxed);
+                        }
+                        not_kept.fetch_add(u64::from(made.not_kept), Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             });
         }
     });
-    let stats = fs.source.stats();
-    report.fetched = stats.fetched - stats_before.fetched;
-    report.not_kept = stats.not_kept - stats_before.not_kept;
+    report.fetched = fetched.into_inner();
+    report.bytes_fetched = bytes_fetched.into_inner();
+    report.not_kept = not_kept.into_inner();
     report.failed = failed.load(Ordering::Relaxed);
     report.timed_out = *timed_out.lock().unwrap_or_else(|p| p.into_inner());
-    report.cached = report.blocks.saturating_sub(report.fetched + report.failed);
+    report.cached = local.into_inner();
     report
 }

@@ -161,8 +161,9 @@ impl Router {
         self.candidates.iter().find_map(|c| c.store.clock_offset())
     }
 
-    /// Fetches and verifies a block; returns the plaintext.
-    pub fn fetch(&self, block: &BlockRef) -> Result<Vec<u8>, FetchError> {
+    /// Fetches and verifies a block; returns the plaintext and the stored bytes the
+    /// stores sent for it (a rejected blob's before it too).
+    pub fn fetch(&self, block: &BlockRef) -> Result<(Vec<u8>, u64), FetchError> {
         let started = Instant::now();
         let first = block.id[0];
         let mut order: Vec<&Candidate> = self
@@ -182,6 +183,7 @@ impl Router {
         order.rotate_left(spread);
         order.sort_by_key(|c| c.failures.load(Ordering::Relaxed).min(8));
         let mut attempts = Vec::new();
+        let mut stored_bytes = 0;
         let mut backoff = self.policy.backoff;
         for round in 0..self.policy.rounds.max(1) {
             let mut retryable = false;
@@ -199,10 +201,11 @@ impl Router {
                         self.stats
                             .bytes
                             .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                        stored_bytes += stored.len() as u64;
                         match codec::decode(&block.id, &block.key, stored) {
                             Ok(plain) => {
                                 candidate.failures.store(0, Ordering::Relaxed);
-                                return Ok(plain);
+                                return Ok((plain, stored_bytes));
                             }
                             Err(e) => {
                                 self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
@@ -323,7 +326,7 @@ pub(crate) mod tests {
             ],
             quick(),
         );
-        assert_eq!(router.fetch(&good).unwrap(), b"payload");
+        assert_eq!(router.fetch(&good).unwrap().0, b"payload");
         assert_eq!(router.stats.corrupt.load(Ordering::Relaxed), 1);
         // The dead store is now tried last.
         let before = dead.calls.load(Ordering::Relaxed);

@@ -42,6 +42,17 @@ pub struct SourceStats {
     pub not_kept: u64,
 }
 
+/// What one [`BlockSource::make_local`] call did: exact for that call, whoever else
+/// reads the same source meanwhile (a step's own count, not a difference of totals).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MadeLocal {
+    /// Stored bytes this call fetched (0: the block was local, or another reader's fetch
+    /// of it was under way and this call waited for it).
+    pub bytes_fetched: u64,
+    /// This call fetched the block and the disk cache could not keep it.
+    pub not_kept: bool,
+}
+
 /// How long a block's slow failed fetch stands for the next readers of the block.
 pub const FAILURE_MEMORY: std::time::Duration = std::time::Duration::from_secs(5);
 /// A failed fetch that took this long is remembered.
@@ -118,9 +129,15 @@ impl BlockSource {
 
     /// One block's plaintext.
     pub fn block(&self, block: &BlockRef) -> Fetched {
+        self.block_counted(block).0
+    }
+
+    /// [`BlockSource::block`], and what this call fetched itself.
+    fn block_counted(&self, block: &BlockRef) -> (Fetched, MadeLocal) {
+        let mut made = MadeLocal::default();
         if let Some(data) = self.memory.get(&block.id) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(data);
+            return (Ok(data), made);
         }
         if let Some((at, error)) = self
             .failed
@@ -135,7 +152,7 @@ impl BlockSource {
                     at.elapsed().as_secs_f32(),
                     FAILURE_MEMORY.as_secs()
                 ));
-                return Err(error);
+                return (Err(error), made);
             }
         }
         let (flight, leader) = {
@@ -154,25 +171,27 @@ impl BlockSource {
             while result.is_none() {
                 result = flight.done.wait(result).unwrap_or_else(|p| p.into_inner());
             }
-            return result.clone().unwrap_or_else(|| {
+            let result = result.clone().unwrap_or_else(|| {
                 Err(FetchError {
                     id: String::new(),
                     attempts: Vec::new(),
                 })
             });
+            return (result, made);
         }
         // A panic while fetching (a bug, or a store client's) must not leave the readers
         // waiting on this block forever: it becomes this block's error for all of them.
         let started = std::time::Instant::now();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load(block)))
-            .unwrap_or_else(|panic| {
-                let message = crate::stage1::runner::panic_message(&panic);
-                log::error!("bug: fetching a block panicked: {message}");
-                Err(FetchError {
-                    id: crate::flist::codec::hex(&block.id),
-                    attempts: vec![format!("the fetch panicked: {message}")],
-                })
-            });
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.load(block, &mut made)))
+                .unwrap_or_else(|panic| {
+                    let message = crate::stage1::runner::panic_message(&panic);
+                    log::error!("bug: fetching a block panicked: {message}");
+                    Err(FetchError {
+                        id: crate::flist::codec::hex(&block.id),
+                        attempts: vec![format!("the fetch panicked: {message}")],
+                    })
+                });
         {
             let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
             failed.retain(|_, (at, _)| at.elapsed() < FAILURE_MEMORY);
@@ -190,20 +209,21 @@ impl BlockSource {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&block.id);
-        result
+        (result, made)
     }
 
     /// Makes sure a block is local for a later reader: a block the disk cache has is not
     /// read back (the reader verifies it; a torn entry is fetched again then), any other
-    /// is fetched and kept like [`BlockSource::block`] does.
-    pub fn make_local(&self, block: &BlockRef) -> Result<(), FetchError> {
+    /// is fetched and kept like [`BlockSource::block`] does. Says what this call fetched.
+    pub fn make_local(&self, block: &BlockRef) -> Result<MadeLocal, FetchError> {
         if self.memory.contains(&block.id) || self.disk.as_ref().is_some_and(|d| d.has(&block.id)) {
-            return Ok(());
+            return Ok(MadeLocal::default());
         }
-        self.block(block).map(drop)
+        let (result, made) = self.block_counted(block);
+        result.map(|_| made)
     }
 
-    fn load(&self, block: &BlockRef) -> Fetched {
+    fn load(&self, block: &BlockRef, made: &mut MadeLocal) -> Fetched {
         if let Some(disk) = &self.disk {
             if let Some(data) = disk.get(&block.id) {
                 self.disk_hits.fetch_add(1, Ordering::Relaxed);
@@ -212,10 +232,13 @@ impl BlockSource {
                 return Ok(data);
             }
         }
-        let data = Arc::new(self.router.fetch(block)?);
+        let (plain, stored_bytes) = self.router.fetch(block)?;
+        made.bytes_fetched = stored_bytes;
+        let data = Arc::new(plain);
         if let Some(disk) = &self.disk {
             if !disk.put(&block.id, &data) {
                 self.not_kept.fetch_add(1, Ordering::Relaxed);
+                made.not_kept = true;
             }
         }
         self.memory.put(block.id, data.clone());
@@ -368,5 +391,29 @@ mod tests {
             assert!(error.contains("store client bug"), "{error}");
         }
         assert!(source.inflight.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn make_local_counts_what_this_call_fetched_whoever_else_reads_the_source() {
+        use crate::flist::router::tests::MemoryStore;
+        let (id, key, stored) = crate::flist::codec::encode(b"a block's plaintext");
+        let block = BlockRef { id, key };
+        let store = MemoryStore::new(&[(block, stored.clone())], false);
+        let router = Router::from_stores(vec![(0, 255, store.clone())], RetryPolicy::default());
+        let source = BlockSource::new(router, 1 << 20, None);
+        // Readers of the same block at once: the one that fetched counts the bytes, the
+        // others waited for it or found it local and count nothing.
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let source = source.clone();
+                std::thread::spawn(move || source.make_local(&block).unwrap())
+            })
+            .collect();
+        let made: Vec<MadeLocal> = calls.into_iter().map(|c| c.join().unwrap()).collect();
+        let fetched: u64 = made.iter().map(|m| m.bytes_fetched).sum();
+        assert_eq!(fetched, stored.len() as u64, "{made:?}");
+        assert_eq!(store.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(source.make_local(&block).unwrap(), MadeLocal::default());
+        assert_eq!(source.stats().bytes_fetched, stored.len() as u64);
     }
 }

@@ -1,8 +1,8 @@
 //! Stage 1: the agent as PID 1 in the initramfs. It only sequences steps; each step lives
 //! in its own module. Order: pseudo-filesystems → configuration → bootstrap modules (the
 //! NIC drivers and `fuse` the initramfs carries) → network → firmware and modules flists →
-//! dependency maps, with the boot-critical prefetch beside them → baseline modules →
-//! coldplug → handoff.
+//! dependency maps → baseline modules and coldplug at once, with the boot-critical
+//! prefetch beside the maps and the loads (each load waits for its own blocks) → handoff.
 //!
 //! Failure rule: a step that fails or panics is recorded and the boot goes on with less;
 //! only a failed handoff (nothing left to run) applies the failure policy.
@@ -21,6 +21,7 @@ use crate::step::{self, Ctx, StepName};
 use crate::sys;
 use runner::{StepDone, StepRunner};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Files stage 1 reads and writes (overridable for tests and operators).
@@ -204,18 +205,26 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
     for name in [StepName::Net, StepName::Flists] {
         runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
     }
-    // In the background beside the maps check (it only fetches; the loads below use
-    // whatever maps the check leaves), joined before the baseline loads.
+    // The prefetch in the background beside the maps check and the loads (it only
+    // fetches; each load waits for its own module's blocks: step::staged). The baseline
+    // and coldplug load at once, coldplug not ending before the baseline has (its loads
+    // add devices too).
     let prefetch = StepName::Prefetch;
     let prefetching =
         runner.start_background(prefetch.as_str(), prefetch.deadline(config), unit(prefetch));
     let depmod = StepName::Depmod;
     runner.run_bounded(depmod.as_str(), depmod.deadline(config), unit(depmod));
-    if let Some(prefetching) = prefetching {
-        runner.join_background(prefetching);
+    let (modules, coldplug) = (StepName::Modules, StepName::Coldplug);
+    ctx.baseline_loading.store(true, Ordering::Release);
+    let coldplugging =
+        runner.start_background(coldplug.as_str(), coldplug.deadline(config), unit(coldplug));
+    runner.run_bounded(modules.as_str(), modules.deadline(config), unit(modules));
+    ctx.baseline_loading.store(false, Ordering::Release);
+    if let Some(coldplugging) = coldplugging {
+        runner.join_background(coldplugging, true);
     }
-    for name in [StepName::Modules, StepName::Coldplug] {
-        runner.run_bounded(name.as_str(), name.deadline(config), unit(name));
+    if let Some(prefetching) = prefetching {
+        runner.join_background(prefetching, false);
     }
 
     let mut send = |report: &crate::report::Report| send_report(config, report, &ctx.run);

@@ -149,7 +149,9 @@ impl StepRunner {
     }
 
     /// Waits for a background step (until its deadline at most) and records its end.
-    pub fn join_background(&mut self, step: Background) {
+    /// With `main_line`, the next step counts as waiting for it (it was the line's last
+    /// part: coldplug beside the baseline); without, the line stays where it was.
+    pub fn join_background(&mut self, step: Background, main_line: bool) {
         let left = step
             .deadline
             .saturating_duration_since(std::time::Instant::now());
@@ -158,9 +160,11 @@ impl StepRunner {
             Ok(done) => (done.outcome, done.detail, done.counters),
             Err(why) => (Outcome::Failed, why.to_string(), BTreeMap::new()),
         };
-        let main_line = self.last_step.clone();
+        let line = self.last_step.clone();
         self.finish(&step.name, step.start, outcome, detail, counters);
-        self.last_step = main_line;
+        if !main_line {
+            self.last_step = line;
+        }
     }
 
     /// Records the start of `name` (outcome `running`) and returns its start time.
@@ -337,14 +341,14 @@ mod tests {
                 .map_err(|e| StepError::Panicked(e.to_string()))?;
             Ok(StepDone::ok(""))
         });
-        runner.join_background(beside);
+        runner.join_background(beside, false);
         let hung = runner
             .start_background("hung", std::time::Duration::from_millis(50), || {
                 std::thread::sleep(std::time::Duration::from_secs(5));
                 Ok(StepDone::ok("never seen"))
             })
             .unwrap();
-        runner.join_background(hung);
+        runner.join_background(hung, false);
         runner.run("last", || Ok(StepDone::ok("")));
         let step = |name: &str| runner.report.steps.iter().find(|s| s.name == name).unwrap();
         assert_eq!(step("beside").outcome, Outcome::Ok);

@@ -6,6 +6,7 @@
 use super::{Ctx, StepDone, StepError};
 use crate::coldplug::{self, ColdplugOptions, ColdplugReport};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Coldplug with the running kernel's tree; degraded when the tree is missing (the
@@ -36,14 +37,16 @@ pub fn run(ctx: &Ctx) -> Result<StepDone, StepError> {
         sysfs: ctx.sysfs.clone(),
         deadline,
         selection: ctx.selection.clone(),
+        hold: Some(Arc::clone(&ctx.baseline_loading)),
         ..ColdplugOptions::default()
     };
     options.load.sequential = config.modules_sequential.iter().cloned().collect();
     if !config.modules_parallel {
         options.load.workers = 1;
     }
-    let report = coldplug::run(&modules, &options);
-    Ok(step_done(&report).with_result(&report))
+    let kernel = ctx.staged_kernel();
+    let report = coldplug::run(&modules, &kernel, &options);
+    Ok(kernel.counted(step_done(&report)).with_result(&report))
 }
 
 /// The report line of a coldplug through udevd.

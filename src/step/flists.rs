@@ -192,11 +192,30 @@ pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> 
     let mut problems = Vec::new();
     let (mut probe_bytes, mut probe_blocks) = (0u64, 0u64);
     let mut clock_offset = None;
-    for (name, manifest, target) in wanted(manifest_dir, release) {
-        if !manifest.exists() {
-            continue;
-        }
-        match mount_one(name, &manifest, &target, config, deadline) {
+    let wanted: Vec<_> = wanted(manifest_dir, release)
+        .into_iter()
+        .filter(|(_, manifest, _)| manifest.exists())
+        .collect();
+    // Each flist probed and mounted on a thread of its own (their stores may differ; the
+    // firmware's probe and daemon need not wait for the modules' maps), recorded in order.
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let running: Vec<_> = wanted
+            .iter()
+            .map(|(name, manifest, target)| {
+                scope.spawn(move || mount_one(name, manifest, target, config, deadline))
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| Err(crate::stage1::runner::panic_message(&panic)))
+            })
+            .collect()
+    });
+    for ((name, manifest, target), result) in wanted.into_iter().zip(results) {
+        match result {
             Ok((flist, probe)) => {
                 probe_bytes += flist.fs.source.stats().bytes_fetched;
                 clock_offset = clock_offset.or(flist.fs.source.router().clock_offset());

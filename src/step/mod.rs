@@ -11,6 +11,7 @@ pub mod modules;
 pub mod net;
 pub mod oneshot;
 pub mod prefetch;
+pub mod staged;
 
 use crate::config::{cmdline::Cmdline, Config};
 use crate::kmod::load::Kernel;
@@ -212,10 +213,16 @@ pub struct Ctx {
     pub live: bool,
     /// What loads modules.
     pub kernel: Arc<dyn Kernel + Send>,
-    /// The flists the flists step mounted in this process (for the prefetch).
+    /// The flists the flists step mounted in this process (for the prefetch and the
+    /// loads' staging).
     pub mounted: flists::Shared,
     /// Coldplug only these devices (`--subsystem`, `--device`; default all).
     pub selection: crate::coldplug::select::Selection,
+    /// Set while stage 1 loads the baseline beside coldplug: coldplug does not call the
+    /// devices quiet before it is cleared (the baseline's loads add devices too).
+    pub baseline_loading: Arc<std::sync::atomic::AtomicBool>,
+    /// The module tree [`Ctx::modules`] opened last, and which maps it read.
+    opened: Arc<std::sync::Mutex<Option<Opened>>>,
 }
 
 impl Ctx {
@@ -232,7 +239,15 @@ impl Ctx {
             kernel: Arc::new(crate::kmod::kernel::SysKernel::new()),
             mounted: flists::Shared::default(),
             selection: Default::default(),
+            baseline_loading: Default::default(),
+            opened: Default::default(),
         }
+    }
+
+    /// The kernel for a step's loads: each module's blocks made local first when it comes
+    /// from a flist this process mounted ([`staged`]), counted for the step.
+    pub fn staged_kernel(&self) -> staged::Staged {
+        staged::Staged::new(Arc::clone(&self.kernel), Arc::clone(&self.mounted))
     }
 
     /// A path of the node's filesystem (`/etc/initagent/modules` under [`Ctx::root`]).
@@ -240,11 +255,60 @@ impl Ctx {
         self.root.join(absolute.trim_start_matches('/'))
     }
 
-    /// The module tree, with the maps `depmod ensure` repaired when they exist.
-    pub fn modules(&self) -> Result<crate::kmod::Modules, StepError> {
-        crate::kmod::Modules::open(&self.root, &self.release, &[], &self.cmdline)
-            .map_err(StepError::Tree)
+    /// The module tree, with the maps `depmod ensure` repaired when they exist. Opened
+    /// once for the steps of this process while its maps stay the same files (the
+    /// prefetch, the baseline and coldplug share one copy of the indexes, megabytes that
+    /// each would read through the mount); opened again once the flists mount over the
+    /// tree or the maps check places repaired maps.
+    pub fn modules(&self) -> Result<Arc<crate::kmod::Modules>, StepError> {
+        let identity = maps_identity(&self.root, &self.release);
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, modules)) = opened.as_ref() {
+            if *seen == identity {
+                return Ok(Arc::clone(modules));
+            }
+        }
+        let modules = Arc::new(
+            crate::kmod::Modules::open(&self.root, &self.release, &[], &self.cmdline)
+                .map_err(StepError::Tree)?,
+        );
+        *opened = Some((identity, Arc::clone(&modules)));
+        Ok(modules)
     }
+}
+
+/// Which files the maps of `<root>/lib/modules/<release>` are now: device, inode, size
+/// and mtime of the directory, its two main indexes and the repaired maps' (a mount or a
+/// repair changes one of them).
+type MapsIdentity = Vec<Option<(u64, u64, u64, i64, i64)>>;
+
+/// A module tree opened, and the maps it read.
+type Opened = (MapsIdentity, Arc<crate::kmod::Modules>);
+
+fn maps_identity(root: &Path, release: &str) -> MapsIdentity {
+    use std::os::unix::fs::MetadataExt;
+    let dir = root.join("lib/modules").join(release);
+    let repaired = Path::new(crate::depmod::ensure::DEFAULT_OUTPUT)
+        .join("lib/modules")
+        .join(release);
+    [
+        dir.clone(),
+        dir.join("modules.dep.bin"),
+        dir.join("modules.alias.bin"),
+        repaired.join("modules.dep.bin"),
+    ]
+    .iter()
+    .map(|path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+        ))
+    })
+    .collect()
 }
 
 /// Runs `step` and leaves its outcome file (also when it failed).
@@ -319,5 +383,26 @@ mod tests {
         assert_eq!(StepName::parse("zinit"), None);
         let gates: Vec<_> = StepName::ALL.into_iter().filter(|s| s.gates()).collect();
         assert_eq!(gates, [StepName::Net, StepName::Flists]);
+    }
+
+    #[test]
+    fn the_tree_is_opened_once_until_its_maps_are_other_files() {
+        let root = std::env::temp_dir().join(format!("initagent-ctx-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("lib/modules/9.9.9-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("modules.dep.bin"), b"first").unwrap();
+        let mut ctx = Ctx::system(Config::default(), Cmdline::default(), false);
+        ctx.root = root.clone();
+        ctx.release = "9.9.9-test".into();
+        let first = ctx.modules().unwrap();
+        // A step on another thread (a clone of the context) shares the same copy.
+        let again = std::thread::scope(|s| s.spawn(|| ctx.clone().modules().unwrap()).join());
+        assert!(Arc::ptr_eq(&first, &again.unwrap()));
+        // Repaired maps put in place (a new file): opened again.
+        std::fs::remove_file(dir.join("modules.dep.bin")).unwrap();
+        std::fs::write(dir.join("modules.dep.bin"), b"second, longer").unwrap();
+        assert!(!Arc::ptr_eq(&first, &ctx.modules().unwrap()));
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

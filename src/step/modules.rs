@@ -111,12 +111,8 @@ pub fn load(
     if !ctx.config.modules_parallel {
         options.workers = 1;
     }
-    let (plan, report) = modules.load_with(
-        ctx.kernel.as_ref(),
-        &inputs,
-        &options,
-        BlacklistMode::AliasOnly,
-    );
+    let kernel = ctx.staged_kernel();
+    let (plan, report) = modules.load_with(&kernel, &inputs, &options, BlacklistMode::AliasOnly);
     for (name, outcome) in &report.modules {
         log::debug!("{}", kmod::describe_outcome(name, outcome));
     }
@@ -141,7 +137,8 @@ pub fn load(
     for (key, value) in counters {
         done = done.count(&key, value);
     }
-    Ok(done
+    Ok(kernel
+        .counted(done)
         .count("requested", inputs.len() as u64)
         .with_result(&report))
 }

@@ -1,15 +1,18 @@
 //! The `prefetch` step: fetch the blocks of exactly what this node is about to load — the
 //! bootstrap and baseline lists and the drivers of the devices in its own `/sys`, with
-//! their dependencies (the agent's resolver, as modprobe would), then the firmware those
-//! modules name in `.modinfo` — 8 blocks at a time, into the disk caches the mount
-//! daemons read. It runs in the background beside the dependency-map check and is joined
-//! before the baseline loads, which then read local blocks instead of the network.
+//! their dependencies (the agent's resolver, as modprobe would), less what the kernel
+//! has loaded already (the bootstrap set from the initramfs), then the firmware those
+//! modules name in `.modinfo` — in load order, several blocks at a time, into the disk
+//! caches the mount daemons read. In stage 1 it runs in the background beside the
+//! dependency-map check and the loads: each load first waits for its own module's blocks
+//! (`staged`), so modules load while the blocks of later ones are still coming.
 
 use super::flists::Mounted;
 use super::{Ctx, StepDone, StepError};
 use crate::flist::fs::FlistFs;
 use crate::flist::prefetch::prefetch_paths;
 use crate::kmod::elf::Modinfo;
+use crate::kmod::load::KernelState;
 use crate::kmod::resolve::{Action, BlacklistMode};
 use crate::kmod::{self, Modules};
 use std::collections::{BTreeSet, HashSet};
@@ -30,8 +33,14 @@ fn wanted_inputs(lists: &[&Path], sysfs: &Path) -> Vec<String> {
 }
 
 /// The `.ko` files the inputs resolve to, as paths inside the modules flist mounted at
-/// `module_dir`, in load order (dependencies first).
-fn module_paths(modules: &Modules, inputs: &[String], module_dir: &Path) -> Vec<String> {
+/// `module_dir`, in load order (dependencies first), but not those of modules `live`
+/// says the kernel has already (the bootstrap set, loaded from the initramfs).
+fn module_paths(
+    modules: &Modules,
+    inputs: &[String],
+    module_dir: &Path,
+    live: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
     let resolver = modules.resolver();
     let mut seen = HashSet::new();
     let mut paths = Vec::new();
@@ -41,6 +50,9 @@ fn module_paths(modules: &Modules, inputs: &[String], module_dir: &Path) -> Vec<
                 continue;
             }
             for step in probe.steps {
+                if live(&step.module.name) {
+                    continue;
+                }
                 if let Action::Insert { path } = step.action {
                     if let Ok(inside) = path.strip_prefix(module_dir) {
                         let inside = format!("/{}", inside.display());
@@ -55,45 +67,41 @@ fn module_paths(modules: &Modules, inputs: &[String], module_dir: &Path) -> Vec<
     paths
 }
 
-/// The `.modinfo` section of module file `path` in `fs`: a few small reads of an
-/// uncompressed module (from the caches once prefetched), the whole file otherwise.
-fn modinfo_of(fs: &FlistFs, path: &str) -> Option<Modinfo> {
-    let inode = fs.manifest.resolve(path)?;
+/// The `.modinfo` section of the module file at `path`, read through the mounted modules
+/// flist (its daemon serves and counts those reads, and the kernel's load of the file
+/// finds the pages): a few small reads of an uncompressed module, the whole file
+/// otherwise.
+fn modinfo_of(path: &Path) -> Option<Modinfo> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
     let read_at = |at: usize, len: usize| -> Option<Vec<u8>> {
         let end = at.checked_add(len)?;
-        if end as u64 > inode.size {
+        if end as u64 > size {
             return None;
         }
-        let mut data = Vec::with_capacity(len);
-        while data.len() < len {
-            let want = u32::try_from(len - data.len())
-                .unwrap_or(u32::MAX)
-                .min(4 << 20);
-            let chunk = fs.read(inode.ino, (at + data.len()) as u64, want).ok()?;
-            if chunk.is_empty() {
-                return None;
-            }
-            data.extend_from_slice(&chunk);
-        }
+        let mut data = vec![0; len];
+        file.read_exact_at(&mut data, at as u64).ok()?;
         Some(data)
     };
-    let head = read_at(0, 6.min(usize::try_from(inode.size).ok()?))?;
+    let head = read_at(0, 6.min(usize::try_from(size).ok()?))?;
     if crate::kmod::compress::Compression::detect(&head) == crate::kmod::compress::Compression::None
     {
         let section = crate::kmod::elf::modinfo_section_by(read_at).ok()?;
         return Some(Modinfo::parse(&section));
     }
-    let whole = read_at(0, usize::try_from(inode.size).ok()?)?;
+    let whole = read_at(0, usize::try_from(size).ok()?)?;
     let plain = crate::kmod::compress::decompress(&whole).ok()?;
     Modinfo::from_elf(&plain).ok()
 }
 
 /// The firmware files the modules name in `.modinfo`, as paths inside the firmware
 /// flist (with the `.xz`/`.zst` forms the kernel also looks for).
-fn firmware_paths(modules: &FlistFs, module_paths: &[String], firmware: &FlistFs) -> Vec<String> {
+fn firmware_paths(module_dir: &Path, module_paths: &[String], firmware: &FlistFs) -> Vec<String> {
     let mut paths = BTreeSet::new();
     for module in module_paths {
-        let Some(info) = modinfo_of(modules, module) else {
+        let path = module_dir.join(module.trim_start_matches('/'));
+        let Some(info) = modinfo_of(&path) else {
             continue;
         };
         for name in info.all("firmware") {
@@ -131,7 +139,18 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
             ctx.path(crate::kmod::DEFAULT_LIST),
         ],
     );
-    let mounted = shared.lock().unwrap_or_else(|p| p.into_inner());
+    // Handles of their own, not the lock: the loads beside the prefetch look up the
+    // mounts while it runs (`staged`).
+    let mounted: Vec<Mounted> = shared
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|m| Mounted {
+            name: m.name,
+            target: m.target.clone(),
+            fs: std::sync::Arc::clone(&m.fs),
+        })
+        .collect();
     let by_name = |name: &str| mounted.iter().find(|m: &&Mounted| m.name == name);
     let Some(modules_flist) = by_name("modules") else {
         return Ok(StepDone::skipped("no modules flist mounted"));
@@ -149,17 +168,14 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
             .chain(&config.modules_load)
             .cloned(),
     );
-    let paths = module_paths(&modules, &inputs, &modules_flist.target);
+    let live = |name: &str| ctx.kernel.state(name) == KernelState::Live;
+    let paths = module_paths(&modules, &inputs, &modules_flist.target, &live);
     let resolved_ms = started.elapsed().as_millis() as u64;
-    let bytes_before: u64 = mounted
-        .iter()
-        .map(|m| m.fs.source.stats().bytes_fetched)
-        .sum();
     let mut total = prefetch_paths(&modules_flist.fs, &paths, deadline);
     let modules_ms = started.elapsed().as_millis() as u64 - resolved_ms;
     let mut firmware_files = 0;
     if let Some(firmware_flist) = by_name("firmware") {
-        let firmware = firmware_paths(&modules_flist.fs, &paths, &firmware_flist.fs);
+        let firmware = firmware_paths(&modules_flist.target, &paths, &firmware_flist.fs);
         firmware_files = firmware.len() as u64;
         if !firmware.is_empty() {
             let left = deadline.saturating_sub(started.elapsed());
@@ -167,10 +183,6 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
         }
     }
     let firmware_ms = started.elapsed().as_millis() as u64 - resolved_ms - modules_ms;
-    let bytes_after: u64 = mounted
-        .iter()
-        .map(|m| m.fs.source.stats().bytes_fetched)
-        .sum();
     let detail = format!(
         "{} modules and {firmware_files} firmware files for {} inputs (the lists and this node's devices): {} blocks, {} fetched, {} cached, {} failed{}",
         paths.len(),
@@ -203,7 +215,7 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
         .count("cached", total.cached)
         .count("failed", total.failed)
         .count("not_kept", total.not_kept)
-        .count("bytes_fetched", bytes_after.saturating_sub(bytes_before))
+        .count("bytes_fetched", total.bytes_fetched)
         .count("resolve_ms", resolved_ms)
         .count("modules_ms", modules_ms)
         .count("firmware_ms", firmware_ms))

@@ -58,7 +58,8 @@ pub fn step<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Va
         .unwrap_or_else(|| panic!("no step {name} in the report: {report:#}"))
 }
 
-/// Stage 1's main line, in order (the prefetch runs beside `depmod`).
+/// Stage 1's main line, in order (the prefetch runs beside `depmod` and the loads,
+/// coldplug beside `modules`: [`assert_stage1_order`]).
 pub const MAIN_LINE: &[&str] = &[
     "pseudofs",
     "config",
@@ -67,9 +68,21 @@ pub const MAIN_LINE: &[&str] = &[
     "flists",
     "depmod",
     "modules",
-    "coldplug",
     "handoff",
 ];
+
+/// The main line in order, and the steps beside it where they belong: the prefetch
+/// between the flists and the handoff; coldplug after the maps check, ending no sooner
+/// than the baseline beside it (whose drivers add devices) and before the handoff.
+pub fn assert_stage1_order(report: &serde_json::Value) {
+    assert_in_order(report, MAIN_LINE);
+    assert_in_order(report, &["flists", "prefetch", "handoff"]);
+    assert_in_order(report, &["depmod", "coldplug", "handoff"]);
+    assert!(
+        span(report, "coldplug").1 >= span(report, "modules").1,
+        "coldplug ended before the baseline beside it: {report:#}"
+    );
+}
 
 /// (start, end) of step `name`, in microseconds; it must have ended.
 pub fn span(report: &serde_json::Value, name: &str) -> (u64, u64) {

@@ -43,6 +43,9 @@ done
 echo "coldplug-begin" > $out; cat /run/initagent/steps/coldplug.json > $out 2>&1; echo > $out; echo "coldplug-end" > $out
 # The boot's one-line summary in the kernel log, and the monitoring verdict.
 dmesg | sed -n 's/^.*initagent: summary /kmsg-summary: /p' > $out
+# Damaged cache entries, whoever read them (stage 1, or a mount daemon: its warnings
+# reach only the kernel log under `quiet`).
+dmesg | sed -n 's/^.*: \([^ ]*\): damaged cache entry removed$/kmsg-damaged: \1/p' > $out
 /sbin/initagent status --check > /tmp/check 2>&1
 echo "check-rc: $?" > $out
 sed 's/^/check: /' /tmp/check > $out
