@@ -100,6 +100,18 @@ struct AgentRound {
     initrd: u64,
 }
 
+/// Boots `vm` as the agent's VM (2 vCPUs, the node's flists, the store served).
+fn boot_agent(vm: Vm, packed: &NodeStore) -> Boot {
+    let boot = vm
+        .cpus(2)
+        .flist(&packed.modules)
+        .flist(&packed.firmware)
+        .serve_dir(&packed.store)
+        .boot();
+    boot.assert_clean();
+    boot
+}
+
 /// One boot of the agent: the flists' blocks in `/run` (every block fetched), or with
 /// `disk` its persistent block cache on that virtio disk.
 fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>) -> AgentRound {
@@ -119,13 +131,7 @@ fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>)
                 &format!("file={},if=virtio,format=raw", disk.display()),
             ]),
     };
-    let boot = vm
-        .cpus(2)
-        .flist(&packed.modules)
-        .flist(&packed.firmware)
-        .serve_dir(&packed.store)
-        .boot();
-    boot.assert_clean();
+    let boot = boot_agent(vm, packed);
     let report = boot.report();
     assert_eq!(report["result"]["status"], "handed-off", "{report:#}");
     let start_us = common::step(&report, "pseudofs")["start_us"]
@@ -180,15 +186,10 @@ fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>)
 
 /// One cold boot of the agent, and when each stage-1 step ran and what it said.
 fn timeline(packed: &NodeStore) {
-    let boot = Vm::new("bench-stage1-timeline")
+    let vm = Vm::new("bench-stage1-timeline")
         .target("vm-node")
-        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755)
-        .cpus(2)
-        .flist(&packed.modules)
-        .flist(&packed.firmware)
-        .serve_dir(&packed.store)
-        .boot();
-    boot.assert_clean();
+        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755);
+    let boot = boot_agent(vm, packed);
     let report = boot.report();
     let zero = common::step(&report, "pseudofs")["start_us"]
         .as_u64()
