@@ -332,7 +332,8 @@ fn main() {
     let c = |f: fn(&AgentRound) -> f64| median(cached.iter().map(f).collect());
     let mib = |b: f64| b / (1 << 20) as f64;
     println!(
-        "stage 1 in QEMU/TCG, Debian {release} kernel, 2 vCPUs, virtio NIC on QEMU's DHCP; median of {ROUNDS} boots each:"
+        "stage 1 in QEMU/TCG (-cpu {}), Debian {release} kernel, 2 vCPUs, virtio NIC on QEMU's DHCP; median of {ROUNDS} boots each:",
+        common::vm::vm_cpu()
     );
     println!(
         "{:<40} {:>10} {:>10} {:>7} {:>12} {:>7} {:>6}",

@@ -22,6 +22,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn vm(name: &str, packed: &NodeStore, disk: &Path, store_up: bool) -> Vm {
+    vm_on(name, packed, disk, store_up.then_some(Duration::ZERO))
+}
+
+/// The VM, its store answering each request `store` late (`None`: no store).
+fn vm_on(name: &str, packed: &NodeStore, disk: &Path, store: Option<Duration>) -> Vm {
     let drive = format!("file={},if=virtio,format=raw", disk.display());
     let vm = Vm::new(name)
         .target("vm-cache")
@@ -34,10 +39,9 @@ fn vm(name: &str, packed: &NodeStore, disk: &Path, store_up: bool) -> Vm {
         )
         .qemu(&["-drive", &drive])
         .timeout(Duration::from_secs(150));
-    if store_up {
-        vm.serve_dir(&packed.store)
-    } else {
-        vm.with_nic()
+    match store {
+        Some(delay) => vm.serve_dir_slowly(&packed.store, delay),
+        None => vm.with_nic(),
     }
 }
 
@@ -86,9 +90,10 @@ fn a_cache_disk_survives_a_power_cut_and_boots_the_node_without_fetching() {
     let packed = node::pack("node-cache", &tree, &release);
     let disk = common::vm::blank_disk("cache.img", 256 << 20);
 
-    // 1. Killed while the prefetch writes blocks: it runs for about ten seconds after the
-    //    flists step ends, and ext3 commits every five.
-    let cut = vm("cache-1-cut", &packed, &disk, true)
+    // 1. Killed while the prefetch writes blocks: the store answers each request a second
+    //    late, so the prefetch runs on for about ten seconds after the flists step ends,
+    //    and ext3 commits every five.
+    let cut = vm_on("cache-1-cut", &packed, &disk, Some(Duration::from_secs(1)))
         .cut_after("initagent: flists: ok", Duration::from_secs(6))
         .boot();
     assert!(

@@ -25,6 +25,29 @@ const BASE_APPEND: &str =
     "console=ttyS0 panic=-1 quiet mitigations=off tsc=reliable no_timer_check \
 audit=0 apparmor=0 i8042.noaux i8042.nopnp cryptomgr.notests";
 
+/// The guest's CPU: everything QEMU's TCG can emulate but AVX. QEMU 7.2 (Debian 12) runs
+/// AVX2 code far slower than the SSE code the same libraries pick without it: the agent's
+/// codec bench under `qemu-x86_64` does BLAKE2b at 4.9 MB/s with AVX2 and 62 MB/s
+/// without (962 MB/s natively), a cost no real CPU has. `INITAGENT_VM_CPU=max` boots with
+/// it (docs/testing.md).
+pub fn vm_cpu() -> String {
+    std::env::var("INITAGENT_VM_CPU").unwrap_or_else(|_| "max,-avx,-avx2".to_string())
+}
+
+/// `python3 -m http.server` (HTTP/1.1, threads, on the namespace's loopback) whose
+/// answers wait `argv[3]` seconds each. Arguments: port, directory, delay.
+const SLOW_SERVER: &str = "
+import functools, http.server, sys, time
+port, directory, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+class Handler(http.server.SimpleHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def send_head(self):
+        time.sleep(delay)
+        return super().send_head()
+handler = functools.partial(Handler, directory=directory)
+http.server.ThreadingHTTPServer(('127.0.0.1', port), handler).serve_forever()
+";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -96,6 +119,8 @@ pub struct Vm {
     after_maps: Vec<Extra>,
     served: Option<PathBuf>,
     served_after: Duration,
+    /// How long the server waits before answering each request.
+    served_slowly: Duration,
     qemu_args: Vec<String>,
     flists: Vec<PathBuf>,
     firmware_root: Option<PathBuf>,
@@ -138,6 +163,7 @@ impl Vm {
             after_maps: Vec::new(),
             served: None,
             served_after: Duration::ZERO,
+            served_slowly: Duration::ZERO,
             qemu_args: Vec::new(),
             flists: Vec::new(),
             firmware_root: None,
@@ -311,6 +337,13 @@ impl Vm {
         self.serve_dir(dir)
     }
 
+    /// [`Vm::serve_dir`], each answer `delay` late: a slow store, so the guest's fetches
+    /// last long enough for a test to act in the middle of them.
+    pub fn serve_dir_slowly(mut self, dir: &Path, delay: Duration) -> Vm {
+        self.served_slowly = delay;
+        self.serve_dir(dir)
+    }
+
     /// Gives up on a hung guest after `limit` (default 120 s).
     pub fn timeout(mut self, limit: Duration) -> Vm {
         self.timeout = limit;
@@ -475,16 +508,10 @@ impl Vm {
                     "sleep {}; exec \"$0\" \"$@\"",
                     self.served_after.as_secs_f32()
                 ))
-                .args(["python3", "-m", "http.server"])
+                .args(["python3", "-c", SLOW_SERVER])
                 .arg(SERVED_PORT.to_string())
-                .args([
-                    "--protocol",
-                    "HTTP/1.1",
-                    "--bind",
-                    "127.0.0.1",
-                    "--directory",
-                ])
                 .arg(dir)
+                .arg(self.served_slowly.as_secs_f64().to_string())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(out.join("http.log")).unwrap())
                 .spawn()
@@ -506,7 +533,7 @@ impl Vm {
         let results_path = out.join("results.log");
         let qemu = Command::new("ip")
             .args(["netns", "exec", &netns, "qemu-system-x86_64"])
-            .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m"])
+            .args(["-accel", "tcg,thread=multi", "-cpu", &vm_cpu(), "-m"])
             .arg(format!("{}M", self.memory_mb))
             .arg("-smp")
             .arg(self.cpus.to_string())
@@ -557,7 +584,7 @@ impl Vm {
                 started.elapsed() < Duration::from_secs(30),
                 "qemu console socket never appeared"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(50));
         };
         let console = Arc::new(Mutex::new(Vec::new()));
         let mut reader = stream.try_clone().unwrap();
