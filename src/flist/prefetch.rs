@@ -125,7 +125,7 @@ pub fn prefetch_paths(fs: &FlistFs, paths: &[String], deadline: Duration) -> Pre
     report.fetched = fetched.into_inner();
     report.bytes_fetched = bytes_fetched.into_inner();
     report.not_kept = not_kept.into_inner();
-    report.failed = failed.load(Ordering::Relaxed);
+    report.failed = failed.into_inner();
     report.timed_out = *timed_out.lock().unwrap_or_else(|p| p.into_inner());
     report.cached = local.into_inner();
     report

@@ -26,6 +26,7 @@ pub const CACHE_DIR: &str = crate::rundir::CACHES;
 
 /// An flist stage 1 mounted, with the agent's own handle on it (same manifest, same disk
 /// cache as the daemon) for the prefetch.
+#[derive(Clone)]
 pub struct Mounted {
     /// `firmware` or `modules`.
     pub name: &'static str,

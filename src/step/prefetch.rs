@@ -141,16 +141,7 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
     );
     // Handles of their own, not the lock: the loads beside the prefetch look up the
     // mounts while it runs (`staged`).
-    let mounted: Vec<Mounted> = shared
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|m| Mounted {
-            name: m.name,
-            target: m.target.clone(),
-            fs: std::sync::Arc::clone(&m.fs),
-        })
-        .collect();
+    let mounted: Vec<Mounted> = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let by_name = |name: &str| mounted.iter().find(|m: &&Mounted| m.name == name);
     let Some(modules_flist) = by_name("modules") else {
         return Ok(StepDone::skipped("no modules flist mounted"));

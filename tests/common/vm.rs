@@ -584,7 +584,7 @@ impl Vm {
                 started.elapsed() < Duration::from_secs(30),
                 "qemu console socket never appeared"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         };
         let console = Arc::new(Mutex::new(Vec::new()));
         let mut reader = stream.try_clone().unwrap();
