@@ -14,6 +14,7 @@ pub(crate) struct FlistOptions {
     pub meta: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub cache_bytes: Option<u64>,
+    pub memory_bytes: Option<u64>,
     pub stores: Vec<String>,
     pub rewrites: Vec<String>,
     pub foreground: bool,
@@ -39,6 +40,9 @@ fn open_options(options: &FlistOptions) -> Result<OpenOptions, String> {
     open.cache_dir = options.cache.clone();
     if let Some(bytes) = options.cache_bytes {
         open.cache_bytes = bytes;
+    }
+    if let Some(bytes) = options.memory_bytes {
+        open.memory_bytes = bytes;
     }
     open.store_timeout = options.store_timeout.map(Duration::from_secs);
     open.ca_file = options.ca_file.clone();
@@ -152,6 +156,7 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
         target: target.clone(),
         cache: options.cache.clone(),
         cache_bytes: options.cache_bytes,
+        memory_bytes: options.memory_bytes,
         stores: options.stores.clone(),
         rewrites: options.rewrites.clone(),
         store_timeout: options.store_timeout,

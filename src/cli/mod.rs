@@ -126,6 +126,7 @@ impl Options {
             "meta" => self.flist.meta = Some(path()),
             "cache" => self.flist.cache = Some(path()),
             "cache-bytes" => self.flist.cache_bytes = Some(number(long, &text)?),
+            "memory-bytes" => self.flist.memory_bytes = Some(number(long, &text)?),
             "store" => self.flist.stores.push(text),
             "store-rewrite" => self.flist.rewrites.push(text),
             "stores-stdin" => self.flist.stores_stdin = true,

@@ -80,6 +80,7 @@ opts! {
     META = "meta", Some('m'), Some("FL"), "the flist (its .fl file)";
     CACHE = "cache", None, Some("DIR"), "the block cache directory";
     CACHE_BYTES = "cache-bytes", None, Some("N"), "the cache's bound in bytes (default 1 GiB)";
+    MEMORY_BYTES = "memory-bytes", None, Some("N"), "the memory cache's bound in bytes (default 16 MiB; the blocks on their way in count too)";
     STORE = "store", None, Some("URL"), "a store, tried before the flist's own routes (repeatable)";
     PACK_STORE = "store", Some('s'), Some("[xx-yy=]URL"), "a store the blocks go to, for the key range xx-yy (repeatable; at least one)";
     STORE_REWRITE = "store-rewrite", None, Some("FROM=TO"), "read the route FROM at TO (repeatable)";
@@ -189,7 +190,7 @@ pub const COMMANDS: &[Command] = &[
         options: &[],
         about: "kmod's modprobe (-a -r -n -v -q -b -i -D -R -c -C -d -S --first-time); its own options: `initagent modprobe -h`. Also as argv[0] modprobe." },
     Command { name: "flist mount", args: "DIR", arity: (1, 1), exit: EXIT,
-        options: with!(STORES, [CACHE, CACHE_BYTES, STORES_STDIN, FOREGROUND, FS_SUBTYPE, NO_ALLOW_OTHER, STATS]),
+        options: with!(STORES, [CACHE, CACHE_BYTES, MEMORY_BYTES, STORES_STDIN, FOREGROUND, FS_SUBTYPE, NO_ALLOW_OTHER, STATS]),
         about: "Mount an rfs flist over FUSE (a daemon; returns when it serves)." },
     Command { name: "flist umount", args: "DIR", arity: (1, 1), exit: EXIT,
         options: &[&LAZY, &FS_SUBTYPE],

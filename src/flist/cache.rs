@@ -16,17 +16,37 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// A bounded LRU of decoded blocks, by id.
+/// A bounded LRU of decoded blocks, by id. Each block counts at what its buffer costs
+/// under the allocator ([`super::buffers::cost`]), not the bytes it holds: the bound is
+/// the memory the cache takes.
 pub struct MemoryCache {
     capacity: u64,
     state: Mutex<MemoryState>,
 }
 
+/// A cached block, when it was last used (a tick), what it costs.
+type Entry = (Arc<Vec<u8>>, u64, u64);
+
 #[derive(Default)]
 struct MemoryState {
-    entries: HashMap<[u8; 32], (Arc<Vec<u8>>, u64)>,
+    entries: HashMap<[u8; 32], Entry>,
     bytes: u64,
+    /// Held for blocks on their way in.
+    reserved: u64,
     tick: u64,
+}
+
+/// Room held in a [`MemoryCache`] for a block on its way in; given back when dropped.
+pub struct Reserved<'a> {
+    cache: &'a MemoryCache,
+    bytes: u64,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        let mut state = self.cache.lock();
+        state.reserved = state.reserved.saturating_sub(self.bytes);
+    }
 }
 
 impl MemoryCache {
@@ -62,23 +82,39 @@ impl MemoryCache {
         let mut state = self.lock();
         state.tick += 1;
         let tick = state.tick;
-        let size = data.len() as u64;
-        if let Some((old, _)) = state.entries.insert(id, (data, tick)) {
-            state.bytes -= old.len() as u64;
+        let size = super::buffers::cost(data.len(), data.capacity());
+        if let Some((_, _, old)) = state.entries.insert(id, (data, tick, size)) {
+            state.bytes -= old;
         }
         state.bytes += size;
-        while state.bytes > self.capacity && state.entries.len() > 1 {
+        self.evict(&mut state, Some(&id));
+    }
+
+    /// Holds `bytes` of the capacity for a block on its way in (the blob fetched and the
+    /// plaintext it decodes to) until the returned guard is dropped: the blocks in flight
+    /// take their room from the cached ones instead of adding to the bound.
+    pub fn reserve(&self, bytes: u64) -> Reserved<'_> {
+        let mut state = self.lock();
+        state.reserved += bytes;
+        self.evict(&mut state, None);
+        Reserved { cache: self, bytes }
+    }
+
+    /// Evicts the least recently used blocks (but `keep`) while the cache is over its
+    /// capacity.
+    fn evict(&self, state: &mut MemoryState, keep: Option<&[u8; 32]>) {
+        while state.bytes + state.reserved > self.capacity {
             let Some(oldest) = state
                 .entries
                 .iter()
-                .filter(|(k, _)| **k != id)
-                .min_by_key(|(_, (_, t))| *t)
+                .filter(|(k, _)| Some(*k) != keep)
+                .min_by_key(|(_, (_, t, _))| *t)
                 .map(|(k, _)| *k)
             else {
                 break;
             };
-            if let Some((old, _)) = state.entries.remove(&oldest) {
-                state.bytes -= old.len() as u64;
+            if let Some((old, _, size)) = state.entries.remove(&oldest) {
+                state.bytes -= size;
                 // Unless a reader still holds it, its buffer serves a later block.
                 if let Ok(buffer) = Arc::try_unwrap(old) {
                     super::buffers::give(buffer);
@@ -87,7 +123,7 @@ impl MemoryCache {
         }
     }
 
-    /// Bytes held.
+    /// What the blocks held cost.
     pub fn bytes(&self) -> u64 {
         self.lock().bytes
     }
@@ -139,8 +175,8 @@ impl DiskCache {
         let path = self.path(id);
         let mut file = std::fs::File::open(&path).ok()?;
         let size = file.metadata().map_or(0, |m| m.len() as usize);
-        let mut data = super::buffers::take(size.min(2 * super::codec::BLOCK_SIZE));
-        std::io::Read::read_to_end(&mut file, &mut data).ok()?;
+        let mut data =
+            super::buffers::read_all(&mut file, size, 2 * super::codec::BLOCK_SIZE).ok()?;
         if !strip_trailer(&mut data) {
             log::warn!("{}: damaged cache entry removed", path.display());
             let _ = std::fs::remove_file(&path);
@@ -376,14 +412,36 @@ mod tests {
 
     #[test]
     fn memory_lru_evicts_the_oldest() {
-        let cache = MemoryCache::new(10);
+        // Each 4-byte block costs 21 bytes under the allocator: two fit in 50, not three.
+        let cache = MemoryCache::new(50);
         cache.put([1; 32], Arc::new(vec![0; 4]));
         cache.put([2; 32], Arc::new(vec![0; 4]));
         assert!(cache.get(&[1; 32]).is_some());
         cache.put([3; 32], Arc::new(vec![0; 4]));
         assert!(cache.contains(&[1; 32]) && cache.contains(&[3; 32]));
         assert!(!cache.contains(&[2; 32]));
-        assert!(cache.bytes() <= 10);
+        assert!(cache.bytes() <= 50);
+    }
+
+    #[test]
+    fn room_held_for_blocks_in_flight_comes_out_of_the_cached_ones() {
+        let cache = MemoryCache::new(100);
+        cache.put([1; 32], Arc::new(vec![0; 4]));
+        cache.put([2; 32], Arc::new(vec![0; 4]));
+        let held = cache.reserve(70);
+        assert!(!cache.contains(&[1; 32]) && cache.contains(&[2; 32]));
+        cache.put([3; 32], Arc::new(vec![0; 4])); // 70 + 21: the block before it goes
+        assert!(!cache.contains(&[2; 32]) && cache.contains(&[3; 32]));
+        drop(held);
+        cache.put([4; 32], Arc::new(vec![0; 4]));
+        assert!(cache.contains(&[3; 32]) && cache.contains(&[4; 32]));
+    }
+
+    #[test]
+    fn memory_cache_counts_what_the_allocator_spends() {
+        let cache = MemoryCache::new(1 << 20);
+        cache.put([1; 32], Arc::new(vec![0; 97_000]));
+        assert_eq!(cache.bytes(), 104_832);
     }
 
     #[test]

@@ -66,8 +66,8 @@ pub fn decode(id: &[u8; 32], key: &[u8; 32], stored: Vec<u8>) -> Result<Vec<u8>,
     if length > BLOCK_SIZE {
         return Err(CodecError::TooLarge(length));
     }
-    let mut plain = super::buffers::take(length);
-    plain.resize(length, 0);
+    // Every byte is written by the decompressor: a kept buffer needs no zeroing first.
+    let mut plain = super::buffers::take_filled(length);
     let written = snap::raw::Decoder::new()
         .decompress(compressed, &mut plain)
         .map_err(|e| CodecError::Decompress(e.to_string()))?;

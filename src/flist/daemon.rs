@@ -23,6 +23,8 @@ pub struct DaemonRequest {
     pub cache: Option<PathBuf>,
     /// Its bound in bytes.
     pub cache_bytes: Option<u64>,
+    /// The memory cache's bound in bytes.
+    pub memory_bytes: Option<u64>,
     /// Stores that replace the flist's routes.
     pub stores: Vec<String>,
     /// `FROM=TO` route rewrites.
@@ -82,6 +84,9 @@ impl DaemonRequest {
         }
         if let Some(bytes) = self.cache_bytes {
             argv.extend(["--cache-bytes".into(), bytes.to_string()]);
+        }
+        if let Some(bytes) = self.memory_bytes {
+            argv.extend(["--memory-bytes".into(), bytes.to_string()]);
         }
         // Stores and rewrites may carry credentials: they go through stdin, never argv
         // (any user reads /proc/<pid>/cmdline).

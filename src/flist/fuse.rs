@@ -82,8 +82,12 @@ fn file_attr(attr: &Attr) -> FileAttr {
 
 impl Filesystem for FuseAdapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // A whole block per READ where the kernel allows it.
-        let _ = config.set_max_readahead(2 * 1024 * 1024);
+        // READs of a block at most (fuser sizes them by the larger of these two): one
+        // that falls inside a block goes out straight from the cached block, one across
+        // two fits a kept buffer. The readahead window itself is the mount's (4 MiB).
+        let block = super::codec::BLOCK_SIZE as u32;
+        let _ = config.set_max_readahead(block);
+        let _ = config.set_max_write(block);
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! failed, then the read itself), and a stalled store must cost a reader one deadline,
 //! not one per request. A quick failure (refused, 5xx, corrupt) is simply tried again.
 
+use super::buffers::BUFFER_SIZE;
 use super::cache::{DiskCache, MemoryCache};
 use super::codec::BLOCK_SIZE;
 use super::meta::BlockRef;
@@ -224,15 +225,20 @@ impl BlockSource {
     }
 
     fn load(&self, block: &BlockRef, made: &mut MadeLocal) -> Fetched {
+        // The room of a block's blob and plaintext comes out of the memory cache's bound
+        // while they are on their way in (the size is known only once fetched).
+        let room = self.memory.reserve(2 * BUFFER_SIZE as u64);
         if let Some(disk) = &self.disk {
             if let Some(data) = disk.get(&block.id) {
                 self.disk_hits.fetch_add(1, Ordering::Relaxed);
                 let data = Arc::new(data);
+                drop(room);
                 self.memory.put(block.id, data.clone());
                 return Ok(data);
             }
         }
         let (plain, stored_bytes) = self.router.fetch(block)?;
+        drop(room);
         made.bytes_fetched = stored_bytes;
         let data = Arc::new(plain);
         if let Some(disk) = &self.disk {
@@ -292,7 +298,9 @@ impl BlockSource {
         let wanted = &blocks[first..=last];
         self.prefetch(&wanted[1..]);
         let fetched: Vec<Fetched> = wanted.iter().map(|b| self.block(b)).collect();
-        let mut out = Vec::with_capacity((end - offset) as usize);
+        // A kept buffer where the range fits one (a READ across two blocks), given back.
+        let mut out = super::buffers::take_filled((end - offset) as usize);
+        let mut filled = 0;
         for (i, result) in fetched.into_iter().enumerate() {
             let index = first + i;
             let data = result.map_err(|e| e.to_string())?;
@@ -301,11 +309,16 @@ impl BlockSource {
             let from = offset.saturating_sub(block_start) as usize;
             let to = ((end - block_start) as usize).min(data.len());
             if from < to {
-                out.extend_from_slice(&data[from..to]);
+                let part = &data[from..to];
+                out[filled..filled + part.len()].copy_from_slice(part);
+                filled += part.len();
             }
         }
+        out.truncate(filled);
         self.prefetch(&blocks[last + 1..blocks.len().min(last + 1 + self.readahead)]);
-        Ok(consume(&out))
+        let result = consume(&out);
+        super::buffers::give(out);
+        Ok(result)
     }
 
     /// Fetches blocks into the cache in the background (bounded; skips cached ones).

@@ -13,7 +13,6 @@ pub mod s3;
 pub mod sigv4;
 mod zdb;
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,13 +189,12 @@ pub(crate) fn http_blob(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut data = crate::flist::buffers::take(announced.min(MAX_BLOB + 1));
-    response
-        .into_body()
-        .into_reader()
-        .take(MAX_BLOB as u64 + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| StoreError::Unavailable(format!("{context}{e}")))?;
+    let data = crate::flist::buffers::read_all(
+        &mut response.into_body().into_reader(),
+        announced,
+        MAX_BLOB + 1,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("{context}{e}")))?;
     if data.len() > MAX_BLOB {
         return Err(StoreError::Unavailable(format!(
             "{context}blob larger than {MAX_BLOB} bytes"
