@@ -80,15 +80,28 @@ daemon_peak_kib() { # mount point: peak RSS of the daemon serving it
   pid=$(pgrep -f -- "flist mount .*--foreground.*$1\$" | head -1 || true)
   [ -n "$pid" ] && awk '/^VmHWM/ { print $2 }' "/proc/$pid/status" || echo 0
 }
+daemon_cpu_ticks() { # mount point: user + system clock ticks of the daemon serving it
+  local pid
+  pid=$(pgrep -f -- "flist mount .*--foreground.*$1\$" | head -1 || true)
+  [ -n "$pid" ] && awk '{ print $14 + $15 }' "/proc/$pid/stat" || echo 0
+}
+seconds_of_times() { # the children's line of `times`: their CPU seconds
+  python3 -c "
+import re
+line = open('$1').read().splitlines()[1]
+print(sum(int(m) * 60 + float(s) for m, s in re.findall(r'(\d+)m([\d.]+)s', line)))"
+}
 timed_read() { # dir: prints "bytes microseconds"
   local start bytes
   start=$(now_us)
   bytes=$(read_tree "$1")
   echo "$bytes $(($(now_us) - start))"
 }
-nginx_cpu_ticks() { # user + system clock ticks of every nginx process so far
-  local total=0 pid
-  for pid in $(pgrep -f "nginx.*$WORK" || true); do
+nginx_cpu_ticks() { # user + system clock ticks of every nginx process so far (the
+  # workers do the sending; their command line does not name the configuration)
+  local total=0 pid master
+  master=$(cat "$WORK/nginx.pid")
+  for pid in "$master" $(pgrep -P "$master" || true); do
     total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2> /dev/null || echo 0)))
   done
   echo "$total"
@@ -117,8 +130,16 @@ for set in big modules; do
   blobs=$(find "$WORK/store/$set" -type f | wc -l)
   stored=$(du -sb "$WORK/store/$set" | cut -f1)
   mnt=$(mount_set "$set")
-  read -r bytes cold_us < <(timed_read "$mnt")
+  ticks=$(nginx_cpu_ticks)
+  read -r bytes cold_us < <(
+    timed_read "$mnt"
+    times > "$WORK/reader-times"
+  )
   cold_kib=$(daemon_peak_kib "$mnt")
+  # Where the cold read's CPU went: the daemon, the reader (tar and wc), nginx.
+  result[$set-cpu-daemon]=$(python3 -c "print($(daemon_cpu_ticks "$mnt") / $(getconf CLK_TCK))")
+  result[$set-cpu-reader]=$(seconds_of_times "$WORK/reader-times")
+  result[$set-cpu-nginx]=$(python3 -c "print(($(nginx_cpu_ticks) - $ticks) / $(getconf CLK_TCK))")
   mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
   timed_read "$mnt" > /dev/null # fills the disk cache
   mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
@@ -178,6 +199,10 @@ cold = ${result[big-bytes]} / 1048576 / (${result[big-cold]} / 1e6)
 warm = ${result[big-bytes]} / 1048576 / (${result[big-warm]} / 1e6)
 tmpfs = ${result[big-bytes]} / 1048576 / (${result[big-tmpfs]} / 1e6)
 print(f'  cold vs that bound:                             {cold / bound:.2f}  (goal >= 0.7)')
+mib = ${result[big-bytes]} / 1048576
+daemon, reader, nginx = (1e3 * x / mib for x in (${result[big-cpu-daemon]}, ${result[big-cpu-reader]}, ${result[big-cpu-nginx]}))
+print(f'  cold read, CPU per MiB: daemon {daemon:.2f} core-ms (verify + decode alone {decode * 1048.576:.2f}), reader (tar, wc) {reader:.2f}, nginx {nginx:.2f}')
+print(f'  at 0.7x the bound all of them get {cores * 1e3 / (0.7 * bound):.2f} core-ms per MiB on {cores} cores; they took {daemon + reader + nginx:.2f}')
 print(f'  warm vs the plain tree on tmpfs:                {warm / tmpfs:.2f}  (goal >= 0.5)')"
 for set in big modules; do
   echo "  daemon peak RSS, $set, cold: ${result[$set-rss]} KiB = memory cache bound ($MEMORY_KIB KiB) + $(((${result[$set-rss]} - MEMORY_KIB) / 1024)) MiB  (goal <= + 16 MiB)"
