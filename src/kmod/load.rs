@@ -334,6 +334,36 @@ struct Shared {
     outcomes: Vec<Option<Outcome>>,
     /// When each unit's load started, while it runs.
     running: Vec<Option<Instant>>,
+    /// Of the units ready at once, the one with the heaviest chain starts first.
+    priority: Vec<u64>,
+}
+
+/// Each unit's weight and the heaviest chain of units that wait for it: a unit's weight
+/// is its file's size (what its load fetches, verifies, relocates and hashes), so the long
+/// chains (kvm then kvm_amd) start first instead of ending the step, with the short loads
+/// filling the other workers beside them.
+fn chain_weights(plan: &Plan) -> Vec<u64> {
+    let own: Vec<u64> = plan
+        .units
+        .iter()
+        .map(|unit| match &unit.action {
+            Action::Insert { path } => std::fs::metadata(path).map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .collect();
+    // Plan order puts each unit after what it needs: from the last unit back, a unit's
+    // heaviest waiting chain is known before the units it needs are reached.
+    let mut heaviest_after = vec![0u64; plan.units.len()];
+    let mut chain = vec![0u64; plan.units.len()];
+    for i in (0..plan.units.len()).rev() {
+        chain[i] = own[i] + heaviest_after[i];
+        for &dep in &plan.units[i].after {
+            if let Some(best) = heaviest_after.get_mut(dep) {
+                *best = (*best).max(chain[i]);
+            }
+        }
+    }
+    chain
 }
 
 /// Runs `plan` against `kernel`.
@@ -343,6 +373,7 @@ pub fn load(plan: &Plan, kernel: &dyn Kernel, options: &LoadOptions) -> Report {
     let shared = Mutex::new(Shared {
         outcomes: vec![None; count],
         running: vec![None; count],
+        priority: chain_weights(plan),
     });
     let changed = Condvar::new();
     let sequential_lock = Mutex::new(());
@@ -406,8 +437,10 @@ fn lock<'a>(shared: &'a Mutex<Shared>) -> std::sync::MutexGuard<'a, Shared> {
     shared.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Takes the first unit whose prerequisites are done; marks blocked ones skipped.
+/// Takes the ready unit (its prerequisites done) with the heaviest chain, the first in
+/// plan order among equals; marks blocked ones skipped.
 fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
+    let mut best: Option<usize> = None;
     for (i, unit) in plan.units.iter().enumerate() {
         if state.outcomes[i].is_some() || state.running[i].is_some() {
             continue;
@@ -429,12 +462,13 @@ fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
             });
             continue;
         }
-        if ready {
-            state.running[i] = Some(Instant::now());
-            return Some(i);
+        if ready && best.is_none_or(|b| state.priority[i] > state.priority[b]) {
+            best = Some(i);
         }
     }
-    None
+    let i = best?;
+    state.running[i] = Some(Instant::now());
+    Some(i)
 }
 
 fn worker(
@@ -449,7 +483,9 @@ fn worker(
     loop {
         if options.deadline.is_some_and(|d| Instant::now() >= d) {
             // Past the deadline nothing new starts; the loads still running end by it.
-            let Shared { outcomes, running } = &mut *state;
+            let Shared {
+                outcomes, running, ..
+            } = &mut *state;
             for (outcome, running) in outcomes.iter_mut().zip(running.iter()) {
                 if outcome.is_none() && running.is_none() {
                     *outcome = Some(Outcome::Skipped {

@@ -232,3 +232,49 @@ fn cycles_do_not_hang() {
     let report = load(&plan, &FakeKernel::new(), &LoadOptions::default());
     assert_eq!(report.counters()["skipped"], 2);
 }
+
+#[test]
+fn the_heaviest_chain_starts_first_and_equals_keep_plan_order() {
+    let dir = std::env::temp_dir().join(format!("initagent-load-weights-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: usize| {
+        let path = dir.join(format!("{name}.ko"));
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        path
+    };
+    let with_file = |mut unit: Unit, bytes: usize| {
+        unit.action = Action::Insert {
+            path: file(&unit.name, bytes),
+        };
+        unit
+    };
+    // small1 and small2 come first in plan order; irqbypass is small but kvm (the
+    // heaviest) waits for it, then kvm_amd waits for kvm.
+    let plan = Plan {
+        units: vec![
+            with_file(unit("small1", &[], true), 3_000),
+            with_file(unit("small2", &[], true), 3_000),
+            with_file(unit("irqbypass", &[], true), 1_000),
+            with_file(unit("kvm", &[2], true), 50_000),
+            with_file(unit("kvm_amd", &[3], true), 5_000),
+            unit("no_file_a", &[], true),
+            unit("no_file_b", &[], true),
+        ],
+        unresolved: Vec::new(),
+    };
+    let kernel = FakeKernel::new();
+    load(
+        &plan,
+        &kernel,
+        &LoadOptions {
+            workers: 1,
+            ..Default::default()
+        },
+    );
+    let order = kernel.loaded.lock().unwrap().clone();
+    assert_eq!(
+        order,
+        ["irqbypass", "kvm", "kvm_amd", "small1", "small2", "no_file_a", "no_file_b"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
