@@ -462,7 +462,7 @@ fn next_ready(plan: &Plan, state: &mut Shared) -> Option<usize> {
             });
             continue;
         }
-        if ready && best.is_none_or(|b| state.priority[i] > state.priority[b]) {
+        if ready && best.map_or(true, |b| state.priority[i] > state.priority[b]) {
             best = Some(i);
         }
     }

@@ -274,7 +274,15 @@ fn the_heaviest_chain_starts_first_and_equals_keep_plan_order() {
     let order = kernel.loaded.lock().unwrap().clone();
     assert_eq!(
         order,
-        ["irqbypass", "kvm", "kvm_amd", "small1", "small2", "no_file_a", "no_file_b"]
+        [
+            "irqbypass",
+            "kvm",
+            "kvm_amd",
+            "small1",
+            "small2",
+            "no_file_a",
+            "no_file_b"
+        ]
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
