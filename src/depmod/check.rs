@@ -21,7 +21,7 @@ use crate::kmod::index::Index;
 use crate::kmod::tree::IndexFile;
 use crate::kmod::{name, text};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -72,6 +72,10 @@ pub struct CheckReport {
     pub accounting: Accounting,
     /// How long it took, microseconds.
     pub micros: u64,
+    /// Where that time went, microseconds by part: `listing` (the modules from the
+    /// flist's manifest, or the walk, beside reading the stamp), `stamp` (comparing it),
+    /// `maps` (parsing the maps, when no stamp proves them), `inputs`, `vermagic`.
+    pub parts: BTreeMap<&'static str, u64>,
     /// Set when the tree could not be checked at all (exit 2).
     pub error: Option<String>,
 }
@@ -119,9 +123,16 @@ struct Checker<'a> {
     view: &'a TreeView,
     release: &'a str,
     checks: Vec<Check>,
+    parts: BTreeMap<&'static str, u64>,
 }
 
 impl Checker<'_> {
+    /// Adds the time since `since` to the part `name`, and starts the next part.
+    fn part(&mut self, name: &'static str, since: &mut Instant) {
+        *self.parts.entry(name).or_default() += since.elapsed().as_micros() as u64;
+        *since = Instant::now();
+    }
+
     fn record(&mut self, id: &'static str, reasons: Vec<String>) {
         let status = if reasons.is_empty() {
             Status::Pass
@@ -170,15 +181,16 @@ pub fn check(root: &Path, release: &str, running: Option<&str>, deep: bool) -> C
         view: &view,
         release,
         checks: Vec::new(),
+        parts: BTreeMap::new(),
     };
     let error = run_checks(&mut checker, &modules_dir, running, deep).err();
-    let checks = checker.checks;
     CheckReport {
         dir: view.dir.display().to_string(),
         release: release.to_string(),
-        checks,
+        checks: checker.checks,
         accounting: view.accounting(),
         micros: started.elapsed().as_micros() as u64,
+        parts: checker.parts,
         error,
     }
 }
@@ -220,6 +232,7 @@ fn run_checks(
 
     // On one of our flist mounts the manifest lists the modules (no FUSE round trip);
     // elsewhere the walk (stat only) runs beside reading the stamp.
+    let mut since = Instant::now();
     let view = c.view;
     let backing = flist_backing(&view.dir);
     let (walked, stamp_text) = std::thread::scope(|scope| {
@@ -234,6 +247,7 @@ fn run_checks(
         (walked, stamp_text)
     });
     let found = walked.map_err(|e| format!("{}: {e}", c.view.dir.display()))?;
+    c.part("listing", &mut since);
     let stamp_result = stamp_text.as_deref().map(|data| {
         let text = std::str::from_utf8(data).map_err(|_| format!("{STAMP_FILE}: not text"))?;
         let stamp = ParsedStamp::parse(text).map_err(|e| format!("{STAMP_FILE}: {e}"))?;
@@ -241,6 +255,7 @@ fn run_checks(
         Ok::<_, String>((stamp.vermagic.map(str::to_string), problems))
     });
     let proven = !deep && matches!(&stamp_result, Some(Ok((_, problems))) if problems.is_empty());
+    c.part("stamp", &mut since);
 
     if proven {
         let note = vec![format!(
@@ -258,8 +273,10 @@ fn run_checks(
         });
     } else {
         deep_checks(c, &found)?;
+        c.part("maps", &mut since);
     }
     inputs_and_mtime(c, &found);
+    c.part("inputs", &mut since);
     if proven {
         c.checks.push(Check {
             id: "module-set",
@@ -303,6 +320,7 @@ fn run_checks(
         }
         Err(why) => c.skip("vermagic", why),
     }
+    c.part("vermagic", &mut since);
     Ok(())
 }
 
@@ -448,11 +466,11 @@ fn inputs_and_mtime(c: &mut Checker<'_>, found: &[super::view::FoundModule]) {
 
 /// The flist a directory is served from, when it is under one of our FUSE mounts.
 struct FlistBacking {
-    manifest: crate::flist::meta::Manifest,
+    manifest: std::sync::Arc<crate::flist::meta::Manifest>,
     /// The directory's path inside the flist.
     inside: String,
     /// Every file's block keys, by inode.
-    keys: HashMap<u64, Vec<[u8; 32]>>,
+    keys: std::sync::Arc<crate::flist::meta::BlockKeys>,
 }
 
 fn flist_backing(dir: &Path) -> Option<FlistBacking> {
@@ -472,7 +490,8 @@ fn flist_backing(dir: &Path) -> Option<FlistBacking> {
         .ok()?
         .to_string_lossy()
         .into_owned();
-    let manifest = crate::flist::meta::Manifest::open(Path::new(&entry.source)).ok()?;
+    // The manifest this process mounted it from, when it did (stage 1): not read again.
+    let manifest = crate::flist::meta::Manifest::open_shared(Path::new(&entry.source)).ok()?;
     let keys = manifest.block_keys().ok()?;
     Some(FlistBacking {
         manifest,
@@ -511,6 +530,7 @@ fn modules_in_manifest(
                     relative: path,
                     size: inode.size,
                     mtime,
+                    flist_ino: Some(inode.ino),
                 });
             }
         }
@@ -524,16 +544,21 @@ fn stamped_file_differs(
     file: &stamp::ParsedFile<'_>,
     on_disk: Option<(u64, (i64, u32))>,
     backing: Option<&FlistBacking>,
+    ino: Option<u64>,
 ) -> Option<&'static str> {
     let Some((size, modified)) = on_disk else {
         return Some("gone");
     };
     match backing {
         Some(flist) => {
-            let Some(inode) = flist
-                .manifest
-                .resolve(&format!("{}/{}", flist.inside, file.path))
-            else {
+            // Listed from the manifest: its inode is known (no lookup by path).
+            let inode = match ino {
+                Some(ino) => flist.manifest.inode(ino),
+                None => flist
+                    .manifest
+                    .resolve(&format!("{}/{}", flist.inside, file.path)),
+            };
+            let Some(inode) = inode else {
                 return Some("gone");
             };
             let keys = flist.keys.get(&inode.ino).cloned().unwrap_or_default();
@@ -561,7 +586,7 @@ fn compare_stamp(
     let mut changed_maps = Vec::new();
     for map in &stamp.maps {
         let on_disk = view.metadata(map.path).ok().map(|m| (m.len(), mtime(&m)));
-        if let Some(why) = stamped_file_differs(map, on_disk, backing) {
+        if let Some(why) = stamped_file_differs(map, on_disk, backing, None) {
             changed_maps.push(format!("{} ({why})", map.path));
         }
     }
@@ -584,7 +609,7 @@ fn compare_stamp(
             None => differing.push(format!("{} (not in the stamp)", module.relative)),
             Some(s) => {
                 let on_disk = Some((module.size, stamp::mtime_parts(module.mtime)));
-                if let Some(why) = stamped_file_differs(s, on_disk, backing) {
+                if let Some(why) = stamped_file_differs(s, on_disk, backing, module.flist_ino) {
                     differing.push(format!("{} ({why})", module.relative));
                 }
             }

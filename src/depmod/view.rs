@@ -39,6 +39,8 @@ pub struct FoundModule {
     pub size: u64,
     /// Modification time.
     pub mtime: SystemTime,
+    /// Its inode in the flist it was listed from (none from a walk of the filesystem).
+    pub flist_ino: Option<u64>,
 }
 
 /// The module directory, with counters.
@@ -203,6 +205,7 @@ impl TreeView {
                         relative,
                         size: stat.st_size.max(0) as u64,
                         mtime,
+                        flist_ino: None,
                     });
                 }
                 _ => {}

@@ -88,8 +88,8 @@ pub fn safe_name(name: &str) -> bool {
 
 /// The mounted flist.
 pub struct FlistFs {
-    /// The manifest.
-    pub manifest: Manifest,
+    /// The manifest (shared with the other users of the same file in this process).
+    pub manifest: Arc<Manifest>,
     /// File content.
     pub source: Arc<BlockSource>,
     blocks: Mutex<HashMap<u64, Arc<Vec<BlockRef>>>>,
@@ -109,9 +109,9 @@ fn kind_of(inode: &Inode) -> Kind {
 
 impl FlistFs {
     /// A filesystem over a manifest and a block source.
-    pub fn new(manifest: Manifest, source: Arc<BlockSource>) -> FlistFs {
+    pub fn new(manifest: impl Into<Arc<Manifest>>, source: Arc<BlockSource>) -> FlistFs {
         FlistFs {
-            manifest,
+            manifest: manifest.into(),
             source,
             blocks: Mutex::new(HashMap::new()),
         }

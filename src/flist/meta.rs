@@ -9,7 +9,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 
 /// File type bits of `st_mode`.
 pub const S_IFMT: u32 = 0o170000;
@@ -117,6 +117,11 @@ pub struct Manifest {
     conn: Mutex<Connection>,
     inodes: HashMap<u64, Inode>,
     children: HashMap<u64, Vec<u64>>,
+    /// Each directory's children sorted by name (a stable sort: of children with the
+    /// same name, the one listed first comes first), for lookups by name.
+    by_name: HashMap<u64, Vec<u64>>,
+    /// Every file's block keys, once asked for.
+    keys: std::sync::OnceLock<Arc<BlockKeys>>,
     routes: Vec<Route>,
     tags: BTreeMap<String, String>,
 }
@@ -179,7 +184,46 @@ fn parent_cycle(inodes: &HashMap<u64, Inode>) -> Option<u64> {
     None
 }
 
+/// Every file's block keys in order, by inode.
+pub type BlockKeys = HashMap<u64, Vec<[u8; 32]>>;
+
+/// What tells one version of a file from another: device, inode, size, mtime.
+type FileId = (u64, u64, u64, i64, i64);
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    ))
+}
+
 impl Manifest {
+    /// [`Manifest::open`], or the manifest of the same file (path, device, inode, size,
+    /// modification time) that another user in this process has open: stage 1's maps
+    /// check shares the one its flists step mounted instead of reading it again.
+    pub fn open_shared(path: &Path) -> Result<Arc<Manifest>, MetaError> {
+        type Opened = Vec<(PathBuf, FileId, Weak<Manifest>)>;
+        static OPENED: Mutex<Opened> = Mutex::new(Vec::new());
+        let id = file_id(path).map_err(|e| MetaError::Io(path.to_path_buf(), e.to_string()))?;
+        let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        opened.retain(|(_, _, manifest)| manifest.strong_count() > 0);
+        let same = opened
+            .iter()
+            .find(|(p, i, _)| p == path && *i == id)
+            .and_then(|(_, _, manifest)| manifest.upgrade());
+        if let Some(manifest) = same {
+            return Ok(manifest);
+        }
+        let manifest = Arc::new(Manifest::open(path)?);
+        opened.push((path.to_path_buf(), id, Arc::downgrade(&manifest)));
+        Ok(manifest)
+    }
+
     /// Opens `path` read-only and loads the tree.
     pub fn open(path: &Path) -> Result<Manifest, MetaError> {
         let p = || path.to_path_buf();
@@ -332,11 +376,24 @@ impl Manifest {
                 }
             }
         }
+        let by_name = children
+            .iter()
+            .map(|(parent, kids)| {
+                let mut named: Vec<(&str, u64)> = kids
+                    .iter()
+                    .filter_map(|kid| Some((inodes.get(kid)?.name.as_str(), *kid)))
+                    .collect();
+                named.sort_by(|a, b| a.0.cmp(b.0));
+                (*parent, named.into_iter().map(|(_, kid)| kid).collect())
+            })
+            .collect();
         Ok(Manifest {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
             inodes,
             children,
+            by_name,
+            keys: std::sync::OnceLock::new(),
             routes,
             tags,
         })
@@ -375,10 +432,11 @@ impl Manifest {
     /// The first child of `parent` called `name` (names are not unique in the schema;
     /// rfs also takes the first).
     pub fn lookup(&self, parent: u64, name: &str) -> Option<&Inode> {
-        self.children(parent)
-            .iter()
-            .filter_map(|i| self.inodes.get(i))
-            .find(|i| i.name == name)
+        let sorted = self.by_name.get(&parent)?;
+        let name_of = |ino: &u64| self.inodes.get(ino).map_or("", |i| i.name.as_str());
+        let first = sorted.partition_point(|ino| name_of(ino) < name);
+        let inode = self.inodes.get(sorted.get(first)?)?;
+        (inode.name == name).then_some(inode)
     }
 
     /// The inode at a `/`-separated path from the root.
@@ -435,7 +493,10 @@ impl Manifest {
     }
 
     /// Every file's block keys in order, by inode, in one query.
-    pub fn block_keys(&self) -> Result<HashMap<u64, Vec<[u8; 32]>>, MetaError> {
+    pub fn block_keys(&self) -> Result<Arc<BlockKeys>, MetaError> {
+        if let Some(keys) = self.keys.get() {
+            return Ok(Arc::clone(keys));
+        }
         let p = || self.path.clone();
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let damaged = |e: rusqlite::Error| MetaError::Damaged(p(), e.to_string());
@@ -454,7 +515,7 @@ impl Manifest {
             })?;
             out.entry(ino as u64).or_default().push(key);
         }
-        Ok(out)
+        Ok(Arc::clone(self.keys.get_or_init(|| Arc::new(out))))
     }
 
     /// Every block row of the manifest (for `verify` and prefetch accounting).
@@ -483,5 +544,52 @@ impl Manifest {
     /// Tags (`version`, `description`, … when set).
     pub fn tags(&self) -> &BTreeMap<String, String> {
         &self.tags
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_by_name_find_the_first_child_listed_with_that_name() {
+        let dir =
+            std::env::temp_dir().join(format!("initagent-meta-lookup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        for name in ["zeta", "alpha", "mid", "sub/inner"] {
+            std::fs::write(tree.join(name), name).unwrap();
+        }
+        let flist = dir.join("t.fl");
+        let store =
+            super::super::pack::parse_store_spec(&format!("dir://{}", dir.join("store").display()))
+                .unwrap();
+        super::super::pack::pack(&tree, &flist, &[store], false, &Default::default()).unwrap();
+        // A second row named "zeta" under the root, listed after the first.
+        let conn = Connection::open(&flist).unwrap();
+        conn.execute_batch(
+            "INSERT INTO inode (ino, parent, name, size, uid, gid, mode, rdev, ctime, mtime) \
+             SELECT 1000, parent, name, 99, uid, gid, mode, rdev, ctime, mtime FROM inode \
+             WHERE name = 'zeta'",
+        )
+        .unwrap();
+        drop(conn);
+        let manifest = Manifest::open(&flist).unwrap();
+        for name in ["alpha", "mid", "sub"] {
+            assert_eq!(
+                manifest.lookup(1, name).map(|i| i.name.as_str()),
+                Some(name)
+            );
+        }
+        let zeta = manifest.lookup(1, "zeta").unwrap();
+        assert_ne!(
+            zeta.ino, 1000,
+            "the first row named zeta, not the later one"
+        );
+        assert!(manifest.lookup(1, "absent").is_none() && manifest.lookup(1, "").is_none());
+        assert_eq!(manifest.resolve("/sub/inner").unwrap().size, 9); // "sub/inner"
+        assert!(manifest.resolve("/sub/zeta").is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -123,7 +123,7 @@ pub fn effective_routes(manifest: &Manifest, options: &OpenOptions) -> Vec<Route
 
 /// Opens an flist with its stores and caches.
 pub fn open(flist: &Path, options: &OpenOptions) -> Result<Arc<FlistFs>, String> {
-    let manifest = Manifest::open(flist).map_err(|e| e.to_string())?;
+    let manifest = Manifest::open_shared(flist).map_err(|e| e.to_string())?;
     let routes = effective_routes(&manifest, options);
     if routes.is_empty() {
         return Err(format!(

@@ -64,15 +64,33 @@ impl std::fmt::Display for TreeError {
 
 impl std::error::Error for TreeError {}
 
-/// A module directory with its indexes loaded.
+/// A module directory with its indexes loaded: `modules.symbols.bin` (the largest, and
+/// needed only for `symbol:` requests) when first asked for, the others at once.
 pub struct ModuleTree {
     /// `<root>/lib/modules/<release>`.
     pub dir: PathBuf,
     /// Kernel release.
     pub release: String,
-    indexes: [Option<Vec<u8>>; 5],
-    /// Index files that are missing or unreadable or corrupt, one line each.
+    indexes: [std::sync::OnceLock<Option<Vec<u8>>>; 5],
+    /// Where regenerated maps are read from instead, for the index read later.
+    regenerated: Option<PathBuf>,
+    /// Index files that are missing or unreadable or corrupt, one line each (an index
+    /// read when first asked for logs its problem instead).
     pub problems: Vec<String>,
+}
+
+/// Read when first asked for.
+const LAZY: IndexFile = IndexFile::Symbols;
+
+/// Reads and checks one index: from `regenerated` when it has the file, else from `dir`.
+fn read_index(dir: &Path, regenerated: Option<&Path>, which: IndexFile) -> Result<Vec<u8>, String> {
+    let path = regenerated
+        .map(|r| r.join(which.file_name()))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| dir.join(which.file_name()));
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Index::new(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
 }
 
 impl ModuleTree {
@@ -89,28 +107,21 @@ impl ModuleTree {
         }
         let mut problems = Vec::new();
         let indexes = IndexFile::ALL.map(|which| {
-            let path = regenerated
-                .map(|r| r.join(which.file_name()))
-                .filter(|p| p.is_file())
-                .unwrap_or_else(|| dir.join(which.file_name()));
-            match std::fs::read(&path) {
-                Ok(bytes) => match Index::new(&bytes) {
-                    Ok(_) => Some(bytes),
-                    Err(e) => {
-                        problems.push(format!("{}: {e}", path.display()));
-                        None
-                    }
-                },
-                Err(e) => {
-                    problems.push(format!("{}: {e}", path.display()));
-                    None
-                }
+            let index = std::sync::OnceLock::new();
+            if which != LAZY {
+                let _ = index.set(
+                    read_index(&dir, regenerated, which)
+                        .map_err(|e| problems.push(e))
+                        .ok(),
+                );
             }
+            index
         });
         Ok(ModuleTree {
             dir,
             release: release.to_string(),
             indexes,
+            regenerated: regenerated.map(Path::to_path_buf),
             problems,
         })
     }
@@ -120,14 +131,19 @@ impl ModuleTree {
         ModuleTree {
             dir,
             release: release.to_string(),
-            indexes,
+            indexes: indexes.map(std::sync::OnceLock::from),
+            regenerated: None,
             problems: Vec::new(),
         }
     }
 
     fn index(&self, which: IndexFile) -> Option<Index<'_>> {
-        let bytes = self.indexes[which as usize].as_deref()?;
-        Index::new(bytes).ok()
+        let bytes = self.indexes[which as usize].get_or_init(|| {
+            read_index(&self.dir, self.regenerated.as_deref(), which)
+                .map_err(|e| log::warn!("{e}"))
+                .ok()
+        });
+        Index::new(bytes.as_deref()?).ok()
     }
 
     fn record<T>(

@@ -180,6 +180,9 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         let ctx = Arc::clone(&ctx);
         move || step::run(name, &ctx)
     };
+    if pid1 {
+        step::flists::open_early(&ctx.release);
+    }
     // The bootstrap set: what must work before the lazy trees exist (NIC drivers, fuse).
     // Then the network and the flists, only as PID 1: `initagent stage1` on a running
     // system must not touch its links or mount over its trees.

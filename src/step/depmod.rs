@@ -63,6 +63,11 @@ pub fn ensure_maps(ctx: &Ctx) -> Result<StepDone, StepError> {
             failed.join(" | ")
         ))
     };
+    // Where the check's time went, per part (milliseconds).
+    let mut done = done;
+    for (part, micros) in &report.check.parts {
+        done = done.count(&format!("{part}_ms"), micros / 1000);
+    }
     Ok(done
         .with_result(&report)
         .count("files_read", accounting.files_opened)

@@ -59,9 +59,8 @@ pub fn wanted(manifest_dir: &Path, release: &str) -> Vec<(&'static str, PathBuf,
 }
 
 /// The files fetched before mounting, proving the store serves the flist: the modules'
-/// maps stage 1 reads next (the binary indexes, softdeps, the content stamp — not the
-/// text twins of the indexes, which only tools read), or the smallest file of any other
-/// flist.
+/// maps stage 1 reads next (the binary indexes but the symbols', softdeps, the content
+/// stamp), or the smallest file of any other flist.
 fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
     let manifest = &fs.manifest;
     if name == "modules" {
@@ -72,9 +71,17 @@ fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
             .filter(|inode| inode.is_file() && inode.name.starts_with("modules."))
             .map(|inode| inode.name.as_str())
             .collect();
+        // What stage 1 reads next: the indexes its resolver opens, the softdeps and the
+        // content stamp the maps check reads. Not `modules.symbols.bin` (the largest: only
+        // `symbol:` requests read it, when they come), nor the text maps and depmod's
+        // inputs (`modules.order`, `modules.builtin.modinfo`: read only to regenerate).
         let wanted: Vec<String> = maps
             .iter()
-            .filter(|map| !maps.contains(&format!("{map}.bin").as_str()))
+            .filter(|map| {
+                (map.ends_with(".bin") && **map != "modules.symbols.bin")
+                    || **map == "modules.softdep"
+                    || **map == crate::depmod::stamp::STAMP_FILE
+            })
             .map(|map| format!("/{map}"))
             .collect();
         if !wanted.is_empty() {
@@ -114,6 +121,11 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
     open
 }
 
+/// Where one flist's mount spent its time, milliseconds: `<name>_open_ms` (its manifest),
+/// `<name>_probe_ms` (the store's answer and the blocks of the files read first),
+/// `<name>_daemon_ms` (its daemon started and serving).
+type Phases = Vec<(String, u64)>;
+
 /// Opens, probes and mounts one flist.
 fn mount_one(
     name: &'static str,
@@ -121,10 +133,20 @@ fn mount_one(
     target: &Path,
     config: &Config,
     deadline: Instant,
-) -> Result<(Mounted, prefetch::PrefetchReport), String> {
+) -> Result<(Mounted, prefetch::PrefetchReport, Phases), String> {
+    let mut phases = Phases::new();
+    let mut since = Instant::now();
+    let mut phase = |part: &str| {
+        phases.push((
+            format!("{name}_{part}_ms"),
+            since.elapsed().as_millis() as u64,
+        ));
+        since = Instant::now();
+    };
     let open = open_options(name, config);
     let (cache, cache_bytes) = (open.cache_dir.clone(), open.cache_bytes);
     let fs = mount::open(manifest, &open)?;
+    phase("open");
     let source = manifest.display().to_string();
     let mounted = |fs| Mounted {
         name,
@@ -134,7 +156,7 @@ fn mount_one(
     // Served already (a step run again): nothing to probe, nothing to fetch. A stale or
     // stopped daemon's mount is taken down here, before the probe.
     if mount::claim(target, &source, mount::SUBTYPE)? {
-        return Ok((mounted(fs), prefetch::PrefetchReport::default()));
+        return Ok((mounted(fs), prefetch::PrefetchReport::default(), phases));
     }
     let stores = mount::describe_routes(&mount::effective_routes(&fs.manifest, &open));
     let paths = probe_paths(name, &fs);
@@ -160,6 +182,7 @@ fn mount_one(
         )));
     }
     std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    phase("probe");
     let request = DaemonRequest {
         manifest: manifest.to_path_buf(),
         target: target.to_path_buf(),
@@ -177,7 +200,37 @@ fn mount_one(
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(2));
     daemon::start(&request, wait)?;
-    Ok((mounted(fs), probe))
+    phase("daemon");
+    Ok((mounted(fs), probe, phases))
+}
+
+/// The manifests stage 1 mounts, being opened on a thread of their own ([`open_early`]).
+type Early = std::thread::JoinHandle<Vec<Arc<crate::flist::meta::Manifest>>>;
+static EARLY: Mutex<Option<Early>> = Mutex::new(None);
+
+/// Starts reading the manifests of the flists this image mounts (they are in the
+/// initramfs) on a thread of its own, from the start of the boot: every inode, and the
+/// modules' block keys the maps check compares. That work then overlaps the bootstrap
+/// loads and the wait for a lease instead of holding up this step and the check, which
+/// share what was read ([`crate::flist::meta::Manifest::open_shared`]). A manifest that
+/// cannot be read is left to this step, which says why.
+pub fn open_early(release: &str) {
+    let wanted = wanted(Path::new(MANIFEST_DIR), release);
+    let started = std::thread::Builder::new()
+        .name("manifests".into())
+        .spawn(move || {
+            let open = |(name, manifest, _): &(&str, PathBuf, PathBuf)| {
+                let opened = crate::flist::meta::Manifest::open_shared(manifest).ok()?;
+                if *name == "modules" {
+                    let _ = opened.block_keys();
+                }
+                Some(opened)
+            };
+            wanted.iter().filter_map(open).collect()
+        });
+    if let Ok(handle) = started {
+        *EARLY.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
 }
 
 /// Mounts every flist the image has a manifest for; degraded when one could not be.
@@ -187,11 +240,15 @@ pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> 
             "not PID 1: a running system's trees are left alone (use `initagent flist mount`)",
         ));
     }
+    // What the early reading has (held until the mounts below share it).
+    let early = EARLY.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let _read_early = early.and_then(|thread| thread.join().ok());
     let (config, shared, release) = (&ctx.config, &ctx.mounted, &ctx.release);
     let deadline = Instant::now() + Duration::from_secs(u64::from(config.flists_deadline_s));
     let mut mounted = Vec::new();
     let mut problems = Vec::new();
     let (mut probe_bytes, mut probe_blocks) = (0u64, 0u64);
+    let mut all_phases = Phases::new();
     let mut clock_offset = None;
     let wanted: Vec<_> = wanted(manifest_dir, release)
         .into_iter()
@@ -217,7 +274,8 @@ pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> 
     });
     for ((name, manifest, target), result) in wanted.into_iter().zip(results) {
         match result {
-            Ok((flist, probe)) => {
+            Ok((flist, probe, phases)) => {
+                all_phases.extend(phases);
                 probe_bytes += flist.fs.source.stats().bytes_fetched;
                 clock_offset = clock_offset.or(flist.fs.source.router().clock_offset());
                 probe_blocks += probe.blocks;
@@ -260,10 +318,13 @@ pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> 
         detail = format!("{}; {detail}", problems.join("; "));
         StepDone::degraded(detail)
     };
-    let done = match clock_offset {
+    let mut done = match clock_offset {
         Some(offset) => done.count("clock_off_by_s", offset.unsigned_abs()),
         None => done,
     };
+    for (part, ms) in &all_phases {
+        done = done.count(part, *ms);
+    }
     Ok(done
         .count("mounted", mounted.len() as u64)
         .count("failed", problems.len() as u64)
