@@ -149,6 +149,13 @@ for set in big modules; do
   read -r curl8_us _ < <(curl_blobs "$set" 8)
   if [ "$set" = big ]; then cp -r "$WORK/big" "$SHM/$set"; else cp -r "$KCACHE/root/lib/modules/$RELEASE" "$SHM/$set"; fi
   read -r _ tmpfs_us < <(timed_read "$SHM/$set")
+  if [ "$set" = big ]; then # the reading program's own CPU: 5 reads, for clock ticks to count
+    (
+      for _ in 1 2 3 4 5; do read_tree "$SHM/$set" > /dev/null; done
+      times > "$WORK/plain-times"
+    )
+    result[plain-reader-cpu]=$(python3 -c "print($(seconds_of_times "$WORK/plain-times") / 5)")
+  fi
   echo "$set: $bytes bytes in files, $blobs blobs ($stored bytes stored), MB/s (MiB/s) over the file bytes:"
   printf '  initagent, cold (no cache):        %s   daemon peak RSS %d KiB (memory cache bound %d KiB)\n' "$(mbps "$bytes" "$cold_us")" "$cold_kib" "$MEMORY_KIB"
   printf '  initagent, warm disk cache:        %s\n' "$(mbps "$bytes" "$warm_us")"
@@ -183,6 +190,9 @@ echo "  cold vs curl, 8 parallel:                       $(ratio "${result[big-cu
 # (the CPU curl and nginx spent on the same blobs, measured above) and verified and decoded
 # (the shipped musl build's codec, benches/codec.rs), on this machine's cores, with FUSE and
 # the reading program free. The goal of 0.7x curl is out of reach when it exceeds this.
+# The reading program (tar, wc) shares those cores: what it costs on the plain tree in
+# tmpfs (its own reads and its pipe, nothing of FUSE's) is work any reader must leave room
+# for, so the bound a cold read is held to counts it as well.
 codec=$(cargo bench -q --bench codec --target x86_64-unknown-linux-musl 2> /dev/null || true)
 echo "$codec" | sed 's/^/  /'
 decode=$(echo "$codec" | sed -n 's/^ *verified decode.*: *\([0-9.]*\) MB\/s.*/\1/p')
@@ -192,13 +202,16 @@ mb = ${result[big-bytes]} / 1e6
 curl = ${result[big-bytes]} / 1048576 / (${result[big-curl1]} / 1e6)
 transfer = ${result[big-transfer-cpu]} / mb          # core-seconds per MB, curl + nginx
 decode = 1 / float('${decode:-0}' or 'inf')           # core-seconds per MB, verify + decode
-bound = cores / (transfer + decode) / 1.048576         # MiB/s
-print(f'  per MB: transfer {transfer * 1e3:.2f} core-ms (curl + nginx), decode {decode * 1e3:.2f} core-ms')
-print(f'  bound for any verifying reader on {cores} cores: {bound:.0f} MiB/s = {bound / curl:.2f}x curl; 0.7x curl needs {0.7 * curl:.0f} MiB/s')
+consumer = ${result[plain-reader-cpu]} / mb           # core-seconds per MB, tar + wc on tmpfs
+free = cores / (transfer + decode) / 1.048576          # MiB/s, the reading program free
+bound = cores / (transfer + decode + consumer) / 1.048576
+print(f'  per MB: transfer {transfer * 1e3:.2f} core-ms (curl + nginx), decode {decode * 1e3:.2f} core-ms, the reading program on tmpfs {consumer * 1e3:.2f} core-ms (tar, wc)')
+print(f'  bound for any verifying reader on {cores} cores, the reading program free: {free:.0f} MiB/s = {free / curl:.2f}x curl; 0.7x curl needs {0.7 * curl:.0f} MiB/s')
+print(f'  the same, serving this reading program (its CPU counted): {bound:.0f} MiB/s')
 cold = ${result[big-bytes]} / 1048576 / (${result[big-cold]} / 1e6)
 warm = ${result[big-bytes]} / 1048576 / (${result[big-warm]} / 1e6)
 tmpfs = ${result[big-bytes]} / 1048576 / (${result[big-tmpfs]} / 1e6)
-print(f'  cold vs that bound:                             {cold / bound:.2f}  (goal >= 0.7)')
+print(f'  cold vs that bound:                             {cold / bound:.2f}  (goal >= 0.7; {cold / free:.2f} of the bound with the reading program free)')
 mib = ${result[big-bytes]} / 1048576
 daemon, reader, nginx = (1e3 * x / mib for x in (${result[big-cpu-daemon]}, ${result[big-cpu-reader]}, ${result[big-cpu-nginx]}))
 print(f'  cold read, CPU per MiB: daemon {daemon:.2f} core-ms (verify + decode alone {decode * 1048.576:.2f}), reader (tar, wc) {reader:.2f}, nginx {nginx:.2f}')
