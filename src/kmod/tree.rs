@@ -213,6 +213,11 @@ impl ModuleTree {
                 self.dir.display()
             ));
         }
+        // The common case in one look; a symlink on the way (or no `openat2`) is
+        // followed to where it leads.
+        if crate::sys::stays_beneath(&self.dir, relative) {
+            return Ok(path);
+        }
         if let (Ok(real), Ok(dir)) = (path.canonicalize(), self.dir.canonicalize()) {
             if !real.starts_with(&dir) {
                 return Err(format!(
@@ -239,6 +244,7 @@ mod path_tests {
         std::fs::write(dir.join("kernel/inside.ko"), b"x").unwrap();
         std::os::unix::fs::symlink(root.join("outside.ko"), dir.join("kernel/evil.ko")).unwrap();
         std::os::unix::fs::symlink("inside.ko", dir.join("kernel/alias.ko")).unwrap();
+        std::os::unix::fs::symlink("../../../../outside.ko", dir.join("kernel/up.ko")).unwrap();
         let tree = ModuleTree::open(&root, "6.1.0-0-test", None).unwrap();
         assert_eq!(
             tree.module_path("kernel/inside.ko").unwrap(),
@@ -261,6 +267,8 @@ mod path_tests {
         );
         let link = tree.module_path("kernel/evil.ko").unwrap_err();
         assert!(link.contains("through a symlink"), "{link}");
+        let up = tree.module_path("kernel/up.ko").unwrap_err();
+        assert!(up.contains("through a symlink"), "{up}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

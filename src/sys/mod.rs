@@ -37,6 +37,23 @@ pub fn kernel_release() -> String {
         .into_owned()
 }
 
+/// Whether `relative` stays beneath `dir` as the kernel resolves it now (`openat2` with
+/// `RESOLVE_BENEATH`: no `..`, absolute path or symlink on the way leads out), in two
+/// path walks instead of a `readlink` per component of each. `false` when the kernel
+/// cannot say so (it refused, a symlink is absolute, no `openat2`): the caller looks
+/// closer. A path not there (yet) cannot lead anywhere: beneath.
+pub fn stays_beneath(dir: &std::path::Path, relative: &str) -> bool {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(dir, flags | OFlags::DIRECTORY, Mode::empty()) else {
+        return false;
+    };
+    match rustix::fs::openat2(&dir, relative, flags, Mode::empty(), ResolveFlags::BENEATH) {
+        Ok(_) => true,
+        Err(e) => e == rustix::io::Errno::NOENT,
+    }
+}
+
 /// Whether `path` names a regular file this process may execute.
 pub fn is_executable(path: &std::path::Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file())
