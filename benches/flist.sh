@@ -125,30 +125,54 @@ cpu = sum(int(m) * 60 + float(s) for m, s in re.findall(r'(\d+)m([\d.]+)s', chil
 print(cpu + ($(nginx_cpu_ticks) - $ticks) / $(getconf CLK_TCK))")"
 }
 
+# Each read is timed ROUNDS times (cold: a fresh mount each time; warm: a fresh mount over
+# the filled disk cache), and the median is taken: one read of the 100 MiB file lasts a
+# tenth of a second, and a single one swung the ratios by 15 % from run to run.
+ROUNDS=3
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+add() { python3 -c "print($1 + $2)"; }
 declare -A result
 for set in big modules; do
   blobs=$(find "$WORK/store/$set" -type f | wc -l)
   stored=$(du -sb "$WORK/store/$set" | cut -f1)
-  mnt=$(mount_set "$set")
+  # Where the cold reads' CPU went: the daemons, the reader (tar and wc), nginx.
+  runs=() cold_kib=0 daemon_s=0 reader_s=0
   ticks=$(nginx_cpu_ticks)
-  read -r bytes cold_us < <(
-    timed_read "$mnt"
-    times > "$WORK/reader-times"
-  )
-  cold_kib=$(daemon_peak_kib "$mnt")
-  # Where the cold read's CPU went: the daemon, the reader (tar and wc), nginx.
-  result[$set-cpu-daemon]=$(python3 -c "print($(daemon_cpu_ticks "$mnt") / $(getconf CLK_TCK))")
-  result[$set-cpu-reader]=$(seconds_of_times "$WORK/reader-times")
-  result[$set-cpu-nginx]=$(python3 -c "print(($(nginx_cpu_ticks) - $ticks) / $(getconf CLK_TCK))")
+  for _ in $(seq $ROUNDS); do
+    mnt=$(mount_set "$set")
+    read -r bytes us < <(
+      timed_read "$mnt"
+      times > "$WORK/reader-times"
+    )
+    runs+=("$us")
+    kib=$(daemon_peak_kib "$mnt")
+    [ "$kib" -gt "$cold_kib" ] && cold_kib=$kib
+    daemon_s=$(add "$daemon_s" "$(daemon_cpu_ticks "$mnt") / $(getconf CLK_TCK)")
+    reader_s=$(add "$reader_s" "$(seconds_of_times "$WORK/reader-times")")
+  done
+  cold_us=$(median "${runs[@]}")
+  result[$set-cpu-daemon]=$(python3 -c "print($daemon_s / $ROUNDS)")
+  result[$set-cpu-reader]=$(python3 -c "print($reader_s / $ROUNDS)")
+  result[$set-cpu-nginx]=$(python3 -c "print(($(nginx_cpu_ticks) - $ticks) / $(getconf CLK_TCK) / $ROUNDS)")
   mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
   timed_read "$mnt" > /dev/null # fills the disk cache
-  mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
-  read -r _ warm_us < <(timed_read "$mnt")
+  runs=()
+  for _ in $(seq $ROUNDS); do
+    mnt=$(mount_set "$set" --cache "$WORK/cache-$set")
+    read -r _ us < <(timed_read "$mnt")
+    runs+=("$us")
+  done
+  warm_us=$(median "${runs[@]}")
   "$BIN" flist umount --lazy "$mnt" > /dev/null
   read -r curl1_us transfer_cpu < <(curl_blobs "$set" 0)
   read -r curl8_us _ < <(curl_blobs "$set" 8)
   if [ "$set" = big ]; then cp -r "$WORK/big" "$SHM/$set"; else cp -r "$KCACHE/root/lib/modules/$RELEASE" "$SHM/$set"; fi
-  read -r _ tmpfs_us < <(timed_read "$SHM/$set")
+  runs=()
+  for _ in $(seq $ROUNDS); do
+    read -r _ us < <(timed_read "$SHM/$set")
+    runs+=("$us")
+  done
+  tmpfs_us=$(median "${runs[@]}")
   if [ "$set" = big ]; then # the reading program's own CPU: 5 reads, for clock ticks to count
     (
       for _ in 1 2 3 4 5; do read_tree "$SHM/$set" > /dev/null; done
@@ -156,7 +180,7 @@ for set in big modules; do
     )
     result[plain-reader-cpu]=$(python3 -c "print($(seconds_of_times "$WORK/plain-times") / 5)")
   fi
-  echo "$set: $bytes bytes in files, $blobs blobs ($stored bytes stored), MB/s (MiB/s) over the file bytes:"
+  echo "$set: $bytes bytes in files, $blobs blobs ($stored bytes stored), MB/s (MiB/s) over the file bytes (reads: median of $ROUNDS):"
   printf '  initagent, cold (no cache):        %s   daemon peak RSS %d KiB (memory cache bound %d KiB)\n' "$(mbps "$bytes" "$cold_us")" "$cold_kib" "$MEMORY_KIB"
   printf '  initagent, warm disk cache:        %s\n' "$(mbps "$bytes" "$warm_us")"
   printf '  curl of the blobs, 1 connection:   %s\n' "$(mbps "$bytes" "$curl1_us")"
