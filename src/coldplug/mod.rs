@@ -2,10 +2,12 @@
 //! uevent socket first, walk `/sys/devices/**/modalias`, resolve each distinct alias once
 //! as udev's `kmod load $MODALIAS` would (blacklist always applies), load in parallel in
 //! dependency order, then keep handling `add` events (devices that appear because a driver
-//! loaded) until a quiet period passes or the deadline. Reports the devices seen, the
+//! loaded) until every event the kernel sent has been read and loaded for (udevadm
+//! settle's rule, [`settle`]) or the deadline. Reports the devices seen, the
 //! modules loaded and the devices no module in the tree drives.
 
 pub mod select;
+pub mod settle;
 pub mod udev;
 pub mod uevent;
 
@@ -29,7 +31,8 @@ pub struct ColdplugOptions {
     pub sysfs: PathBuf,
     /// Coldplug ends by then, whatever is still arriving.
     pub deadline: Duration,
-    /// Done when no new device has appeared for this long and nothing is loading.
+    /// After loads, the longest wait for the kernel's events to arrive; without the
+    /// kernel's event counter, done when no new device has appeared for this long.
     pub quiet: Duration,
     /// Workers and ordering for loads.
     pub load: LoadOptions,
@@ -146,8 +149,60 @@ pub fn scan(sysfs: &Path) -> (Vec<(String, String)>, Vec<String>) {
     (found, problems)
 }
 
-/// Runs coldplug with the modules of `modules`, loading them through `kernel`.
-pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) -> ColdplugReport {
+/// The number of the last uevent the kernel sent (`/sys/kernel/uevent_seqnum`).
+pub(crate) fn kernel_seqnum(sysfs: &Path) -> Option<u64> {
+    std::fs::read_to_string(sysfs.join("kernel/uevent_seqnum"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The devices present, read after the kernel's uevent socket was bound: a device that
+/// appears later is in the socket's queue, so coldplug may start from a scan made earlier
+/// (stage 1 makes it while the network comes up, and the prefetch reads it too).
+pub struct Watch {
+    socket: Option<UeventSocket>,
+    seen: settle::Seen,
+    /// `(devpath, modalias)` of every device with one, sorted.
+    pub devices: Vec<(String, String)>,
+    problems: Vec<String>,
+}
+
+impl Watch {
+    /// Binds the socket, then scans `<sysfs>/devices`.
+    pub fn start(sysfs: &Path) -> Watch {
+        let mut problems = Vec::new();
+        let mut seen = settle::Seen::default();
+        let socket = match UeventSocket::open() {
+            Ok(socket) => {
+                seen = settle::Seen::new(kernel_seqnum(sysfs));
+                Some(socket)
+            }
+            Err(e) => {
+                problems.push(format!("uevent socket: {e}; only the scan is used"));
+                None
+            }
+        };
+        let (devices, scan_problems) = scan(sysfs);
+        problems.extend(scan_problems);
+        Watch {
+            socket,
+            seen,
+            devices,
+            problems,
+        }
+    }
+}
+
+/// Runs coldplug with the modules of `modules`, loading them through `kernel`, from
+/// `watch` (made now when `None`).
+pub fn run(
+    modules: &Modules,
+    kernel: &dyn Kernel,
+    options: &ColdplugOptions,
+    watch: Option<Watch>,
+) -> ColdplugReport {
     let started = Instant::now();
     let deadline = started + options.deadline;
     // The loads end by the coldplug deadline too (a driver whose init never returns is
@@ -156,17 +211,12 @@ pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) ->
     options.load.deadline = Some(options.load.deadline.map_or(deadline, |d| d.min(deadline)));
     let options = &options;
     let mut report = ColdplugReport::default();
-    // The socket first: a device that appears during the scan is seen one way or the other.
-    let socket = match UeventSocket::open() {
-        Ok(socket) => Some(socket),
-        Err(e) => {
-            report
-                .problems
-                .push(format!("uevent socket: {e}; only the scan is used"));
-            None
-        }
-    };
-    let (mut pending, problems) = scan(&options.sysfs);
+    let Watch {
+        socket,
+        mut seen,
+        devices: mut pending,
+        problems,
+    } = watch.unwrap_or_else(|| Watch::start(&options.sysfs));
     report.problems.extend(problems);
     let selected = |devpath: &str| {
         let dir = options.sysfs.join(devpath.trim_start_matches('/'));
@@ -187,10 +237,13 @@ pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) ->
             &mut report,
         );
         let Some(socket) = &socket else { break };
-        // Wait for devices that appear because a driver loaded: up to `quiet` for the
-        // first event; once events come, gather the burst (most were queued while the
-        // loads ran: probes add their devices synchronously) and load it at once.
+        // Wait for devices that appear because a driver loaded. Their events were mostly
+        // queued while the loads ran (probes add their devices synchronously): read them
+        // up to the kernel's last one and load that burst at once; done when nothing is
+        // pending and every event the kernel sent has been read (udevadm settle's rule).
+        // Without the kernel's counter: a burst after a 20 ms gap, done after `quiet`.
         let mut quiet_until = Instant::now() + options.quiet;
+        let mut burst_until = None;
         let held = || {
             options
                 .hold
@@ -200,28 +253,35 @@ pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) ->
         let mut was_held = held();
         loop {
             let now = Instant::now();
-            if now >= deadline {
-                report.timed_out = true;
-                break;
-            }
             let holding = held();
             if was_held && !holding {
                 // The other loads just ended: their devices' events are queued by now.
                 quiet_until = quiet_until.max(now + BURST_GAP);
             }
             was_held = holding;
-            if holding && quiet_until <= now {
-                quiet_until = now + BURST_GAP;
-            }
-            let wait = quiet_until.min(deadline).saturating_duration_since(now);
-            if wait.is_zero() {
-                break;
-            }
-            match socket.receive(&mut buffer, wait) {
+            let wait = settle::Wait {
+                now,
+                deadline,
+                holding,
+                pending: pending.len(),
+                caught_up: seen.caught_up(kernel_seqnum(&options.sysfs)),
+                burst_until,
+                quiet_until,
+            };
+            let until = match settle::next(&wait, BURST_GAP) {
+                settle::Next::TimedOut => {
+                    report.timed_out = true;
+                    break;
+                }
+                settle::Next::Load | settle::Next::Settled => break,
+                settle::Next::Receive(until) => until,
+            };
+            match socket.receive(&mut buffer, until.saturating_duration_since(now)) {
                 Ok(Some(n)) => {
                     let Some(event) = uevent::parse(buffer.get(..n).unwrap_or_default()) else {
                         continue;
                     };
+                    seen.note(event.seqnum());
                     let wanted = options
                         .selection
                         .matches(&event.devpath, event.var("SUBSYSTEM"));
@@ -230,11 +290,7 @@ pub fn run(modules: &Modules, kernel: &dyn Kernel, options: &ColdplugOptions) ->
                     {
                         report.events += 1;
                         pending.push((event.devpath.clone(), alias.to_string()));
-                        quiet_until = Instant::now() + BURST_GAP;
-                        // A large burst is loaded without waiting for its end.
-                        if pending.len() >= 64 {
-                            break;
-                        }
+                        burst_until = Some(Instant::now() + BURST_GAP);
                     }
                 }
                 Ok(None) => {}

@@ -6,6 +6,7 @@
 //! is empty — `udevadm settle` without udevadm — within a deadline. A udevd started here is
 //! stopped afterwards, so zinit's own udevd service can take over (as zos's `/init` does).
 
+use super::kernel_seqnum;
 use super::select::Selection;
 use super::uevent::udev_processed_seqnum;
 use crate::sys::process::{self, SpawnOptions};
@@ -78,14 +79,6 @@ fn devices(sysfs: &Path) -> Vec<PathBuf> {
     }
     found.sort();
     found
-}
-
-fn kernel_seqnum(sysfs: &Path) -> Option<u64> {
-    std::fs::read_to_string(sysfs.join("kernel/uevent_seqnum"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// The subsystem objects `udevadm trigger --type=subsystems` sends `add` to first:

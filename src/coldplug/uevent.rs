@@ -26,6 +26,11 @@ impl Uevent {
     pub fn modalias(&self) -> Option<&str> {
         self.var("MODALIAS").filter(|m| !m.is_empty())
     }
+
+    /// The kernel's number for this event (`SEQNUM`).
+    pub fn seqnum(&self) -> Option<u64> {
+        self.var("SEQNUM")?.parse().ok()
+    }
 }
 
 /// Parses one message; `None` for anything that is not a kernel uevent.
@@ -96,9 +101,11 @@ MODALIAS=pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00\0SEQNUM=1234\0";
         assert_eq!(event.var("SUBSYSTEM"), Some("pci"));
         assert!(event.modalias().unwrap().starts_with("pci:v00008086"));
         assert_eq!(event.var("SEQNUM"), Some("1234"));
+        assert_eq!(event.seqnum(), Some(1234));
 
         let module = parse(b"add@/module/e1000\0ACTION=add\0SUBSYSTEM=module\0").unwrap();
         assert_eq!(module.modalias(), None);
+        assert_eq!(module.seqnum(), None);
         let empty_alias = parse(b"bind@/devices/x\0MODALIAS=\0").unwrap();
         assert_eq!(empty_alias.modalias(), None);
     }

@@ -192,6 +192,11 @@ pub fn run(paths: &Paths, pid1: bool) -> i32 {
         bootstrap.deadline(config),
         unit(bootstrap),
     );
+    // The devices, read while the network and the flists come up (the bootstrap set's
+    // drivers have added theirs): the prefetch and coldplug start from this scan.
+    if pid1 {
+        ctx.devices.start(ctx.sysfs.clone());
+    }
     // After the bootstrap set (a pstore backend may be a module: rd.driver.pre=ramoops).
     if pid1 {
         let mut previous = None;

@@ -45,7 +45,7 @@ pub fn run(ctx: &Ctx) -> Result<StepDone, StepError> {
         options.load.workers = 1;
     }
     let kernel = ctx.staged_kernel();
-    let report = coldplug::run(&modules, &kernel, &options);
+    let report = coldplug::run(&modules, &kernel, &options, ctx.devices.take());
     Ok(kernel.counted(step_done(&report)).with_result(&report))
 }
 

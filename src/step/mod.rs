@@ -6,6 +6,7 @@
 
 pub mod coldplug;
 pub mod depmod;
+pub mod devices;
 pub mod flists;
 pub mod modules;
 pub mod net;
@@ -221,6 +222,8 @@ pub struct Ctx {
     /// Set while stage 1 loads the baseline beside coldplug: coldplug does not call the
     /// devices quiet before it is cleared (the baseline's loads add devices too).
     pub baseline_loading: Arc<std::sync::atomic::AtomicBool>,
+    /// The devices stage 1 scanned early, for the prefetch and coldplug.
+    pub devices: Arc<devices::EarlyWatch>,
     /// The module tree [`Ctx::modules`] opened last, and which maps it read.
     opened: Arc<std::sync::Mutex<Option<Opened>>>,
 }
@@ -240,6 +243,7 @@ impl Ctx {
             mounted: flists::Shared::default(),
             selection: Default::default(),
             baseline_loading: Default::default(),
+            devices: Default::default(),
             opened: Default::default(),
         }
     }

@@ -19,16 +19,22 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// What this node will load: module names or aliases from the lists and `/sys`.
-fn wanted_inputs(lists: &[&Path], sysfs: &Path) -> Vec<String> {
+/// What this node will load: module names or aliases from the lists and `/sys` (the
+/// early scan's devices when stage 1 made one).
+fn wanted_inputs(lists: &[&Path], sysfs: &Path, early: Option<Vec<String>>) -> Vec<String> {
     let mut inputs = Vec::new();
     for list in lists {
         if let Ok(names) = kmod::read_list(list) {
             inputs.extend(names);
         }
     }
-    let (aliases, _) = crate::coldplug::scan(sysfs);
-    inputs.extend(aliases.into_iter().map(|(_, alias)| alias));
+    match early {
+        Some(aliases) => inputs.extend(aliases),
+        None => {
+            let (devices, _) = crate::coldplug::scan(sysfs);
+            inputs.extend(devices.into_iter().map(|(_, alias)| alias));
+        }
+    }
     inputs
 }
 
@@ -150,7 +156,7 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
     let deadline = Duration::from_secs(u64::from(config.prefetch_deadline_s));
     let modules = ctx.modules()?;
     let lists: Vec<&Path> = lists.iter().map(PathBuf::as_path).collect();
-    let mut inputs = wanted_inputs(&lists, &ctx.sysfs);
+    let mut inputs = wanted_inputs(&lists, &ctx.sysfs, ctx.devices.aliases());
     // What the command line adds to the lists (rd.driver.pre=, modules_load=).
     inputs.extend(
         config
