@@ -34,11 +34,12 @@ pub fn vm_cpu() -> String {
     std::env::var("INITAGENT_VM_CPU").unwrap_or_else(|_| "max,-avx,-avx2".to_string())
 }
 
-/// `python3 -m http.server` (HTTP/1.1, threads, on the namespace's loopback) whose
-/// answers wait `argv[3]` seconds each. Arguments: port, directory, delay.
-/// With `TCP_NODELAY`, as real stores answer (nginx's `tcp_nodelay` is on by default):
-/// without it, the last segment of each answer on a kept connection waited for the
-/// client's delayed ACK, about 35 ms per request (200 blocks: 6.99 s against 0.34 s).
+/// [`Vm::serve_dir_slowly`]'s store: `python3 -m http.server` (HTTP/1.1, threads, on the
+/// namespace's loopback) whose answers wait `argv[3]` seconds each. Arguments: port,
+/// directory, delay. With `TCP_NODELAY`, as real stores answer (nginx's `tcp_nodelay` is
+/// on by default): without it, the last segment of each answer on a kept connection
+/// waited for the client's delayed ACK, about 35 ms per request (200 blocks: 6.99 s
+/// against 0.34 s).
 const SLOW_SERVER: &str = "
 import functools, http.server, sys, time
 port, directory, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -328,7 +329,8 @@ impl Vm {
 
     /// Gives the guest a NIC (the kernel's [`Kernel::nic`] model) on QEMU's user network
     /// (inside the run's namespace) and serves `dir` over HTTP on the namespace's
-    /// loopback, port [`SERVED_PORT`]: the guest reaches it as `http://10.0.2.2:8080/`.
+    /// loopback, port [`SERVED_PORT`], with Debian's nginx: the guest reaches it as
+    /// `http://10.0.2.2:8080/`.
     pub fn serve_dir(mut self, dir: &Path) -> Vm {
         self.served = Some(dir.to_path_buf());
         self
@@ -506,20 +508,36 @@ impl Vm {
             .or_else(|| own_netns.as_ref().map(|ns| ns.name.clone()))
             .unwrap_or_default();
         let server = self.served.as_ref().map(|dir| {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &netns, "sh", "-c"])
-                .arg(format!(
-                    "sleep {}; exec \"$0\" \"$@\"",
-                    self.served_after.as_secs_f32()
-                ))
-                .args(["python3", "-c", SLOW_SERVER])
-                .arg(SERVED_PORT.to_string())
-                .arg(dir)
-                .arg(self.served_slowly.as_secs_f64().to_string())
+            // Debian's nginx, as operators serve an HTTP store (sendfile, one process: on
+            // this machine's two cores the store's CPU is taken from the VM's); Python's
+            // server only where each answer must come late.
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", &netns, "sh", "-c"]).arg(format!(
+                "sleep {}; exec \"$0\" \"$@\"",
+                self.served_after.as_secs_f32()
+            ));
+            if self.served_slowly.is_zero() {
+                let tmp = out.join("nginx-tmp");
+                std::fs::create_dir_all(&tmp).unwrap();
+                let server = format!(
+                    "listen 127.0.0.1:{SERVED_PORT};\n    root {};\n    sendfile on;",
+                    dir.display()
+                );
+                let config = out.join("nginx.conf");
+                std::fs::write(&config, super::servers::nginx_conf(&out, &tmp, &server)).unwrap();
+                command.arg("nginx").arg("-c").arg(config);
+            } else {
+                command
+                    .args(["python3", "-c", SLOW_SERVER])
+                    .arg(SERVED_PORT.to_string())
+                    .arg(dir)
+                    .arg(self.served_slowly.as_secs_f64().to_string());
+            }
+            let child = command
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(out.join("http.log")).unwrap())
                 .spawn()
-                .expect("python3");
+                .expect("the store's server (make setup installs nginx)");
             Killed(child)
         });
         // A NIC on QEMU's user network when the guest has something to reach there.
