@@ -211,6 +211,17 @@ fn every_dir_store_fixture_mounts_and_matches_its_manifest() {
         );
         let compared = compare(&mounted.target, &f.join(manifest_path));
         compare_listings(&mounted.target, &f.join(manifest_path));
+        // No extended attributes, and asking is an answer, not ENOSYS.
+        let mut names = [0u8; 64];
+        assert_eq!(
+            rustix::fs::listxattr(&mounted.target, &mut names[..]),
+            Ok(0)
+        );
+        let mut value = [0u8; 64];
+        assert_eq!(
+            rustix::fs::getxattr(&mounted.target, "user.any", &mut value[..]),
+            Err(rustix::io::Errno::NODATA)
+        );
         println!("{flist}: {compared} entries match");
     }
 }

@@ -6,7 +6,7 @@ use super::fs::{Attr, FlistFs, FsError, Kind};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
 };
 use std::ffi::OsStr;
 use std::sync::Arc;
@@ -194,6 +194,37 @@ impl Filesystem for FuseAdapter {
                 }
                 reply.ok();
             }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// Sent at every close: nothing is ever written, so nothing to write back (fuser's
+    /// default answers `ENOSYS` with a warning in the kernel log on every boot).
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    /// Flists carry no extended attributes: none of any name (`ls -l`, `cp -a` and
+    /// capability checks ask).
+    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, _size: u32, reply: ReplyXattr) {
+        match self.fs.attr(ino.0) {
+            Ok(_) => reply.error(Errno::ENODATA),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    /// An empty list of extended attributes.
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.attr(ino.0) {
+            Ok(_) if size == 0 => reply.size(0),
+            Ok(_) => reply.data(&[]),
             Err(e) => reply.error(errno(&e)),
         }
     }

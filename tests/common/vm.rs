@@ -512,10 +512,12 @@ impl Vm {
             // this machine's two cores the store's CPU is taken from the VM's); Python's
             // server only where each answer must come late.
             let mut command = Command::new("ip");
-            command.args(["netns", "exec", &netns, "sh", "-c"]).arg(format!(
-                "sleep {}; exec \"$0\" \"$@\"",
-                self.served_after.as_secs_f32()
-            ));
+            command
+                .args(["netns", "exec", &netns, "sh", "-c"])
+                .arg(format!(
+                    "sleep {}; exec \"$0\" \"$@\"",
+                    self.served_after.as_secs_f32()
+                ));
             if self.served_slowly.is_zero() {
                 let tmp = out.join("nginx-tmp");
                 std::fs::create_dir_all(&tmp).unwrap();
