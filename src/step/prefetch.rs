@@ -15,7 +15,7 @@ use crate::kmod::elf::Modinfo;
 use crate::kmod::load::KernelState;
 use crate::kmod::resolve::{Action, BlacklistMode};
 use crate::kmod::{self, Modules};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,38 +39,66 @@ fn wanted_inputs(lists: &[&Path], sysfs: &Path, early: Option<Vec<String>>) -> V
 }
 
 /// The `.ko` files the inputs resolve to, as paths inside the modules flist mounted at
-/// `module_dir`, in load order (dependencies first), but not those of modules `live`
-/// says the kernel has already (the bootstrap set, loaded from the initramfs).
+/// `module_dir`, heaviest chains first (as the loader starts them), but not those of
+/// modules `live` says the kernel has already (the bootstrap set, loaded from the
+/// initramfs). `size_of` gives a path's file size.
 fn module_paths(
     modules: &Modules,
     inputs: &[String],
     module_dir: &Path,
     live: &dyn Fn(&str) -> bool,
+    size_of: &dyn Fn(&str) -> u64,
 ) -> Vec<String> {
     let resolver = modules.resolver();
-    let mut seen = HashSet::new();
-    let mut paths = Vec::new();
+    let mut chains = Vec::new();
     for input in inputs {
         for probe in resolver.resolve(input, BlacklistMode::AliasOnly).probes {
             if probe.blacklisted {
                 continue;
             }
-            for step in probe.steps {
-                if live(&step.module.name) {
-                    continue;
-                }
-                if let Action::Insert { path } = step.action {
-                    if let Ok(inside) = path.strip_prefix(module_dir) {
+            let chain: Vec<(String, u64)> = probe
+                .steps
+                .into_iter()
+                .filter(|step| !live(&step.module.name))
+                .filter_map(|step| match step.action {
+                    Action::Insert { path } => path.strip_prefix(module_dir).ok().map(|inside| {
                         let inside = format!("/{}", inside.display());
-                        if seen.insert(inside.clone()) {
-                            paths.push(inside);
-                        }
-                    }
-                }
+                        let size = size_of(&inside);
+                        (inside, size)
+                    }),
+                    _ => None,
+                })
+                .collect();
+            chains.push(chain);
+        }
+    }
+    fetch_order(&chains)
+}
+
+/// The order to fetch the files of `chains` (each a module's files in load order,
+/// dependencies first, with their sizes) in: each file once, weighed by its own size plus
+/// the files after it in its heaviest chain (what waits for it), heaviest first, ties in
+/// the order first seen. The loader starts the module heading the heaviest chain first
+/// (`kvm` before the small drivers), so its blocks are the ones to have first.
+fn fetch_order(chains: &[Vec<(String, u64)>]) -> Vec<String> {
+    let mut order: Vec<&str> = Vec::new();
+    let mut weight: HashMap<&str, u64> = HashMap::new();
+    for chain in chains {
+        let mut after = 0u64;
+        for (path, size) in chain.iter().rev() {
+            after = after.saturating_add(*size);
+            let w = weight.entry(path).or_default();
+            *w = (*w).max(after);
+        }
+        for (path, _) in chain {
+            if !order.contains(&path.as_str()) {
+                order.push(path);
             }
         }
     }
-    paths
+    // Stable: equal weights keep the order first seen.
+    order.sort_by_key(|path| std::cmp::Reverse(weight.get(path).copied().unwrap_or(0)));
+    order.into_iter().map(str::to_string).collect()
 }
 
 /// The `.modinfo` section of the module file at `path`, read through the mounted modules
@@ -166,7 +194,11 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
             .cloned(),
     );
     let live = |name: &str| ctx.kernel.state(name) == KernelState::Live;
-    let paths = module_paths(&modules, &inputs, &modules_flist.target, &live);
+    let size_of = |inside: &str| {
+        let manifest = &modules_flist.fs.manifest;
+        manifest.resolve(inside).map_or(0, |inode| inode.size)
+    };
+    let paths = module_paths(&modules, &inputs, &modules_flist.target, &live, &size_of);
     let resolved_ms = started.elapsed().as_millis() as u64;
     let mut total = prefetch_paths(&modules_flist.fs, &paths, deadline);
     let modules_ms = started.elapsed().as_millis() as u64 - resolved_ms;
@@ -216,4 +248,42 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
         .count("resolve_ms", resolved_ms)
         .count("modules_ms", modules_ms)
         .count("firmware_ms", firmware_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fetch_order;
+
+    fn chain(files: &[(&str, u64)]) -> Vec<(String, u64)> {
+        files.iter().map(|(p, s)| (p.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn the_heaviest_chain_is_fetched_first_each_file_once() {
+        let chains = [
+            chain(&[("/bridge.ko", 690), ("/llc.ko", 21)]),
+            chain(&[
+                ("/irqbypass.ko", 16),
+                ("/kvm.ko", 2377),
+                ("/kvm_amd.ko", 398),
+            ]),
+            chain(&[("/llc.ko", 21), ("/stp.ko", 10)]),
+            chain(&[("/pcspkr.ko", 11)]),
+            chain(&[("/button.ko", 11)]),
+        ];
+        assert_eq!(
+            fetch_order(&chains),
+            [
+                "/irqbypass.ko",
+                "/kvm.ko",
+                "/bridge.ko",
+                "/kvm_amd.ko",
+                "/llc.ko",
+                "/pcspkr.ko",
+                "/button.ko",
+                "/stp.ko",
+            ]
+        );
+        assert!(fetch_order(&[]).is_empty());
+    }
 }
