@@ -174,8 +174,15 @@ fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>)
         init_to_handoff: handoff - start_us as f64 / 1e6,
         loading: seconds("bootstrap") + seconds("modules") + seconds("coldplug"),
         kernel_to_handoff: handoff,
-        fetched: counter("flists", "bytes_fetched")
-            + counter("prefetch", "bytes_fetched")
+        // Every step's own fetches (the flists probe, the prefetch, the loads' staging)
+        // and the daemons'.
+        fetched: report["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["pid"] == 1)
+            .filter_map(|s| s["counters"]["bytes_fetched"].as_u64())
+            .sum::<u64>()
             + daemons,
         used,
         agent_rss: counter("handoff", "peak_rss_kib"),
