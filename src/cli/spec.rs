@@ -237,7 +237,7 @@ pub const COMMANDS: &[Command] = &[
         about: "Fetch into the flists' caches what this node will load: the module lists, its devices' drivers, their dependencies and firmware." },
     Command { name: "coldplug", args: "", arity: (0, 0), exit: EXIT,
         options: with!(STEP, [DEADLINE, SUBSYSTEM, DEVICE, SEQUENTIAL]),
-        about: "Load the drivers of the devices present (no udevd needed), then new devices' events until quiet; with a udevd running: trigger and settle." },
+        about: "Load the drivers of the devices present (no udevd needed), then new devices' events until settled (every event the kernel sent read); with a udevd running: trigger and settle." },
     Command { name: "depmod check", args: "", arity: (0, 0), exit: "0 the maps are right, 1 wrong or not checkable (the text says which), 2 wrong command line",
         options: &[&JSON, &DEEP, &ROOT, &KERNEL],
         about: "Are the dependency maps right for the tree? Without reading the modules when the stamp proves them." },

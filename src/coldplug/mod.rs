@@ -38,7 +38,7 @@ pub struct ColdplugOptions {
     pub load: LoadOptions,
     /// The devices to coldplug (default: all).
     pub selection: select::Selection,
-    /// While set, coldplug does not call the devices quiet: other loads (stage 1's
+    /// While set, coldplug does not call the devices settled: other loads (stage 1's
     /// baseline beside it) are still adding devices.
     pub hold: Option<Arc<AtomicBool>>,
 }
@@ -83,7 +83,7 @@ pub struct ColdplugReport {
     pub undriven: Vec<Undriven>,
     /// Problems that did not stop coldplug (no event socket, unreadable sysfs).
     pub problems: Vec<String>,
-    /// The deadline passed before it was quiet.
+    /// The deadline passed before the devices settled.
     pub timed_out: bool,
     /// Wall time, milliseconds.
     pub duration_ms: u64,

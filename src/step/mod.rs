@@ -220,7 +220,7 @@ pub struct Ctx {
     /// Coldplug only these devices (`--subsystem`, `--device`; default all).
     pub selection: crate::coldplug::select::Selection,
     /// Set while stage 1 loads the baseline beside coldplug: coldplug does not call the
-    /// devices quiet before it is cleared (the baseline's loads add devices too).
+    /// devices settled before it is cleared (the baseline's loads add devices too).
     pub baseline_loading: Arc<std::sync::atomic::AtomicBool>,
     /// The devices stage 1 scanned early, for the prefetch and coldplug.
     pub devices: Arc<devices::EarlyWatch>,
