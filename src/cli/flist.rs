@@ -116,13 +116,6 @@ pub(crate) fn run(options: &Options) -> i32 {
 }
 
 fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String> {
-    let mut options = options.clone();
-    if options.stores_stdin {
-        let secrets = crate::flist::daemon::StoreSecrets::read(std::io::stdin().lock())?;
-        options.stores.extend(secrets.stores);
-        options.rewrites.extend(secrets.rewrites);
-    }
-    let options = &options;
     let target = PathBuf::from(
         args.first()
             .ok_or("flist mount: name the target directory")?,
@@ -137,6 +130,20 @@ fn mount_command(options: &FlistOptions, args: &[String]) -> Result<i32, String>
     if !target.is_dir() {
         return Err(format!("{}: not a directory", target.display()));
     }
+    // With --stores-stdin the manifest is read while the stores are still to come: stage
+    // 1 starts this daemon beside its probe of the store and closes stdin once the probe
+    // passed (daemon::Starting). Held until `open_fs` below shares it; its errors are
+    // `open_fs`'s to report.
+    let _read = options
+        .stores_stdin
+        .then(|| crate::flist::meta::Manifest::open_shared(&meta).ok());
+    let mut options = options.clone();
+    if options.stores_stdin {
+        let secrets = crate::flist::daemon::StoreSecrets::read(std::io::stdin().lock())?;
+        options.stores.extend(secrets.stores);
+        options.rewrites.extend(secrets.rewrites);
+    }
+    let options = &options;
     // Open first: a bad flist or store URL is reported here, not by a daemon.
     let fs = open_fs(options)?;
     if options.foreground {

@@ -227,18 +227,49 @@ pub fn lower_oom_score() {
 /// Starts the daemon detached and waits up to `wait` until `target` serves the flist;
 /// returns the daemon's pid.
 pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
+    spawn(request)?.serve(wait)
+}
+
+/// A daemon started without its stores: it reads its manifest meanwhile, then waits for
+/// the stores on its stdin, and mounts only once [`Starting::serve`] hands them over.
+/// Dropped before that, it is killed, and nothing was mounted. Stage 1 starts it beside
+/// its probe of the store, so the manifest's reading is not on the boot's path.
+pub struct Starting {
+    child: Option<crate::sys::process::Child>,
+    /// The write end of the daemon's stdin, and what goes through it.
+    stores: Option<(std::fs::File, Vec<u8>)>,
+    target: PathBuf,
+    subtype: String,
+    source: String,
+}
+
+/// Spawns the daemon for `request` (see [`Starting`]).
+pub fn spawn(request: &DaemonRequest) -> Result<Starting, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the agent's own path: {e}"))?;
+    spawn_argv(&request.argv(&exe), request)
+}
+
+/// [`spawn`] with the daemon's command line given.
+fn spawn_argv(argv: &[String], request: &DaemonRequest) -> Result<Starting, String> {
     let secrets = StoreSecrets {
         stores: request.stores.clone(),
         rewrites: request.rewrites.clone(),
     };
-    let stdin = serde_json::to_vec(&secrets)
+    let handing = |e: std::io::Error| format!("handing the stores to the mount daemon: {e}");
+    let payload = serde_json::to_vec(&secrets)
         .map_err(std::io::Error::other)
-        .and_then(|payload| crate::sys::process::pipe_with(&payload))
-        .map_err(|e| format!("handing the stores to the mount daemon: {e}"))?;
+        .map_err(handing)?;
+    if payload.len() > crate::sys::process::PIPE_FITS {
+        return Err(format!(
+            "handing the stores to the mount daemon: {} bytes of stores and rewrites (at most {})",
+            payload.len(),
+            crate::sys::process::PIPE_FITS
+        ));
+    }
+    let (stdin, write) = crate::sys::process::pipe().map_err(handing)?;
     let child = crate::sys::process::spawn(
-        &request.argv(&exe),
+        argv,
         &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
         crate::sys::process::SpawnOptions {
             detach: true,
@@ -247,30 +278,60 @@ pub fn start(request: &DaemonRequest, wait: Duration) -> Result<i32, String> {
         },
     )
     .map_err(|e| format!("starting the mount daemon: {e}"))?;
-    let source = request.manifest.display().to_string();
-    let deadline = Instant::now() + wait;
-    loop {
-        if let MountState::Ours { source: mounted } =
-            mount::state(&request.target, &request.subtype)
-        {
-            if mounted == source && std::fs::read_dir(&request.target).is_ok() {
-                return Ok(child.pid());
+    Ok(Starting {
+        child: Some(child),
+        stores: Some((write, payload)),
+        target: request.target.clone(),
+        subtype: request.subtype.clone(),
+        source: request.manifest.display().to_string(),
+    })
+}
+
+impl Starting {
+    /// Hands the daemon its stores and waits up to `wait` until the target serves the
+    /// flist; returns the daemon's pid.
+    pub fn serve(mut self, wait: Duration) -> Result<i32, String> {
+        if let Some((mut pipe, payload)) = self.stores.take() {
+            // A daemon that already ended reads nothing (EPIPE): the wait below says why.
+            let _ = std::io::Write::write_all(&mut pipe, &payload);
+        }
+        let Some(child) = self.child.take() else {
+            return Err("the mount daemon was not started".into());
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            if let MountState::Ours { source: mounted } = mount::state(&self.target, &self.subtype)
+            {
+                if mounted == self.source && std::fs::read_dir(&self.target).is_ok() {
+                    return Ok(child.pid());
+                }
+            }
+            // Looked for every 5 ms: the mount is up within tens of milliseconds, and
+            // each look is one read of mountinfo.
+            if let Ok(Some(exit)) =
+                crate::sys::process::wait(&child, Some(Instant::now() + Duration::from_millis(5)))
+            {
+                return Err(format!(
+                    "the mount daemon for {} ended ({exit}); run with --foreground to see why (its log is in dmesg)",
+                    self.target.display()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} was not serving within {} s",
+                    self.target.display(),
+                    wait.as_secs()
+                ));
             }
         }
-        if let Ok(Some(exit)) =
-            crate::sys::process::wait(&child, Some(Instant::now() + Duration::from_millis(20)))
-        {
-            return Err(format!(
-                "the mount daemon for {} ended ({exit}); run with --foreground to see why (its log is in dmesg)",
-                request.target.display()
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "{} was not serving within {} s",
-                request.target.display(),
-                wait.as_secs()
-            ));
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        // Not handed its stores: it has not mounted, and never will.
+        if let (Some(child), Some(_)) = (self.child.take(), self.stores.as_ref()) {
+            let _ = crate::sys::process::stop(&child, Duration::ZERO);
         }
     }
 }
@@ -372,6 +433,58 @@ pub fn read_stats(dir: &Path) -> Vec<(String, DaemonStats)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in daemon: reads its stdin to the end, then leaves a mark where the real
+    /// one would mount.
+    fn stand_in(mark: &Path) -> (Vec<String>, DaemonRequest) {
+        let script = format!("cat > /dev/null; echo mounted > {}", mark.display());
+        let argv = ["/bin/sh", "-c", &script].map(String::from).to_vec();
+        let request = DaemonRequest {
+            stores: vec!["http://user:secret@store.example/".into()],
+            target: mark.to_path_buf(),
+            ..DaemonRequest::default()
+        };
+        (argv, request)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("initagent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_daemon_not_handed_its_stores_is_killed_before_it_mounts() {
+        let dir = scratch("daemon-killed");
+        let mark = dir.join("mark");
+        let (argv, request) = stand_in(&mark);
+        let starting = spawn_argv(&argv, &request).unwrap();
+        let pid = starting.child.as_ref().map(|c| c.pid()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        drop(starting);
+        // Killed and reaped: no such process any more, and it never got to its mount.
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+        assert_eq!(gone, Err(nix::errno::Errno::ESRCH));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!mark.exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_daemon_handed_its_stores_goes_on_and_the_wait_says_why_it_ended() {
+        let dir = scratch("daemon-served");
+        let mark = dir.join("mark");
+        let (argv, request) = stand_in(&mark);
+        // The stand-in ends after its "mount" without serving: the wait says so.
+        let err = spawn_argv(&argv, &request)
+            .unwrap()
+            .serve(Duration::from_secs(10))
+            .unwrap_err();
+        assert!(err.contains("ended (exit code 0)"), "{err}");
+        assert_eq!(std::fs::read_to_string(&mark).unwrap(), "mounted\n");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn daemons_are_found_by_their_command_line() {

@@ -123,7 +123,8 @@ fn open_options(name: &str, config: &Config) -> OpenOptions {
 
 /// Where one flist's mount spent its time, milliseconds: `<name>_open_ms` (its manifest),
 /// `<name>_probe_ms` (the store's answer and the blocks of the files read first),
-/// `<name>_daemon_ms` (its daemon started and serving).
+/// `<name>_daemon_ms` (from the probe's end until its daemon serves: it was started before
+/// the probe and read its manifest meanwhile).
 type Phases = Vec<(String, u64)>;
 
 /// Opens, probes and mounts one flist.
@@ -158,6 +159,23 @@ fn mount_one(
     if mount::claim(target, &source, mount::SUBTYPE)? {
         return Ok((mounted(fs), prefetch::PrefetchReport::default(), phases));
     }
+    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
+    // The daemon reads its manifest while the store is probed; it mounts only once the
+    // probe passed (dropped before, it is killed with nothing mounted).
+    let request = DaemonRequest {
+        manifest: manifest.to_path_buf(),
+        target: target.to_path_buf(),
+        cache,
+        cache_bytes: Some(cache_bytes),
+        stores: config.flist_stores.clone(),
+        store_timeout: Some(u64::from(config.flist_store_timeout_s)),
+        ca_file: config.flist_ca_file.clone(),
+        subtype: mount::SUBTYPE.to_string(),
+        allow_other: true,
+        stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
+        ..DaemonRequest::default()
+    };
+    let starting = daemon::spawn(&request)?;
     let stores = mount::describe_routes(&mount::effective_routes(&fs.manifest, &open));
     let paths = probe_paths(name, &fs);
     let unreachable = |why: String| format!("store unreachable ({}): {why}", stores.join(", "));
@@ -181,25 +199,11 @@ fn mount_one(
             }
         )));
     }
-    std::fs::create_dir_all(target).map_err(|e| format!("{}: {e}", target.display()))?;
     phase("probe");
-    let request = DaemonRequest {
-        manifest: manifest.to_path_buf(),
-        target: target.to_path_buf(),
-        cache,
-        cache_bytes: Some(cache_bytes),
-        stores: config.flist_stores.clone(),
-        store_timeout: Some(u64::from(config.flist_store_timeout_s)),
-        ca_file: config.flist_ca_file.clone(),
-        subtype: mount::SUBTYPE.to_string(),
-        allow_other: true,
-        stats: Some(Path::new(daemon::STATS_DIR).join(format!("{name}.json"))),
-        ..DaemonRequest::default()
-    };
     let wait = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_secs(2));
-    daemon::start(&request, wait)?;
+    starting.serve(wait)?;
     phase("daemon");
     Ok((mounted(fs), probe, phases))
 }

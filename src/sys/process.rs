@@ -120,20 +120,31 @@ pub struct SpawnOptions<'a> {
     pub own_group: bool,
 }
 
+/// What a pipe's buffer holds without a reader: the most [`pipe_with`] writes.
+pub const PIPE_FITS: usize = 60 * 1024;
+
 /// A pipe holding `data`, closed for writing: the read end, for [`SpawnOptions::stdin`].
-/// `data` must fit the pipe's buffer (64 KiB), since nobody reads it yet.
+/// `data` must fit the pipe's buffer ([`PIPE_FITS`]), since nobody reads it yet.
 pub fn pipe_with(data: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
-    const FITS: usize = 60 * 1024;
-    if data.len() > FITS {
+    if data.len() > PIPE_FITS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{} bytes do not fit a pipe ({FITS} at most)", data.len()),
+            format!(
+                "{} bytes do not fit a pipe ({PIPE_FITS} at most)",
+                data.len()
+            ),
         ));
     }
-    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let mut write = std::fs::File::from(write);
+    let (read, mut write) = pipe()?;
     std::io::Write::write_all(&mut write, data)?;
     Ok(read)
+}
+
+/// An empty pipe, both ends close-on-exec: (read end, write end). A child given the read
+/// end as its stdin sees its end only when the write end is closed.
+pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::fs::File)> {
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((read, std::fs::File::from(write)))
 }
 
 /// A spawned child.
