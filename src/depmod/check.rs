@@ -561,8 +561,8 @@ fn stamped_file_differs(
             let Some(inode) = inode else {
                 return Some("gone");
             };
-            let keys = flist.keys.get(&inode.ino).cloned().unwrap_or_default();
-            (inode.size != file.size || Some(keys) != file.chunks())
+            let keys = flist.keys.get(&inode.ino).map_or(&[][..], Vec::as_slice);
+            (inode.size != file.size || !file.chunks_are(keys))
                 .then_some("content differs (flist block keys)")
         }
         None => (!file.matches(size, modified)).then_some("size or mtime differs"),

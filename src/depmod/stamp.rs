@@ -40,6 +40,22 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether `text` is the lower- or upper-case hex of `digest`.
+fn hex_is(text: &[u8], digest: &[u8; 32]) -> bool {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    text.len() == 64
+        && text.chunks_exact(2).zip(digest).all(|(pair, byte)| {
+            matches!((nibble(pair[0]), nibble(pair[1])), (Some(h), Some(l)) if h << 4 | l == *byte)
+        })
+}
+
 fn unhex(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     if text.len() != 64 {
@@ -89,6 +105,21 @@ impl<'a> ParsedFile<'a> {
     /// Whether `size` and `mtime` match, at the precision both sides have.
     pub fn matches(&self, size: u64, mtime: (i64, u32)) -> bool {
         self.size == size && same_mtime(self.mtime, mtime)
+    }
+
+    /// Whether the chunk digests are `digests`, compared as they are read (nothing
+    /// decoded into memory first: a maps check compares thousands of files).
+    pub fn chunks_are(&self, digests: &[[u8; 32]]) -> bool {
+        if self.chunks_hex == "-" {
+            return digests.is_empty();
+        }
+        let mut expected = digests.iter();
+        let all_equal = self.chunks_hex.split(',').all(|text| {
+            expected
+                .next()
+                .is_some_and(|digest| hex_is(text.as_bytes(), digest))
+        });
+        all_equal && expected.next().is_none()
     }
 
     /// The chunk digests.
@@ -335,7 +366,45 @@ mod tests {
                 (s.path.as_str(), s.size, s.mtime)
             );
             assert_eq!(p.chunks().unwrap(), s.chunks);
+            assert!(p.chunks_are(&s.chunks));
         }
+    }
+
+    #[test]
+    fn chunks_compare_digest_by_digest() {
+        let two = chunk_digests(&vec![1u8; CHUNK + 1]);
+        let line = |chunks: &[[u8; 32]]| {
+            let file = StampedFile {
+                path: "kernel/a.ko".into(),
+                size: 1,
+                mtime: (1, 0),
+                chunks: chunks.to_vec(),
+            };
+            file.render("module")
+        };
+        let text = format!("{HEADER}\nrelease r\n{}", line(&two));
+        let parsed = ParsedStamp::parse(&text).unwrap();
+        let file = &parsed.modules[0];
+        assert!(file.chunks_are(&two));
+        // One digest fewer, one more, one byte off, none at all: all differ.
+        assert!(!file.chunks_are(&two[..1]));
+        assert!(!file.chunks_are(&[two[0], two[1], two[0]]));
+        let mut off = two.clone();
+        off[1][31] ^= 1;
+        assert!(!file.chunks_are(&off));
+        assert!(!file.chunks_are(&[]));
+        // Upper-case hex reads the same; an empty file's "-" is no digest.
+        let upper =
+            line(&two)
+                .to_uppercase()
+                .replacen("MODULE KERNEL/A.KO", "module kernel/a.ko", 1);
+        let text = format!("{HEADER}\nrelease r\n{upper}");
+        let parsed = ParsedStamp::parse(&text).unwrap();
+        assert!(parsed.modules[0].chunks_are(&two));
+        let text = format!("{HEADER}\nrelease r\n{}", line(&[]));
+        let parsed = ParsedStamp::parse(&text).unwrap();
+        assert!(parsed.modules[0].chunks_are(&[]));
+        assert!(!parsed.modules[0].chunks_are(&two[..1]));
     }
 
     #[test]
