@@ -1,7 +1,8 @@
 //! `depmod check`/`ensure` on a modules tree served lazily from an flist over FUSE, with
 //! the blocks behind a real HTTP server whose request log is the witness: checking a
 //! valid, stamped tree fetches no module block at all (the stamp is compared with the
-//! flist's own block keys); a tree whose maps went stale is repaired into tmpfs and the
+//! flist's own block keys; a tree packed with the maps proof is not even read: the
+//! proof holds only while the manifest holds the tree it was made for); a tree whose maps went stale is repaired into tmpfs and the
 //! resolver then agrees with kmod's modprobe on it.
 #![cfg(feature = "system-tests")]
 
@@ -151,6 +152,43 @@ fn checking_a_valid_mounted_tree_fetches_no_module_block() {
         "valid tree over FUSE: {} store requests, none for a module",
         requested.len()
     );
+}
+
+#[test]
+fn the_packed_proof_holds_only_for_the_tree_it_was_made_for() {
+    use initagent::depmod::proof;
+    let (dir, flist, store) = packed_tree("depmod-flist-proof", |_| {});
+    let packed = Manifest::open(&flist).unwrap();
+    assert!(proof::holds(&packed, RELEASE), "{:?}", packed.tags());
+    assert!(!proof::holds(&packed, "6.1.0-99-amd64"));
+    // Mounted as packed: proven by the pack's deep check, the stamp not even read.
+    let (code, report, log) = check_over_http(&dir, &flist, &store);
+    assert_eq!(code, Some(0), "{report:#}");
+    let proven = "proven when the flist was packed";
+    assert!(
+        check(&report, "stamp")["reasons"]
+            .to_string()
+            .contains(proven),
+        "{report:#}"
+    );
+    assert_eq!(requested_ids(&log), Vec::<String>::new());
+    // The manifest changed afterwards by another tool (one module's mtime): the proof no
+    // longer holds, and the stamp proves the maps as it does without one.
+    let edited = dir.join("edited.fl");
+    std::fs::copy(&flist, &edited).unwrap();
+    rusqlite::Connection::open(&edited)
+        .unwrap()
+        .execute(
+            "UPDATE inode SET mtime = mtime - 1 WHERE name = 'loop.ko'",
+            [],
+        )
+        .unwrap();
+    assert!(!proof::holds(&Manifest::open(&edited).unwrap(), RELEASE));
+    let (code, report, _) = check_over_http(&dir, &edited, &store);
+    assert_eq!(code, Some(0), "{report:#}");
+    let stamp = check(&report, "stamp");
+    assert_eq!(stamp["status"], "pass", "{stamp:#}");
+    assert!(!stamp["reasons"].to_string().contains(proven), "{stamp:#}");
 }
 
 #[test]

@@ -370,6 +370,9 @@ fn pack(options: &FlistOptions, args: &[String], json: bool) -> Result<i32, Stri
             report.blocks,
             report.stored_bytes
         );
+        if let Some(maps) = &report.maps {
+            outln!("{}: {maps}", output.display());
+        }
     }
     Ok(0)
 }

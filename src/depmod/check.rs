@@ -13,6 +13,9 @@
 //! | `module-set` | modules on disk = keys of `modules.dep.bin`; every `modules.dep` path exists | deleted, renamed, old-mtime additions |
 //! | `vermagic` | modules were built for this release (from the stamp, or one small module) | another build's tree |
 //! | `stamp` | the content stamp matches the tree and the maps | content changed behind an old mtime |
+//!
+//! On a modules flist packed with the maps proof ([`super::proof`]) whose manifest still
+//! holds the tree it was packed from, the maps checks pass on that proof: nothing is read.
 
 use super::maps;
 use super::stamp::{self, ParsedStamp, STAMP_FILE};
@@ -174,16 +177,26 @@ fn load_index(view: &TreeView, which: IndexFile) -> Result<LoadedIndex, String> 
 /// matches the tree, the maps are proven by it (they were fully checked when it was made)
 /// and not parsed again, unless `deep`.
 pub fn check(root: &Path, release: &str, running: Option<&str>, deep: bool) -> CheckReport {
+    check_dir(
+        &root.join("lib/modules").join(release),
+        release,
+        running,
+        deep,
+    )
+}
+
+/// [`check`] of the module directory `dir` of `release` (wherever it is).
+pub fn check_dir(dir: &Path, release: &str, running: Option<&str>, deep: bool) -> CheckReport {
     let started = Instant::now();
-    let modules_dir = root.join("lib/modules");
-    let view = TreeView::new(modules_dir.join(release));
+    let modules_dir = dir.parent().unwrap_or(Path::new("/"));
+    let view = TreeView::new(dir.to_path_buf());
     let mut checker = Checker {
         view: &view,
         release,
         checks: Vec::new(),
         parts: BTreeMap::new(),
     };
-    let error = run_checks(&mut checker, &modules_dir, running, deep).err();
+    let error = run_checks(&mut checker, modules_dir, running, deep).err();
     CheckReport {
         dir: view.dir.display().to_string(),
         release: release.to_string(),
@@ -235,6 +248,45 @@ fn run_checks(
     let mut since = Instant::now();
     let view = c.view;
     let backing = flist_backing(&view.dir);
+    // A modules flist packed with a maps proof that still holds its tree: proven then.
+    let packed_proof = backing.as_ref().is_some_and(|flist| {
+        !deep && flist.inside.is_empty() && super::proof::holds(&flist.manifest, c.release)
+    });
+    if packed_proof {
+        let note = vec![format!(
+            "proven when the flist was packed: its manifest carries the deep check's proof ({}) and still holds that tree",
+            super::proof::TAG
+        )];
+        for id in [
+            "indexes",
+            "text-vs-bin",
+            "inputs",
+            "mtime",
+            "module-set",
+            "stamp",
+        ] {
+            c.checks.push(Check {
+                id,
+                status: Status::Pass,
+                reasons: note.clone(),
+            });
+        }
+        // The pack's check found the modules built for this release.
+        let expected = running.unwrap_or(c.release);
+        c.record(
+            "vermagic",
+            if expected == c.release {
+                Vec::new()
+            } else {
+                vec![format!(
+                    "modules were built for {}, not {expected}",
+                    c.release
+                )]
+            },
+        );
+        c.part("proof", &mut since);
+        return Ok(());
+    }
     let (walked, stamp_text) = std::thread::scope(|scope| {
         let walker = scope.spawn(|| match &backing {
             Some(flist) => Ok(modules_in_manifest(&flist.manifest, &flist.inside)),
@@ -498,6 +550,36 @@ fn flist_backing(dir: &Path) -> Option<FlistBacking> {
         inside,
         keys,
     })
+}
+
+/// Whether the content stamp of the module directory `dir` (if it has one) matches the
+/// flist `manifest` packed from it, content and all (its block keys against the stamp's
+/// chunk digests, the module set, the maps): what a node's check of that flist would say,
+/// asked when it is packed ([`super::proof`]).
+pub fn stamp_matches_flist(
+    dir: &Path,
+    release: &str,
+    manifest: std::sync::Arc<crate::flist::meta::Manifest>,
+) -> Result<(), String> {
+    let view = TreeView::new(dir.to_path_buf());
+    let Ok(data) = view.read(STAMP_FILE) else {
+        return Ok(());
+    };
+    let text = std::str::from_utf8(&data).map_err(|_| format!("{STAMP_FILE}: not text"))?;
+    let stamp = ParsedStamp::parse(text).map_err(|e| format!("{STAMP_FILE}: {e}"))?;
+    let keys = manifest.block_keys().map_err(|e| e.to_string())?;
+    let backing = FlistBacking {
+        manifest,
+        inside: String::new(),
+        keys,
+    };
+    let found = modules_in_manifest(&backing.manifest, &backing.inside);
+    let problems = compare_stamp(&view, &stamp, &found, release, Some(&backing));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// The module files of an flist under `inside`, as the manifest lists them (the same

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod ensure;
 pub mod maps;
+pub mod proof;
 pub mod regen;
 pub mod stamp;
 pub mod view;

@@ -79,6 +79,10 @@ pub struct PackReport {
     pub blocks: u64,
     /// Bytes stored (encoded blobs, counting each store write).
     pub stored_bytes: u64,
+    /// For a module directory (it has `modules.dep`): whether its maps were proven and
+    /// the manifest tagged (`depmod::proof`), or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maps: Option<String>,
 }
 
 struct Packer {
@@ -245,6 +249,7 @@ pub fn pack(
             pending.extend(subdirs.into_iter().rev());
         }
         tx.commit().map_err(sql)?;
+        packer.report.maps = prove_maps(source, &temporary, &conn)?;
         Ok(())
     })();
     match result {
@@ -258,6 +263,36 @@ pub fn pack(
             Err(e)
         }
     }
+}
+
+/// For a module directory, the deep check's proof of its maps as a manifest tag
+/// ([`crate::depmod::proof`]); what came of it, or `None` for any other tree.
+fn prove_maps(source: &Path, manifest: &Path, conn: &Connection) -> Result<Option<String>, String> {
+    if !source.join("modules.dep").is_file() {
+        return Ok(None);
+    }
+    let packed = Arc::new(super::meta::Manifest::open(manifest).map_err(|e| e.to_string())?);
+    let digest = packed.content_digest().map_err(|e| e.to_string())?;
+    let release = match crate::depmod::proof::prove(source, packed) {
+        Ok(release) => release,
+        Err(why) => {
+            return Ok(Some(format!(
+                "maps not proven ({why}): nodes check them at boot"
+            )))
+        }
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
+        params![
+            crate::depmod::proof::TAG,
+            crate::depmod::proof::tag_value(&release, &digest)
+        ],
+    )
+    .map_err(|e| format!("{}: {e}", manifest.display()))?;
+    Ok(Some(format!(
+        "maps proven for {release} (tag {})",
+        crate::depmod::proof::TAG
+    )))
 }
 
 /// Replaces the routes of an existing flist (an operator's override: routes baked into

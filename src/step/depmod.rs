@@ -43,15 +43,20 @@ pub fn ensure_maps(ctx: &Ctx) -> Result<StepDone, StepError> {
         .map(|c| format!("{}: {}", c.id, c.reasons.join("; ")))
         .collect();
     let done = if report.action == "none" {
-        let proven = report
+        let stamp = report
             .check
             .checks
             .iter()
-            .any(|c| c.id == "stamp" && c.status == crate::depmod::check::Status::Pass);
-        StepDone::ok(if proven {
-            "maps valid (proven by the content stamp)"
-        } else {
-            "maps valid"
+            .find(|c| c.id == "stamp" && c.status == crate::depmod::check::Status::Pass);
+        let packed = stamp.is_some_and(|c| {
+            c.reasons
+                .iter()
+                .any(|r| r.contains(crate::depmod::proof::TAG))
+        });
+        StepDone::ok(match (stamp, packed) {
+            (Some(_), true) => "maps valid (proven when the flist was packed)",
+            (Some(_), false) => "maps valid (proven by the content stamp)",
+            (None, _) => "maps valid",
         })
     } else {
         for line in &report.not_placed {

@@ -60,8 +60,9 @@ pub fn wanted(manifest_dir: &Path, release: &str) -> Vec<(&'static str, PathBuf,
 
 /// The files fetched before mounting, proving the store serves the flist: the modules'
 /// maps stage 1 reads next (the binary indexes but the symbols', softdeps, the content
-/// stamp), or the smallest file of any other flist.
-fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
+/// stamp unless the manifest's maps proof holds for `release`), or the smallest file of
+/// any other flist.
+fn probe_paths(name: &str, fs: &FlistFs, release: &str) -> Vec<String> {
     let manifest = &fs.manifest;
     if name == "modules" {
         let maps: Vec<&str> = manifest
@@ -72,15 +73,17 @@ fn probe_paths(name: &str, fs: &FlistFs) -> Vec<String> {
             .map(|inode| inode.name.as_str())
             .collect();
         // What stage 1 reads next: the indexes its resolver opens, the softdeps and the
-        // content stamp the maps check reads. Not `modules.symbols.bin` (the largest: only
-        // `symbol:` requests read it, when they come), nor the text maps and depmod's
-        // inputs (`modules.order`, `modules.builtin.modinfo`: read only to regenerate).
+        // content stamp the maps check reads (not when the packed proof holds: the check
+        // does not read it then). Not `modules.symbols.bin` (the largest: only `symbol:`
+        // requests read it, when they come), nor the text maps and depmod's inputs
+        // (`modules.order`, `modules.builtin.modinfo`: read only to regenerate).
+        let proven = crate::depmod::proof::holds(manifest, release);
         let wanted: Vec<String> = maps
             .iter()
             .filter(|map| {
                 (map.ends_with(".bin") && **map != "modules.symbols.bin")
                     || **map == "modules.softdep"
-                    || **map == crate::depmod::stamp::STAMP_FILE
+                    || (**map == crate::depmod::stamp::STAMP_FILE && !proven)
             })
             .map(|map| format!("/{map}"))
             .collect();
@@ -130,8 +133,8 @@ type Phases = Vec<(String, u64)>;
 /// Opens, probes and mounts one flist.
 fn mount_one(
     name: &'static str,
-    manifest: &Path,
-    target: &Path,
+    (manifest, target): (&Path, &Path),
+    release: &str,
     config: &Config,
     deadline: Instant,
 ) -> Result<(Mounted, prefetch::PrefetchReport, Phases), String> {
@@ -177,7 +180,7 @@ fn mount_one(
     };
     let starting = daemon::spawn(&request)?;
     let stores = mount::describe_routes(&mount::effective_routes(&fs.manifest, &open));
-    let paths = probe_paths(name, &fs);
+    let paths = probe_paths(name, &fs, release);
     let unreachable = |why: String| format!("store unreachable ({}): {why}", stores.join(", "));
     // One read first: its error says what the store answered.
     if let Some(first) = paths.first().and_then(|p| fs.manifest.resolve(p)) {
@@ -226,7 +229,8 @@ pub fn open_early(release: &str) {
             let open = |(name, manifest, _): &(&str, PathBuf, PathBuf)| {
                 let opened = crate::flist::meta::Manifest::open_shared(manifest).ok()?;
                 if *name == "modules" {
-                    let _ = opened.block_keys();
+                    // What the maps check compares, or the digest its packed proof is.
+                    let _ = opened.content_digest();
                 }
                 Some(opened)
             };
@@ -264,7 +268,7 @@ pub fn mount_all(ctx: &Ctx, manifest_dir: &Path) -> Result<StepDone, StepError> 
         let running: Vec<_> = wanted
             .iter()
             .map(|(name, manifest, target)| {
-                scope.spawn(move || mount_one(name, manifest, target, config, deadline))
+                scope.spawn(move || mount_one(name, (manifest, target), release, config, deadline))
             })
             .collect();
         running
