@@ -29,3 +29,18 @@ pub mod rundir;
 pub mod stage1;
 pub mod step;
 pub mod sys;
+
+/// What the unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::PathBuf;
+
+    /// An empty directory of this test run: `initagent-<name>-<pid>` under the temporary
+    /// directory.
+    pub fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("initagent-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -4,11 +4,7 @@
 use super::*;
 
 fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("initagent-cachedev-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    crate::testing::scratch(&format!("cachedev-{name}"))
 }
 
 #[test]

@@ -260,14 +260,7 @@ fn spawn_argv(argv: &[String], request: &DaemonRequest) -> Result<Starting, Stri
     let payload = serde_json::to_vec(&secrets)
         .map_err(std::io::Error::other)
         .map_err(handing)?;
-    if payload.len() > crate::sys::process::PIPE_FITS {
-        return Err(format!(
-            "handing the stores to the mount daemon: {} bytes of stores and rewrites (at most {})",
-            payload.len(),
-            crate::sys::process::PIPE_FITS
-        ));
-    }
-    let (stdin, write) = crate::sys::process::pipe().map_err(handing)?;
+    let (stdin, write) = crate::sys::process::pipe_for(payload.len()).map_err(handing)?;
     let child = crate::sys::process::spawn(
         argv,
         &["PATH=/sbin:/usr/sbin:/bin:/usr/bin".to_string()],
@@ -447,16 +440,9 @@ mod tests {
         (argv, request)
     }
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("initagent-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn a_daemon_not_handed_its_stores_is_killed_before_it_mounts() {
-        let dir = scratch("daemon-killed");
+        let dir = crate::testing::scratch("daemon-killed");
         let mark = dir.join("mark");
         let (argv, request) = stand_in(&mark);
         let starting = spawn_argv(&argv, &request).unwrap();
@@ -473,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_daemon_handed_its_stores_goes_on_and_the_wait_says_why_it_ended() {
-        let dir = scratch("daemon-served");
+        let dir = crate::testing::scratch("daemon-served");
         let mark = dir.join("mark");
         let (argv, request) = stand_in(&mark);
         // The stand-in ends after its "mount" without serving: the wait says so.

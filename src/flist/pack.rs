@@ -272,8 +272,7 @@ fn prove_maps(source: &Path, manifest: &Path, conn: &Connection) -> Result<Optio
         return Ok(None);
     }
     let packed = Arc::new(super::meta::Manifest::open(manifest).map_err(|e| e.to_string())?);
-    let digest = packed.content_digest().map_err(|e| e.to_string())?;
-    let release = match crate::depmod::proof::prove(source, packed) {
+    let release = match crate::depmod::proof::prove(source, Arc::clone(&packed)) {
         Ok(release) => release,
         Err(why) => {
             return Ok(Some(format!(
@@ -281,6 +280,7 @@ fn prove_maps(source: &Path, manifest: &Path, conn: &Connection) -> Result<Optio
             )))
         }
     };
+    let digest = packed.content_digest().map_err(|e| e.to_string())?;
     conn.execute(
         "INSERT OR REPLACE INTO tag (key, value) VALUES (?1, ?2)",
         params![

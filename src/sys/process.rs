@@ -120,29 +120,20 @@ pub struct SpawnOptions<'a> {
     pub own_group: bool,
 }
 
-/// What a pipe's buffer holds without a reader: the most [`pipe_with`] writes.
-pub const PIPE_FITS: usize = 60 * 1024;
+/// What a pipe's buffer holds without a reader.
+const PIPE_FITS: usize = 60 * 1024;
 
-/// A pipe holding `data`, closed for writing: the read end, for [`SpawnOptions::stdin`].
-/// `data` must fit the pipe's buffer ([`PIPE_FITS`]), since nobody reads it yet.
-pub fn pipe_with(data: &[u8]) -> io::Result<std::os::fd::OwnedFd> {
-    if data.len() > PIPE_FITS {
+/// A pipe for `len` bytes to be written later, both ends close-on-exec: (read end, for
+/// [`SpawnOptions::stdin`]; write end). The bytes must fit the pipe's buffer, so that
+/// writing them never waits for the reader; the child sees its input end only when the
+/// write end is closed.
+pub fn pipe_for(len: usize) -> io::Result<(std::os::fd::OwnedFd, std::fs::File)> {
+    if len > PIPE_FITS {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "{} bytes do not fit a pipe ({PIPE_FITS} at most)",
-                data.len()
-            ),
+            format!("{len} bytes do not fit a pipe ({PIPE_FITS} at most)"),
         ));
     }
-    let (read, mut write) = pipe()?;
-    std::io::Write::write_all(&mut write, data)?;
-    Ok(read)
-}
-
-/// An empty pipe, both ends close-on-exec: (read end, write end). A child given the read
-/// end as its stdin sees its end only when the write end is closed.
-pub fn pipe() -> io::Result<(std::os::fd::OwnedFd, std::fs::File)> {
     let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((read, std::fs::File::from(write)))
 }
