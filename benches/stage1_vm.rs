@@ -22,7 +22,8 @@
 //! its time. The order of the flows rotates each round; medians are shown. Run with
 //! `make bench`. With `STAGE1_TIMELINE=1` it boots the agent once, cold, and prints when
 //! each step ran (seconds from `/init`) and what each coldplug load took, instead of the
-//! table (for finding the critical path).
+//! table (for finding the critical path); `STAGE1_TARGET` and `STAGE1_APPEND` change
+//! that boot's image and kernel command line (see `timeline`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -191,11 +192,22 @@ fn agent_round(round: usize, packed: &NodeStore, disk: Option<&std::path::Path>)
     }
 }
 
-/// One cold boot of the agent, and when each stage-1 step ran and what it said.
+/// One cold boot of the agent, and when each stage-1 step ran and what it said. The
+/// target is `vm-node` with a stand-in zinit, or `STAGE1_TARGET`'s image with the real
+/// zinit (`generic-x86_64`, the fleet image: its bootstrap set has a dozen NIC drivers);
+/// `STAGE1_APPEND` adds to the kernel command line (`loglevel=7` shows the kernel's own
+/// part of the boot).
 fn timeline(packed: &NodeStore) {
-    let vm = Vm::new("bench-stage1-timeline")
-        .target("vm-node")
-        .repo_file("/sbin/zinit", "tests/vm/guest/node-check.sh", 0o755);
+    let check = "tests/vm/guest/node-check.sh";
+    let vm = match std::env::var("STAGE1_TARGET") {
+        Ok(target) => Vm::new("bench-stage1-timeline")
+            .target(&target)
+            .zinit_with_report(check),
+        Err(_) => Vm::new("bench-stage1-timeline")
+            .target("vm-node")
+            .repo_file("/sbin/zinit", check, 0o755),
+    };
+    let vm = vm.append(&std::env::var("STAGE1_APPEND").unwrap_or_default());
     let boot = boot_agent(vm, packed);
     let report = boot.report();
     let zero = common::step(&report, "pseudofs")["start_us"]

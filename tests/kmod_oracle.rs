@@ -420,3 +420,25 @@ fn every_target_module_list_names_modules_of_debians_tree() {
         }
     }
 }
+
+/// On Debian's tree, the fleet image's bootstrap set: each NIC driver loads only for a
+/// device of its own (all its aliases are PCI, virtio or auxiliary ones); fuse, which
+/// drives no device, always loads. The drivers' aliases are those modprobe resolves: a
+/// QEMU virtio NIC, before and after virtio_pci binds it, picks virtio_pci and virtio_net.
+#[test]
+fn the_fleet_bootstrap_set_is_gated_by_devices_but_fuse() {
+    use initagent::kmod::gate::{virtio_of_pci, Gate};
+    let oracle = Oracle::new("oracle-gate", "", "quiet");
+    let modules = oracle.ours();
+    let list = common::vm::repo_root().join("targets/generic-x86_64/bootstrap");
+    let names = initagent::kmod::read_list(&list).unwrap();
+    let gate = Gate::new(&modules.tree, &names);
+    for name in &names {
+        assert_eq!(gate.gates(name), name != "fuse", "{name}");
+    }
+    let nic = "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00".to_string();
+    let present = [virtio_of_pci(&nic).unwrap(), nic];
+    assert_eq!(gate.matching(&present), ["virtio_pci", "virtio_net"]);
+    let intel = ["pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00".to_string()];
+    assert_eq!(gate.matching(&intel), ["e1000e"]);
+}

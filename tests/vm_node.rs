@@ -145,6 +145,17 @@ fn a_node_boots_on_lazy_module_and_firmware_trees() {
     }
     let modules = common::step(&report, "modules");
     assert_eq!(modules["counters"]["failed"], 0, "{modules:#}");
+    // The bootstrap set loaded the driver of this VM's virtio NIC, and not e1000, which
+    // has no device here.
+    let bootstrap = common::step(&report, "bootstrap");
+    assert!(
+        bootstrap["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("4 requested: 9 loaded; no device for e1000;"),
+        "{bootstrap:#}"
+    );
+    assert!(!loaded.contains(&"e1000"), "{loaded:?}");
 
     // The daemons keep their counters for `status`; the loads were served from the disk
     // cache the prefetch filled, so the modules daemon fetched next to nothing itself.

@@ -6,6 +6,7 @@ pub mod compress;
 pub mod config;
 pub mod elf;
 pub mod fnmatch;
+pub mod gate;
 pub mod index;
 pub mod kernel;
 pub mod live;

@@ -330,6 +330,7 @@ pub fn run_as(step: StepName, ctx: &Ctx, record_as: &str) -> Result<StepDone, St
             &ctx.path(modules::BOOTSTRAP_LIST),
             &ctx.config.modules_pre,
             &[],
+            modules::Devices::Present,
         ),
         StepName::Net => net::bring_up(ctx),
         StepName::Flists => flists::mount_all(ctx, Path::new(flists::MANIFEST_DIR)),
@@ -340,6 +341,7 @@ pub fn run_as(step: StepName, ctx: &Ctx, record_as: &str) -> Result<StepDone, St
             &ctx.path(crate::kmod::DEFAULT_LIST),
             &[],
             &ctx.config.modules_load,
+            modules::Devices::All,
         ),
         StepName::Coldplug => coldplug::run(ctx),
     };

@@ -45,6 +45,19 @@ pub fn route_kernel_requests() -> Result<Option<PathBuf>, String> {
     Ok(Some(link.to_path_buf()))
 }
 
+/// How a module list is loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// Every module listed.
+    All,
+    /// A listed driver whose aliases are all on buses that are complete at this point
+    /// ([`kmod::gate::COMPLETE_BUSES`]) only when a device present matches one of them
+    /// (the bootstrap set: an image's NIC drivers for every machine of a fleet). Devices
+    /// that appear as drivers load (a virtio NIC once `virtio_pci` is in) are looked for
+    /// again after each run. The command line's modules always load.
+    Present,
+}
+
 /// Loads `before`, the list, then `after` (the command line's additions:
 /// `rd.driver.pre=`, `modules_load=`); degraded when a required module failed or a name
 /// matched nothing, and when the list or the tree is missing (this node can never load
@@ -54,6 +67,7 @@ pub fn load(
     list: &Path,
     before: &[String],
     after: &[String],
+    devices: Devices,
 ) -> Result<StepDone, StepError> {
     let listed = match std::fs::read_to_string(list) {
         Ok(text) => kmod::parse_list(&text),
@@ -112,11 +126,45 @@ pub fn load(
         options.workers = 1;
     }
     let kernel = ctx.staged_kernel();
-    let (plan, report) = modules.load_with(&kernel, &inputs, &options, BlacklistMode::AliasOnly);
-    for (name, outcome) in &report.modules {
-        log::debug!("{}", kmod::describe_outcome(name, outcome));
+    let gate = match devices {
+        Devices::Present => {
+            let listed: Vec<String> = (inputs.iter())
+                .filter(|n| !before.contains(n) && !after.contains(n))
+                .cloned()
+                .collect();
+            kmod::gate::Gate::new(&modules.tree, &listed)
+        }
+        Devices::All => kmod::gate::Gate::default(),
+    };
+    let matched = |gate: &kmod::gate::Gate| {
+        if gate.is_empty() {
+            return Vec::new();
+        }
+        gate.matching(&present_devices(&ctx.sysfs))
+    };
+    let (mut now, mut waiting) = split_by_device(&gate, &matched(&gate), inputs.clone());
+    let mut runs = Vec::new();
+    loop {
+        let (plan, report) = modules.load_with(&kernel, &now, &options, BlacklistMode::AliasOnly);
+        let loaded = report.counters().get("loaded").copied().unwrap_or(0);
+        runs.push((plan, report));
+        if waiting.is_empty() || loaded == 0 {
+            break;
+        }
+        (now, waiting) = split_by_device(&gate, &matched(&gate), waiting);
+        if now.is_empty() {
+            break;
+        }
     }
-    let failures = report.required_failures(&plan);
+    let mut failures = Vec::new();
+    let mut report = kmod::load::Report::default();
+    for (plan, run) in &runs {
+        for (name, outcome) in &run.modules {
+            log::debug!("{}", kmod::describe_outcome(name, outcome));
+        }
+        failures.extend(run.required_failures(plan));
+        report = kmod::merge_outcomes(report, run);
+    }
     for failure in &failures {
         log::warn!("module {failure}");
     }
@@ -126,7 +174,16 @@ pub fn load(
         .filter(|(_, v)| **v > 0)
         .map(|(k, v)| format!("{v} {k}"))
         .collect();
-    let mut detail = format!("{} requested: {}{routed}", inputs.len(), summary.join(", "));
+    let no_device = if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("; no device for {}", waiting.join(", "))
+    };
+    let mut detail = format!(
+        "{} requested: {}{no_device}{routed}",
+        inputs.len(),
+        summary.join(", ")
+    );
     let mut done = if failures.is_empty() {
         StepDone::ok(detail)
     } else {
@@ -137,8 +194,94 @@ pub fn load(
     for (key, value) in counters {
         done = done.count(&key, value);
     }
+    if devices == Devices::Present {
+        done = done.count("no_device", waiting.len() as u64);
+    }
     Ok(kernel
         .counted(done)
         .count("requested", inputs.len() as u64)
         .with_result(&report))
+}
+
+/// The inputs to load now (not gated, or a device present matches them: `matched`) and
+/// those that wait for a device, each in the order given.
+fn split_by_device(
+    gate: &kmod::gate::Gate,
+    matched: &[String],
+    inputs: Vec<String>,
+) -> (Vec<String>, Vec<String>) {
+    inputs
+        .into_iter()
+        .partition(|name| !gate.gates(name) || matched.contains(&kmod::name::modname(name)))
+}
+
+/// The modaliases of the devices on [`kmod::gate::COMPLETE_BUSES`] under `sysfs`, and of
+/// the virtio devices the PCI ones become once `virtio_pci` binds them.
+fn present_devices(sysfs: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for bus in kmod::gate::COMPLETE_BUSES {
+        let Ok(entries) = std::fs::read_dir(sysfs.join("bus").join(bus).join("devices")) else {
+            continue; // the bus is not there (virtio before its core module loads)
+        };
+        for entry in entries.flatten() {
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("modalias")) {
+                let alias = text.trim_end().to_string();
+                found.extend(kmod::gate::virtio_of_pci(&alias));
+                found.push(alias);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmod::gate::Gate;
+
+    #[test]
+    fn gated_drivers_wait_for_a_device_on_a_complete_bus() {
+        let sysfs = crate::testing::scratch("bootstrap-devices");
+        let device = |bus: &str, name: &str, alias: &str| {
+            let dir = sysfs.join("bus").join(bus).join("devices").join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("modalias"), format!("{alias}\n")).unwrap();
+        };
+        // QEMU's virtio NIC, before virtio_pci has made a virtio device of it.
+        device(
+            "pci",
+            "0000:00:03.0",
+            "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00",
+        );
+        device(
+            "usb",
+            "1-1",
+            "usb:v0BDAp8153d3000dc00dsc00dp00icFFiscFFip00in00",
+        );
+        let present = present_devices(&sysfs);
+        assert_eq!(
+            present,
+            vec![
+                "virtio:d00000001v00001AF4".to_string(),
+                "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00".to_string(),
+            ],
+            "the USB bus is not read"
+        );
+        let gate = Gate::from_drivers(vec![
+            (
+                "e1000".into(),
+                vec!["pci:v00008086d0000100Esv*sd*bc*sc*i*".into()],
+            ),
+            (
+                "virtio_pci".into(),
+                vec!["pci:v00001AF4d*sv*sd*bc*sc*i*".into()],
+            ),
+            ("virtio_net".into(), vec!["virtio:d00000001v*".into()]),
+        ]);
+        let inputs = ["virtio_pci", "virtio-net", "e1000", "fuse"].map(String::from);
+        let (now, waiting) = split_by_device(&gate, &gate.matching(&present), inputs.to_vec());
+        assert_eq!(now, ["virtio_pci", "virtio-net", "fuse"]);
+        assert_eq!(waiting, ["e1000"]);
+        std::fs::remove_dir_all(&sysfs).unwrap();
+    }
 }

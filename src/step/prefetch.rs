@@ -1,7 +1,7 @@
 //! The `prefetch` step: fetch the blocks of exactly what this node is about to load — the
-//! bootstrap and baseline lists and the drivers of the devices in its own `/sys`, with
-//! their dependencies (the agent's resolver, as modprobe would), less what the kernel
-//! has loaded already (the bootstrap set from the initramfs), then the firmware those
+//! baseline list and the drivers of the devices in its own `/sys`, with their
+//! dependencies (the agent's resolver, as modprobe would), less what the kernel has
+//! loaded already (the bootstrap set from the initramfs), then the firmware those
 //! modules name in `.modinfo` — in load order, several blocks at a time, into the disk
 //! caches the mount daemons read. In stage 1 it runs in the background beside the
 //! dependency-map check and the loads: each load first waits for its own module's blocks
@@ -166,13 +166,9 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
     } else {
         ctx.mounted.clone()
     };
-    let (config, lists) = (
-        &ctx.config,
-        [
-            ctx.path(super::modules::BOOTSTRAP_LIST),
-            ctx.path(crate::kmod::DEFAULT_LIST),
-        ],
-    );
+    // Not the bootstrap list: what of it this node loads is in the kernel already, from
+    // the initramfs, and a driver it left out has no device here.
+    let (config, lists) = (&ctx.config, [ctx.path(crate::kmod::DEFAULT_LIST)]);
     // Handles of their own, not the lock: the loads beside the prefetch look up the
     // mounts while it runs (`staged`).
     let mounted: Vec<Mounted> = shared.lock().unwrap_or_else(|p| p.into_inner()).clone();
