@@ -7,7 +7,8 @@
 //!   coldplugs.
 //! - the shell flow the seeds describe (zos's /init): busybox /init copies the initramfs
 //!   into a tmpfs root, rebuilds udev's hwdb, Debian's systemd-udevd coldplugs (trigger,
-//!   settle), kmod's `modprobe -a` loads the same bootstrap set and baseline, udhcpc
+//!   settle), kmod's `modprobe -a` loads the same bootstrap set (its PCI and virtio
+//!   drivers are udev's, for the devices present) and baseline, udhcpc
 //!   configures the NIC, switch_root; the full module and firmware trees are inside the
 //!   initramfs (`tests/vm/guest/shell-init.sh`).
 //!

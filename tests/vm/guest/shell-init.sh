@@ -3,8 +3,8 @@
 # 3–7), for the stage-1 benchmark (benches/stage1_vm.rs): busybox runs /init; it copies
 # the initramfs into a 1536M tmpfs root, rebuilds udev's hwdb, lets Debian's
 # systemd-udevd coldplug (trigger subsystems, then devices; settle: its kmod builtin loads
-# the drivers), stops udevd, has kmod's modprobe load the same bootstrap set and baseline
-# as the agent, brings the NIC up with busybox's udhcpc (the agent's stage 1 does the
+# the drivers), stops udevd, has kmod's modprobe load the same bootstrap set (its NIC
+# drivers only through udev, for a device present) and baseline as the agent, brings the NIC up with busybox's udhcpc (the agent's stage 1 does the
 # network too), and switch_roots to the same zinit stand-in. The whole module and
 # firmware trees are inside the initramfs. With `shellflow=minimal` on the command line
 # it skips the copy, the hwdb and the switch_root: udev, modprobe and DHCP only.
@@ -38,7 +38,14 @@ for p in $(pidof systemd-udevd); do
 done
 udevadm control --exit
 phase udev
-modprobe -a $(sed 's/#.*//' /etc/initagent/bootstrap /etc/initagent/modules)
+# The bootstrap set's PCI and virtio drivers were udev's to load, for the devices present
+# (the agent loads them only for a device present too); modprobe loads the rest of the set
+# (fuse) and the baseline.
+aliases=/lib/modules/$(uname -r)/modules.alias
+rest=$(for m in $(sed 's/#.*//' /etc/initagent/bootstrap); do
+  grep -qE "^alias (pci|virtio|auxiliary):[^ ]* $m\$" "$aliases" || echo "$m"
+done)
+modprobe -a $rest $(sed 's/#.*//' /etc/initagent/modules)
 phase modprobe
 ip link set eth0 up
 udhcpc -i eth0 -n -q -T 1 -t 10 -s /etc/udhcpc.sh > /dev/null
