@@ -82,9 +82,9 @@ impl Gate {
         }
     }
 
-    /// A gate over drivers and their aliases as given (tests, and callers that read the
-    /// aliases elsewhere).
-    pub fn from_drivers(drivers: Vec<(String, Vec<String>)>) -> Gate {
+    /// A gate over drivers and their aliases as given.
+    #[cfg(test)]
+    pub(crate) fn from_drivers(drivers: Vec<(String, Vec<String>)>) -> Gate {
         Gate { drivers }
     }
 
