@@ -209,7 +209,7 @@ pub fn boot_critical(ctx: &Ctx) -> Result<StepDone, StepError> {
     }
     let firmware_ms = started.elapsed().as_millis() as u64 - resolved_ms - modules_ms;
     let detail = format!(
-        "{} modules and {firmware_files} firmware files for {} inputs (the lists and this node's devices): {} blocks, {} fetched, {} cached, {} failed{}",
+        "{} modules and {firmware_files} firmware files for {} inputs (the baseline, the command line's and this node's devices): {} blocks, {} fetched, {} cached, {} failed{}",
         paths.len(),
         inputs.len(),
         total.blocks,
