@@ -136,13 +136,15 @@ pub fn load(
         }
         Devices::All => kmod::gate::Gate::default(),
     };
-    let matched = |gate: &kmod::gate::Gate| {
+    // Without a gated driver, /sys is not read.
+    let matched = || {
         if gate.is_empty() {
-            return Vec::new();
+            Vec::new()
+        } else {
+            gate.matching(&present_devices(&ctx.sysfs))
         }
-        gate.matching(&present_devices(&ctx.sysfs))
     };
-    let (mut now, mut waiting) = split_by_device(&gate, &matched(&gate), inputs.clone());
+    let (mut now, mut waiting) = split_by_device(&gate, &matched(), inputs.clone());
     let mut runs = Vec::new();
     loop {
         let (plan, report) = modules.load_with(&kernel, &now, &options, BlacklistMode::AliasOnly);
@@ -151,7 +153,7 @@ pub fn load(
         if waiting.is_empty() || loaded == 0 {
             break;
         }
-        (now, waiting) = split_by_device(&gate, &matched(&gate), waiting);
+        (now, waiting) = split_by_device(&gate, &matched(), waiting);
         if now.is_empty() {
             break;
         }
